@@ -1,0 +1,11 @@
+"""CIFAR ResNets and Ghost-ResNets, built by name: `model.build("ghost_resnet56", first_layer="ghost")`."""
+
+from model import resnet as _resnet  # noqa: F401  (registers the builders)
+from model.complexity import Complexity, complexity, count_macs, count_params
+from model.ghost import GhostModule
+from model.registry import available, build, model_options, validate
+
+__all__ = [
+    "Complexity", "GhostModule", "available", "build", "complexity", "count_macs", "count_params", "model_options",
+    "validate",
+]

@@ -1,0 +1,51 @@
+"""GhostModule as in the GhostNet authors' public code (huawei-noah/ghostnet)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+
+class GhostModule(nn.Module):
+    """A k×k primary conv makes ceil(out/s) maps; a cheap depthwise d×d conv makes the rest.
+
+    The primary conv carries the stride. Outputs are concatenated and cut to `out_channels`,
+    exactly like the authors' `GhostModule`, including its BN after each conv.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 1,
+        ratio: int = 2,
+        cheap_kernel: int = 3,
+        stride: int = 1,
+        relu: bool = True,
+    ) -> None:
+        super().__init__()
+        if ratio < 2:
+            raise ValueError(f"ghost ratio must be >= 2, got {ratio}; valid: integers >= 2")
+        if cheap_kernel <= 0 or cheap_kernel % 2 == 0:
+            raise ValueError(f"cheap_kernel must be a positive odd integer, got {cheap_kernel}; valid: 1, 3, 5, ...")
+        self.out_channels = out_channels
+        init_channels = math.ceil(out_channels / ratio)
+        new_channels = init_channels * (ratio - 1)
+        self.primary_conv = nn.Sequential(
+            nn.Conv2d(in_channels, init_channels, kernel_size, stride, kernel_size // 2, bias=False),
+            nn.BatchNorm2d(init_channels),
+            nn.ReLU(inplace=True) if relu else nn.Identity(),
+        )
+        self.cheap_operation = nn.Sequential(
+            nn.Conv2d(init_channels, new_channels, cheap_kernel, 1, cheap_kernel // 2,
+                      groups=init_channels, bias=False),
+            nn.BatchNorm2d(new_channels),
+            nn.ReLU(inplace=True) if relu else nn.Identity(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        primary = self.primary_conv(x)
+        cheap = self.cheap_operation(primary)
+        return torch.cat([primary, cheap], dim=1)[:, : self.out_channels]

@@ -1,0 +1,87 @@
+"""`ghostsweep models`: every registered model and variant, its counted params/MACs beside the papers'."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+
+import model
+from orchestrator.references import references_for
+
+GHOST_VARIANTS = [
+    {"first_layer": first_layer, "block_norm": block_norm}
+    for first_layer in ("conv", "ghost")
+    for block_norm in ("keep", "fused")
+]
+
+
+@dataclass
+class ModelRow:
+    model: str
+    first_layer: str | None
+    block_norm: str | None
+    params: int
+    macs: int
+    paper_params: float | None
+    paper_macs: float | None
+    paper_source: str | None
+
+
+def model_rows() -> list[ModelRow]:
+    """One row per registered model and Ghost variant, counted from the built model."""
+    rows = []
+    for name in model.available():
+        variants = GHOST_VARIANTS if name.startswith("ghost_") else [{}]
+        paper = next((r for r in references_for(name) if r.params is not None), None)
+        for options in variants:
+            counted = model.complexity(model.build(name, **options))
+            rows.append(ModelRow(
+                name, options.get("first_layer"), options.get("block_norm"), counted.params, counted.macs,
+                paper.params if paper else None, paper.macs if paper else None,
+                paper.source.key if paper else None,
+            ))
+    return rows
+
+
+def _millions(value: float | None, digits: int = 3) -> str:
+    return "" if value is None else f"{value / 1e6:.{digits}f}M"
+
+
+def _difference(ours: int, paper: float | None) -> str:
+    return "" if paper is None else f"{(ours - paper) / paper:+.1%}"
+
+
+def print_table(rows: list[ModelRow]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="CIFAR-10 models: counted from the built model vs the papers (MACs = the papers' FLOPs)")
+    for column in ("model", "first layer", "block BN", "params", "MACs", "paper params", "Δ params",
+                   "paper MACs", "Δ MACs", "source"):
+        table.add_column(column, justify="left" if column in ("model", "first layer", "block BN", "source")
+                         else "right")
+    for row in rows:
+        table.add_row(
+            row.model, row.first_layer or "", row.block_norm or "", f"{row.params:,}", _millions(row.macs, 2),
+            _millions(row.paper_params, 2), _difference(row.params, row.paper_params),
+            _millions(row.paper_macs, 0), _difference(row.macs, row.paper_macs), row.paper_source or "",
+        )
+    console = Console()
+    console.width = max(console.width, 140)  # a piped table must not wrap
+    console.print(table)
+
+
+def add_models_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("models", help="list models with params and MACs beside the papers' values")
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.set_defaults(handler=run_models)
+
+
+def run_models(args: argparse.Namespace) -> int:
+    rows = model_rows()
+    if args.format == "json":
+        print(json.dumps([row.__dict__ for row in rows], indent=2))
+    else:
+        print_table(rows)
+    return 0

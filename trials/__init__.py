@@ -1,0 +1,1 @@
+"""One trial: the He et al. CIFAR-10 recipe, seeded, resumable, DDP, logged to W&B."""

@@ -1,0 +1,210 @@
+"""A trial's full configuration: one plain dataclass tree, the single source of truth for the recipe.
+
+The defaults are He et al. 2016's CIFAR-10 recipe (§4.2); a sweep or the `train` CLI overrides fields.
+`TrialConfig.trial_id()` is the one definition of trial identity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import model
+
+NORMALIZATIONS = ("pixel_mean", "channel", "imagenet")
+PRECISIONS = ("fp32", "tf32", "bf16")
+COMPILE_MODES = ("off", "default", "cudagraphs")
+WANDB_MODES = ("online", "offline", "disabled")
+
+
+@dataclass
+class Recipe:
+    """He et al.: SGD 0.9, wd 1e-4, batch 128, lr 0.1 ÷10 at 32k and 48k, stop at 64k iterations."""
+
+    iterations: int = 64_000
+    milestones: list[int] = field(default_factory=lambda: [32_000, 48_000])
+    lr: float = 0.1
+    lr_decay: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    batch_size: int = 128
+    warmup_iterations: int | None = None  # None: He et al.'s 400 iterations at lr 0.01 for depth >= 110, else 0
+    warmup_lr: float = 0.01
+    eval_interval: int = 2_000
+    checkpoint_interval: int = 1_000
+
+
+@dataclass
+class DataConfig:
+    split_seed: int = 0
+    val_size: int = 5_000  # 0 trains on all 50k (akamaster's choice) and evaluates on test only
+    normalization: Literal["pixel_mean", "channel", "imagenet"] = "pixel_mean"
+    augment: bool = True
+
+
+@dataclass
+class RuntimeConfig:
+    """How the trial runs. Defaults keep the recipe faithful (fp32, eager)."""
+
+    device: str = "auto"  # auto | cpu | cuda
+    compile: Literal["off", "default", "cudagraphs"] = "off"
+    channels_last: bool = False
+    precision: Literal["fp32", "tf32", "bf16"] = "fp32"
+    sync_bn: bool = False
+
+
+@dataclass
+class WandbConfig:
+    mode: Literal["online", "offline", "disabled"] = "disabled"
+    project: str = "ghostsweep"
+    entity: str | None = None
+    job_type: str = "trial"
+    tags: list[str] = field(default_factory=list)
+    init_timeout_s: float = 30.0
+
+
+@dataclass
+class FaultInjection:
+    """Test hooks: fail at an iteration on the first `times` attempts (0 = every attempt)."""
+
+    fail_at_iteration: int | None = None
+    times: int = 0
+
+
+@dataclass
+class TrialConfig:
+    model: str = "resnet20"
+    seed: int = 0
+    model_options: dict[str, Any] = field(default_factory=dict)
+    recipe: Recipe = field(default_factory=Recipe)
+    data: DataConfig = field(default_factory=DataConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    faults: FaultInjection = field(default_factory=FaultInjection)
+
+    # Sections that change how a trial is observed or where it runs, never what it computes.
+    NON_IDENTITY: typing.ClassVar[tuple[str, ...]] = ("wandb", "faults")
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    @property
+    def depth(self) -> int:
+        return int("".join(c for c in self.model if c.isdigit()))
+
+    @property
+    def warmup_iterations(self) -> int:
+        if self.recipe.warmup_iterations is not None:
+            return self.recipe.warmup_iterations
+        return 400 if self.depth >= 110 else 0
+
+    @property
+    def variant(self) -> str:
+        """The model variant a seed belongs to: what the report and W&B group seeds by."""
+        options = model.model_options(self.model) | self.model_options
+        parts = [self.model]
+        if self.model.startswith("ghost_"):
+            parts += [options["first_layer"], options["block_norm"]]
+            if (options["ratio"], options["cheap_kernel"]) != (2, 3):
+                parts.append(f"s{options['ratio']}d{options['cheap_kernel']}")
+        if options["shortcut"] != "A":
+            parts.append(f"short{options['shortcut']}")
+        return "-".join(parts)
+
+    def resolved_model_options(self) -> dict[str, Any]:
+        """Model options with defaults filled in, so identical models hash identically."""
+        return model.model_options(self.model) | self.model_options
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def identity_dict(self) -> dict[str, Any]:
+        """Everything that determines the trial's result, with defaults made explicit."""
+        d = self.to_dict()
+        for section in self.NON_IDENTITY:
+            d.pop(section)
+        d["model_options"] = self.resolved_model_options()
+        d["recipe"]["warmup_iterations"] = self.warmup_iterations
+        return d
+
+    def trial_id(self) -> str:
+        """Readable prefix plus a short hash of the full identity: `ghost_resnet56-conv-keep-s3-1a2b3c4d`."""
+        blob = json.dumps(self.identity_dict(), sort_keys=True, separators=(",", ":"))
+        return f"{self.variant}-s{self.seed}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialConfig:
+        """Build from plain data (JSON/YAML), rejecting unknown keys and wrong types by their dotted name."""
+        return _from_dict(cls, data, "")
+
+
+def _from_dict(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"{where or 'config'} must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        name = f"{where}{key}"
+        if key not in fields:
+            raise ValueError(f"unknown key {name!r}; valid: {', '.join(fields)}")
+        kwargs[key] = _coerce(hints[key], value, name)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, name: str) -> Any:
+    """Check `value` against a type hint; nested dataclasses are built recursively."""
+    if dataclasses.is_dataclass(hint):
+        return _from_dict(hint, value, f"{name}.")
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        return _coerce(next(t for t in options if t is not type(None)), value, name)
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            raise ValueError(f"{name} must be one of {', '.join(map(str, typing.get_args(hint)))}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{name} must be a list, got {type(value).__name__}")
+        (item,) = typing.get_args(hint)
+        return [_coerce(item, v, f"{name}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{name} must be a mapping, got {type(value).__name__}")
+        return dict(value)
+    expected = (int, float) if hint is float else hint
+    if not isinstance(value, expected) or (isinstance(value, bool) and hint is not bool):
+        raise ValueError(f"{name} must be {hint.__name__}, got {type(value).__name__} {value!r}")
+    return float(value) if hint is float else value
+
+
+def validate(config: TrialConfig) -> None:
+    """Reject configs that cannot run, with one line naming the field."""
+    model.validate(config.model, **config.model_options)
+    r = config.recipe
+    if config.seed < 0:
+        raise ValueError(f"seed must be >= 0, got {config.seed}")
+    if r.iterations <= 0:
+        raise ValueError(f"recipe.iterations must be > 0, got {r.iterations}")
+    if any(b <= a for a, b in zip(r.milestones, r.milestones[1:], strict=False)) or any(m <= 0 for m in r.milestones):
+        raise ValueError(f"recipe.milestones must be positive and strictly increasing, got {r.milestones}")
+    for name in ("lr", "batch_size", "eval_interval", "checkpoint_interval"):
+        if getattr(r, name) <= 0:
+            raise ValueError(f"recipe.{name} must be > 0, got {getattr(r, name)}")
+    for name in ("weight_decay", "momentum", "warmup_lr"):
+        if getattr(r, name) < 0:
+            raise ValueError(f"recipe.{name} must be >= 0, got {getattr(r, name)}")
+    if r.warmup_iterations is not None and r.warmup_iterations < 0:
+        raise ValueError(f"recipe.warmup_iterations must be >= 0, got {r.warmup_iterations}")
+    if not 0 <= config.data.val_size < 50_000:
+        raise ValueError(f"data.val_size must be in [0, 50000), got {config.data.val_size}")
+    if config.runtime.device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"runtime.device must be one of auto, cpu, cuda, got {config.runtime.device!r}")
