@@ -254,7 +254,7 @@ start_mariadb() {
   fi
   if ! mariadb_ok; then
     pid_alive "$PREFIX/mysql-run/mariadbd.pid" mariadbd && stop_pidfile "$PREFIX/mysql-run/mariadbd.pid" mariadbd 30
-    nohup mariadbd --no-defaults --user=root --datadir="$PREFIX/mysql" --socket="$DB_SOCK" \
+    setsid nohup mariadbd --no-defaults --user=root --datadir="$PREFIX/mysql" --socket="$DB_SOCK" \
       --port="$DB_PORT" --bind-address=127.0.0.1 --pid-file="$PREFIX/mysql-run/mariadbd.pid" \
       --log-error="$PREFIX/log/mariadbd.log" --innodb-buffer-pool-size=64M \
       --innodb-lock-wait-timeout=900 </dev/null >/dev/null 2>&1 &
