@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Callable
-from functools import lru_cache, partial
+from functools import cache, partial
 
 import torch
 import torch.nn as nn
@@ -67,7 +67,7 @@ def validate(name: str, **options: object) -> None:
     _validate_cached(name, tuple(sorted(options.items())))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validate_cached(name: str, options: tuple[tuple[str, object], ...]) -> None:
     with torch.device("meta"):
         build(name, **dict(options))

@@ -45,6 +45,7 @@ class DataConfig:
     val_size: int = 5_000  # 0 trains on all 50k (akamaster's choice) and evaluates on test only
     normalization: Literal["pixel_mean", "channel", "imagenet"] = "pixel_mean"
     augment: bool = True
+    test_size: int = 10_000  # evaluate on the first N test images; fewer only to keep smoke runs cheap
 
 
 @dataclass
@@ -206,5 +207,7 @@ def validate(config: TrialConfig) -> None:
         raise ValueError(f"recipe.warmup_iterations must be >= 0, got {r.warmup_iterations}")
     if not 0 <= config.data.val_size < 50_000:
         raise ValueError(f"data.val_size must be in [0, 50000), got {config.data.val_size}")
+    if not 0 < config.data.test_size <= 10_000:
+        raise ValueError(f"data.test_size must be in (0, 10000], got {config.data.test_size}")
     if config.runtime.device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"runtime.device must be one of auto, cpu, cuda, got {config.runtime.device!r}")

@@ -1,0 +1,28 @@
+"""Backends by name, imported lazily so `local` never needs Slurm or Ray installed."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from orchestrator.backends.base import Backend, Resources
+
+BACKEND_MODULES = {
+    "local": "orchestrator.backends.local",
+    "slurm": "orchestrator.backends.slurm",
+    "ray": "orchestrator.backends.ray",
+}
+
+
+def get_backend(name: str, resources: Resources, options: dict[str, Any] | None = None) -> Backend:
+    """The backend class named `name` (its `name` ClassVar), built with these resources and options."""
+    if name not in BACKEND_MODULES:
+        raise ValueError(f"unknown backend {name!r}; valid: {', '.join(BACKEND_MODULES)}")
+    try:
+        module = importlib.import_module(BACKEND_MODULES[name])
+    except ModuleNotFoundError as error:
+        raise ValueError(f"backend {name!r} is not available here: {error}") from None
+    for value in vars(module).values():
+        if isinstance(value, type) and issubclass(value, Backend) and getattr(value, "name", None) == name:
+            return value(resources, dict(options or {}))
+    raise ValueError(f"{module.__name__} defines no Backend subclass with name = {name!r}")

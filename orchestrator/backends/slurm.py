@@ -1,0 +1,346 @@
+"""`slurm`: trials run as Slurm job arrays submitted through submitit; `submit` returns at once.
+
+One `submit` is one sbatch per MaxArraySize trials (an array task runs `trials_per_gpu` packed trials, or one
+DDP trial as `nodes x tasks_per_node` ranks). Each task runs the common worker as a subprocess and forwards
+SIGUSR2/SIGTERM to it; when the worker exits "interrupted" after a USR2 (timeout warning or preemption),
+submitit's own handler checkpoints the job and requeues it. `poll` is one batched `sacct` (or one `squeue`
+when sacct cannot answer) and `cancel` one `scancel`. See docs/slurm.md.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import submitit
+from submitit.core.utils import DelayedSubmission
+
+from orchestrator.backends.base import Backend, JobInfo, Resources, Submission, TrialRef
+from orchestrator.fsutil import read_json
+from orchestrator.lease import LEASE_FILE, break_dead_lease, is_fresh
+from orchestrator.state import RESULT_FILE
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # jobs import this same code, installed or not
+EXIT_INTERRUPTED = 3  # the worker's "interrupted, requeue me"
+STRING_OPTIONS = ("partition", "account", "qos", "constraint", "gres")
+INT_OPTIONS = {  # name: (default, minimum)
+    "array_parallelism": (256, 1),
+    "signal_delay_s": (120, 1),
+    "max_requeues": (3, 0),
+    "tasks_per_trial": (0, 0),  # 0: one rank per GPU (gpus_per_trial), at least one
+    "sacct_timeout_s": (20, 1),
+}
+# Scheduler states after which the job never runs again on its own. NODE_FAIL and PREEMPTED are absent on
+# purpose: our jobs are submitted with --requeue, so Slurm puts them back in the queue.
+FINAL_STATES = frozenset({
+    "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "REVOKED",
+})
+COMMAND_TIMEOUT_S = 60
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+LEASE_WAIT_S = 5.0
+
+
+class SlurmError(RuntimeError):
+    """A Slurm client command failed or timed out."""
+
+
+def slurm_command(args: Sequence[str], timeout: float = COMMAND_TIMEOUT_S) -> str:
+    """stdout of a Slurm client command; SlurmError (one line) when it fails or hangs."""
+    try:
+        done = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError:
+        raise SlurmError(f"{args[0]} not found: is Slurm installed here and SLURM_CONF set?") from None
+    except subprocess.TimeoutExpired:
+        raise SlurmError(f"{args[0]} did not answer within {timeout:g} s") from None
+    if done.returncode != 0:
+        message = " ".join((done.stderr or done.stdout).split()) or f"exit code {done.returncode}"
+        raise SlurmError(f"{args[0]} failed: {message}")
+    return done.stdout
+
+
+@dataclass
+class SlurmBackend(Backend):
+    name: ClassVar[str] = "slurm"
+    _cluster: dict[str, str] | None = field(default=None, init=False, repr=False)
+
+    def option(self, key: str) -> Any:
+        default = INT_OPTIONS[key][0] if key in INT_OPTIONS else {} if key == "sbatch" else None
+        return self.options.get(key, default)
+
+    @property
+    def tasks_per_trial(self) -> int:
+        return self.option("tasks_per_trial") or max(1, self.resources.gpus_per_trial)
+
+    def validate(self) -> None:
+        """Options, resources and the cluster itself (partition, array size), before anything is submitted."""
+        for key, value in self.options.items():
+            if key in STRING_OPTIONS:
+                if not isinstance(value, str) or not value:
+                    raise ValueError(f"backend.options.{key}: must be a non-empty string, got {value!r}")
+            elif key in INT_OPTIONS:
+                minimum = INT_OPTIONS[key][1]
+                if type(value) is not int or value < minimum:
+                    raise ValueError(f"backend.options.{key}: must be an integer >= {minimum}, got {value!r}")
+            elif key == "sbatch":
+                if not isinstance(value, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str | int) for k, v in value.items()
+                ):
+                    raise ValueError(f"backend.options.sbatch: must map flags to values, got {value!r}")
+            else:
+                valid = ", ".join((*STRING_OPTIONS, *INT_OPTIONS, "sbatch"))
+                raise ValueError(f"backend.options.{key}: unknown option; valid: {valid}")
+        resources = self.resources
+        if self.tasks_per_trial % resources.nodes:
+            raise ValueError(
+                f"resources.nodes: {self.tasks_per_trial} ranks per trial do not split evenly over "
+                f"{resources.nodes} nodes"
+            )
+        if self.tasks_per_trial > 1 and resources.trials_per_gpu > 1:
+            raise ValueError("resources.trials_per_gpu: packing and multi-rank (DDP) trials do not mix")
+        if self.option("signal_delay_s") >= resources.time_limit_min * 60:
+            raise ValueError(
+                f"backend.options.signal_delay_s: {self.option('signal_delay_s')} s leaves no time to run "
+                f"within resources.time_limit_min={resources.time_limit_min}"
+            )
+        self._check_cluster()
+
+    def _check_cluster(self) -> None:
+        if self._cluster is not None:
+            return
+        try:
+            partitions = slurm_command(["sinfo", "-h", "-o", "%R"]).split()
+            config = _parse_config(slurm_command(["scontrol", "show", "config"]))
+        except SlurmError as error:
+            raise ValueError(f"slurm backend: {error}") from None
+        partition = self.option("partition")
+        if partition is not None and partition not in partitions:
+            raise ValueError(
+                f"backend.options.partition: no partition {partition!r} on this cluster; "
+                f"available: {', '.join(sorted(set(partitions)))}"
+            )
+        self._cluster = config
+
+    @property
+    def max_array_size(self) -> int:
+        """Tasks per array: MaxArraySize from `scontrol show config` (array indices go up to it minus one)."""
+        self._check_cluster()
+        assert self._cluster is not None
+        return int(self._cluster.get("MaxArraySize", "1001"))
+
+    def submit(self, trials: Sequence[TrialRef]) -> list[Submission]:
+        """One sbatch per MaxArraySize array tasks; all or nothing (a failed chunk cancels earlier ones)."""
+        self.validate()
+        if not trials:
+            return []
+        per_task = self.resources.trials_per_gpu
+        groups = [list(trials[i:i + per_task]) for i in range(0, len(trials), per_task)]
+        sweep_dir = Path(trials[0].trial_dir).resolve().parents[1]
+        executor = self._executor(sweep_dir)
+        submissions: list[Submission] = []
+        try:
+            for start in range(0, len(groups), self.max_array_size):
+                chunk = groups[start:start + self.max_array_size]
+                with executor.batch():
+                    jobs = [executor.submit(self._task(group)) for group in chunk]
+                for job, group in zip(jobs, chunk, strict=True):
+                    submissions += [Submission(t.trial_id, job.job_id) for t in group]
+        except Exception:
+            if submissions:
+                self.cancel(sorted({s.job_id.partition("_")[0] for s in submissions}))
+            raise
+        return submissions
+
+    def _task(self, group: list[TrialRef]) -> TrialTask:
+        return TrialTask([str(Path(t.trial_dir).resolve()) for t in group], self.option("max_requeues"))
+
+    def _executor(self, sweep_dir: Path) -> submitit.SlurmExecutor:
+        """sbatch parameters from the spec; submitit's files (pickles, logs) go to SWEEP_DIR/slurm/."""
+        resources: Resources = self.resources
+        executor = submitit.SlurmExecutor(sweep_dir / "slurm", max_num_timeout=self.option("max_requeues"))
+        per_task = resources.trials_per_gpu
+        tasks_per_node = self.tasks_per_trial // resources.nodes
+        parameters: dict[str, Any] = {
+            "job_name": f"gs-{sweep_dir.name}",
+            "time": resources.time_limit_min,
+            "nodes": resources.nodes,
+            "ntasks_per_node": tasks_per_node,
+            "cpus_per_task": resources.cpus_per_trial * per_task,
+            "mem": f"{int(resources.mem_gb * per_task * tasks_per_node * 1024)}MB",
+            "signal_delay_s": self.option("signal_delay_s"),
+            "array_parallelism": self.option("array_parallelism"),
+            "setup": [  # this checkout's code; CPU threads per trial as on the local backend
+                f"export PYTHONPATH={PACKAGE_ROOT}${{PYTHONPATH:+:$PYTHONPATH}}",
+                *(f"export {var}=${{{var}:-{resources.cpus_per_trial}}}" for var in THREAD_VARIABLES),
+            ],
+            "additional_parameters": {"requeue": True, "chdir": str(sweep_dir), **self.option("sbatch")},
+        }
+        parameters |= {key: self.options[key] for key in STRING_OPTIONS if key in self.options}
+        if resources.gpus_per_trial and "gres" not in self.options:
+            parameters["gpus_per_node"] = max(1, resources.gpus_per_trial // resources.nodes)
+        executor.update_parameters(**parameters)
+        return executor
+
+    def poll(self, job_ids: Sequence[str]) -> dict[str, JobInfo]:
+        """One `sacct` for all jobs (array parents, not tasks); on failure one `squeue`, saying so."""
+        wanted = set(job_ids)
+        if not wanted:
+            return {}
+        parents = ",".join(sorted({job_id.partition("_")[0] for job_id in wanted}))
+        try:
+            out = slurm_command(
+                ["sacct", "-n", "-P", "-X", "-j", parents, "-o", "JobID,State,NodeList,Reason"],
+                timeout=self.option("sacct_timeout_s"),
+            )
+        except SlurmError as error:
+            return self._poll_squeue(parents, wanted, str(error))
+        infos = {}
+        for line in out.splitlines():
+            fields = line.split("|")
+            if len(fields) < 4:
+                continue
+            job_field, state_field, node, reason = fields[:4]
+            state = state_field.split()[0] if state_field.strip() else "UNKNOWN"
+            for job_id in expand_job_ids(job_field):
+                if job_id in wanted:
+                    infos[job_id] = _job_info(job_id, state, node, reason)
+        return infos
+
+    def _poll_squeue(self, parents: str, wanted: set[str], why: str) -> dict[str, JobInfo]:
+        """Without sacct, only live jobs are known; a job missing here is left to the trial's heartbeat."""
+        note = f"sacct unavailable ({why}); falling back to squeue + heartbeats"
+        print(f"ghostsweep: {note}", file=sys.stderr)
+        try:
+            out = slurm_command(["squeue", "-h", "-r", "-j", parents, "-o", "%i|%T|%N"])
+        except SlurmError as error:
+            if "Invalid job id" in str(error):  # none of them is in the queue any more
+                return {}
+            raise
+        infos = {}
+        for line in out.splitlines():
+            job_id, state, node = (line.split("|") + ["", ""])[:3]
+            if job_id in wanted:
+                infos[job_id] = JobInfo(job_id, state, node or None, final=False, reason=note)
+        return infos
+
+    def cancel(self, job_ids: Sequence[str]) -> None:
+        """One `scancel`: Slurm sends SIGTERM, so running trials checkpoint before they stop."""
+        if job_ids:
+            slurm_command(["scancel", *sorted(set(job_ids))])
+
+
+def _job_info(job_id: str, state: str, node: str, reason: str) -> JobInfo:
+    final = state in FINAL_STATES
+    why = None
+    if state == "CANCELLED":
+        why = "cancelled"
+    elif final and state != "COMPLETED":
+        why = f"slurm job {job_id} ended {state}" + (f" ({reason})" if reason not in ("", "None") else "")
+    node_name = None if node in ("", "None assigned") else node
+    return JobInfo(job_id, state, node_name, final=final, reason=why)
+
+
+def _parse_config(text: str) -> dict[str, str]:
+    config = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            config[key.strip()] = value.strip()
+    return config
+
+
+def expand_job_ids(job_field: str) -> list[str]:
+    """sacct's `123_[0-3,7%2]` (pending array tasks, one line) as `123_0 ... 123_7`; other ids as they are."""
+    match = re.fullmatch(r"(\d+)_\[([0-9,\-]+)(?:%\d+)?\]", job_field)
+    if not match:
+        return [job_field]
+    parent, ranges = match.groups()
+    ids = []
+    for part in ranges.split(","):
+        low, _, high = part.partition("-")
+        ids += [f"{parent}_{i}" for i in range(int(low), int(high or low) + 1)]
+    return ids
+
+
+class TrialTask(submitit.helpers.Checkpointable):
+    """What one array task runs: the worker on its trial dirs, as a child process that receives our signals.
+
+    Every rank of a DDP trial runs one; rank 0 alone runs the worker (lease, files) and requeues (as submitit
+    does); the other ranks run the runner through `slurm_rank`.
+    """
+
+    def __init__(self, trial_dirs: list[str], max_requeues: int, requeues: int = 0) -> None:
+        self.trial_dirs = trial_dirs
+        self.max_requeues = max_requeues
+        self.requeues = requeues
+
+    def __call__(self) -> int:
+        requeue = signal.getsignal(signal.SIGUSR2)  # submitit's checkpoint_and_try_requeue
+        received: set[int] = set()
+        children: list[subprocess.Popen] = []
+
+        def forward(signum: int, _frame: object) -> None:
+            received.add(signum)
+            for child in children:
+                child.send_signal(signum)  # the runner treats repeated signals as one
+
+        for signum in (signal.SIGUSR2, signal.SIGTERM):
+            signal.signal(signum, forward)
+        main_rank = os.environ.get("SLURM_PROCID", "0") == "0"
+        entry = "orchestrator.worker" if main_rank else "orchestrator.backends.slurm_rank"
+        command = [sys.executable, "-m", entry, *self.trial_dirs]
+        while True:
+            if main_rank:
+                for trial_dir in self.trial_dirs:  # its holder died with its node (same host: at once)
+                    break_dead_lease(Path(trial_dir))
+            children[:] = [subprocess.Popen(command, env=os.environ | distributed_env())]
+            code = children[0].wait()
+            blocked = [Path(d) for d in self.trial_dirs if main_rank and _leased_elsewhere(Path(d))]
+            if code != 0 or received or not blocked:
+                break
+            _wait_for_leases(blocked, lambda: bool(received))  # e.g. a worker on a dead node, until stale
+        if code == 0 and not blocked:
+            return code
+        if code in (0, EXIT_INTERRUPTED) and received == {signal.SIGUSR2}:
+            if not main_rank:
+                return code  # rank 0 requeues the whole job
+            if callable(requeue):
+                requeue(signal.SIGUSR2, None)  # checkpoint() + `scontrol requeue` + exit
+        raise RuntimeError(f"worker exited with code {code} (signals received: {sorted(received)})")
+
+    def checkpoint(self) -> DelayedSubmission | None:
+        """The state lives in the trial dirs; we only count requeues (None: no more, the job ends)."""
+        if self.requeues >= self.max_requeues:
+            return None
+        return DelayedSubmission(TrialTask(self.trial_dirs, self.max_requeues, self.requeues + 1))
+
+
+def _leased_elsewhere(trial_dir: Path) -> bool:
+    """Not done, and another worker's lease (ours is released when our worker exits)."""
+    result = read_json(trial_dir / RESULT_FILE) or {}
+    return result.get("status") != "done" and (trial_dir / LEASE_FILE).exists()
+
+
+def _wait_for_leases(trial_dirs: list[Path], stop: Callable[[], bool]) -> None:
+    """Until every lease is released or stale (then the worker may take it over), or `stop()`."""
+    while not stop() and any(is_fresh(read_json(d / LEASE_FILE)) for d in trial_dirs):
+        time.sleep(LEASE_WAIT_S)
+
+
+def distributed_env() -> dict[str, str]:
+    """torch.distributed's env:// variables for a multi-task job; the port is derived from the job id."""
+    if int(os.environ.get("SLURM_NTASKS", "1")) <= 1:
+        return {}
+    dist = submitit.helpers.TorchDistributedEnvironment()
+    return {
+        "MASTER_ADDR": dist.master_addr, "MASTER_PORT": str(dist.master_port), "RANK": str(dist.rank),
+        "WORLD_SIZE": str(dist.world_size), "LOCAL_RANK": str(dist.local_rank),
+        "LOCAL_WORLD_SIZE": str(dist.local_world_size),
+    }

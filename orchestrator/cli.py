@@ -1,0 +1,230 @@
+"""`ghostsweep`: models, train, plan, submit, status, rerun, cancel, report.
+
+Every user error (bad spec, unknown trial, unreachable backend) is one line,
+`ghostsweep: error: <message>`, on stderr with exit code 2 and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from orchestrator.models_table import add_models_parser
+from orchestrator.sweepdir import SweepDir
+from trials.cli import add_train_parser
+
+if TYPE_CHECKING:
+    from orchestrator.backends.base import Submission
+
+EXIT_USER_ERROR = 2
+DEFAULT_RUNS_DIR = Path("runs")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except ValueError as error:
+        print(f"ghostsweep: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `ghostsweep report DIR | head`
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (silences the interpreter's flush at exit)
+        return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ghostsweep", description="Seeded CIFAR-10 sweeps that check GhostNet's claims against papers.",
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    add_models_parser(commands)
+    add_train_parser(commands)
+
+    plan = commands.add_parser("plan", help="trial table, counts and estimated GPU-hours; submits nothing")
+    plan.add_argument("spec", type=Path, metavar="SPEC")
+    plan.add_argument("--out", type=Path, metavar="SWEEP_DIR", help="show states from this sweep directory")
+    plan.set_defaults(handler=run_plan)
+
+    submit = commands.add_parser("submit", help="run every trial of a spec that is not done or on its way")
+    submit.add_argument("spec", type=Path, metavar="SPEC")
+    submit.add_argument("--out", type=Path, metavar="SWEEP_DIR", help="default: runs/<spec name>")
+    submit.add_argument("--backend", choices=("local", "slurm", "ray"), help="override the spec's backend")
+    submit.set_defaults(handler=run_submit)
+
+    status = commands.add_parser("status", help="counts per state, per-trial progress, ETA, failure reasons")
+    status.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR")
+    status.add_argument("--watch", action="store_true", help="refresh until no trial is queued or running")
+    status.add_argument("--interval", type=float, default=10.0, help="seconds between refreshes (--watch)")
+    status.add_argument("--all", action="store_true", help="list every trial, not only the interesting ones")
+    status.add_argument("--json", action="store_true", help="machine-readable")
+    status.set_defaults(handler=run_status)
+
+    rerun = commands.add_parser("rerun", help="resubmit failed/unfinished trials, resuming from checkpoints")
+    rerun.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR")
+    which = rerun.add_mutually_exclusive_group()
+    which.add_argument("--failed", action="store_true", help="only failed and preempted trials")
+    which.add_argument("--trial", action="append", default=[], metavar="ID", help="this trial (repeatable)")
+    rerun.add_argument("--backend", choices=("local", "slurm", "ray"), help="override the sweep's backend")
+    rerun.set_defaults(handler=run_rerun)
+
+    cancel = commands.add_parser("cancel", help="stop every queued or running trial (checkpoints are kept)")
+    cancel.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR")
+    cancel.set_defaults(handler=run_cancel)
+
+    report = commands.add_parser("report", help="the reproduction report: report.md, .html and .json")
+    report.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR", nargs="?",
+                        help="the sweep (with --from-wandb: where to write the report)")
+    report.add_argument("--wandb", action="store_true", help="also log the table and plots to a W&B run")
+    report.add_argument("--from-wandb", metavar="ENTITY/PROJECT", help="aggregate W&B runs instead of files")
+    report.set_defaults(handler=run_report)
+    return parser
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    from orchestrator.plan import print_plan
+    from orchestrator.spec import load_spec
+
+    spec = load_spec(args.spec)
+    print_plan(spec, args.out or DEFAULT_RUNS_DIR / spec.name)
+    return 0
+
+
+def run_submit(args: argparse.Namespace) -> int:
+    from orchestrator.backends import get_backend
+    from orchestrator.spec import load_spec
+    from orchestrator.sweep import collect_states, submit_trials
+
+    spec = load_spec(args.spec)
+    backend_name = args.backend or spec.backend
+    options = spec.backend_options if backend_name == spec.backend else {}
+    backend = get_backend(backend_name, spec.resources, options)
+    backend.validate()  # before anything is written
+    sweep = SweepDir(args.out or DEFAULT_RUNS_DIR / spec.name)
+    sweep.materialize(spec)
+    states, warnings = collect_states(sweep)
+    _print_warnings(warnings)
+    pending = [s.trial_id for s in states if s.state == "pending"]
+    skipped = Counter(s.state for s in states if s.state != "pending")
+    print(f"sweep {spec.name!r}: {len(states)} trials in {sweep.root}"
+          + "".join(f", {n} {state}" for state, n in skipped.items()))
+    if skipped.get("failed") or skipped.get("preempted"):
+        print(f"failed/preempted trials are not resubmitted: use `ghostsweep rerun {sweep.root} --failed`")
+    if not pending:
+        print("nothing to submit")
+        return 0
+    print(f"submitting {len(pending)} trial(s) to {backend.name}:")
+    for trial_id in pending:
+        print(f"  {trial_id}")
+    submissions = submit_trials(sweep, pending, backend)
+    return _after_submission(sweep, submissions)
+
+
+def run_rerun(args: argparse.Namespace) -> int:
+    from orchestrator.sweep import backend_for, collect_states, select_rerun, submit_trials
+
+    sweep = SweepDir(args.sweep_dir)
+    states, warnings = collect_states(sweep)
+    _print_warnings(warnings)
+    trial_ids = select_rerun(states, args.failed, args.trial)
+    if not trial_ids:
+        print("nothing to rerun")
+        return 0
+    backend = backend_for(sweep, args.backend)
+    backend.validate()
+    print(f"resubmitting {len(trial_ids)} trial(s) to {backend.name} (each resumes from its checkpoint):")
+    for trial_id in trial_ids:
+        print(f"  {trial_id}")
+    return _after_submission(sweep, submit_trials(sweep, trial_ids, backend))
+
+
+def _after_submission(sweep: SweepDir, submissions: list[Submission]) -> int:
+    """Print the job ids; for a blocking backend the trials have ended, so exit 1 if any failed."""
+    from orchestrator.state import read_state
+
+    for submission in submissions:
+        print(f"  {submission.trial_id} -> {submission.job_id}")
+    ended = Counter(read_state(sweep.trial_dir(s.trial_id)).state for s in submissions)
+    print(", ".join(f"{n} {state}" for state, n in ended.items()) + f"; see `ghostsweep status {sweep.root}`")
+    return 1 if ended.get("failed") else 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.console import Console
+    from rich.live import Live
+
+    from orchestrator.status import render, summarize
+    from orchestrator.sweep import collect_states
+
+    sweep = SweepDir(args.sweep_dir)
+    index = sweep.index()
+    states, warnings = collect_states(sweep)
+    if args.json:
+        print(json.dumps(summarize(states, index) | {"warnings": warnings}, indent=2))
+        return 0
+    console = Console()
+    console.width = max(console.width, 160)  # trial ids must not wrap, even when piped
+    if not args.watch:
+        console.print(render(states, index, warnings, args.all))
+        return 0
+    with Live(render(states, index, warnings, args.all), console=console, auto_refresh=False) as live:
+        while any(s.state in ("queued", "running") for s in states):
+            time.sleep(args.interval)
+            states, warnings = collect_states(sweep)
+            live.update(render(states, index, warnings, args.all), refresh=True)
+    return 0
+
+
+def run_cancel(args: argparse.Namespace) -> int:
+    from orchestrator.sweep import cancel_sweep, collect_states
+
+    sweep = SweepDir(args.sweep_dir)
+    states, warnings = collect_states(sweep)
+    _print_warnings(warnings)
+    cancelled = cancel_sweep(sweep, states)
+    print(f"cancelled {len(cancelled)} trial(s)" if cancelled else "nothing queued or running")
+    for trial_id in cancelled:
+        print(f"  {trial_id}")
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from orchestrator.report import build_report, write_report
+
+    if args.from_wandb:
+        from orchestrator.report_wandb import records_from_wandb
+
+        out_dir = args.sweep_dir or DEFAULT_RUNS_DIR / args.from_wandb.replace("/", "-")
+        report = build_report(*records_from_wandb(args.from_wandb))
+    else:
+        if args.sweep_dir is None:
+            raise ValueError("report: give SWEEP_DIR (or --from-wandb ENTITY/PROJECT)")
+        from orchestrator.report import records_from_sweep
+
+        out_dir = args.sweep_dir
+        report = build_report(*records_from_sweep(args.sweep_dir))
+    paths = write_report(report, Path(out_dir))
+    print(paths["md"].read_text())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    if args.wandb:
+        from orchestrator.report_wandb import log_report
+
+        print(f"logged to W&B: {log_report(report, paths)}")
+    return 0
+
+
+def _print_warnings(warnings: list[str]) -> None:
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

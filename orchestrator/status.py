@@ -1,0 +1,81 @@
+"""`ghostsweep status`: counts per state, per-trial progress and ETA, failure reasons."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from orchestrator.state import STATES, TrialState
+
+
+def eta_seconds(state: TrialState, trial: dict[str, Any]) -> float | None:
+    """Remaining seconds at the trial's current speed, from its heartbeat."""
+    progress = state.progress or {}
+    images_per_s = progress.get("images_per_s")
+    if state.state != "running" or not images_per_s:
+        return None
+    remaining = progress.get("iterations", trial["iterations"]) - progress.get("iteration", 0)
+    return max(0.0, remaining * trial["batch_size"] / images_per_s)
+
+
+def summarize(states: list[TrialState], index: dict[str, Any]) -> dict[str, Any]:
+    """Machine-readable status: counts and one record per trial."""
+    counts = Counter(s.state for s in states)
+    trials: list[dict[str, Any]] = []
+    for state in states:
+        progress = state.progress or {}
+        trials.append({
+            "trial_id": state.trial_id, "state": state.state, "reason": state.reason, "job_id": state.job_id,
+            "attempt": state.attempt, "iteration": progress.get("iteration"),
+            "iterations": index["trials"][state.trial_id]["iterations"],
+            "eta_s": eta_seconds(state, index["trials"][state.trial_id]),
+        })
+    return {"name": index["name"], "counts": {s: counts.get(s, 0) for s in STATES}, "trials": trials,
+            "eta_s": sweep_eta_seconds(states, trials)}
+
+
+def sweep_eta_seconds(states: list[TrialState], trials: list[dict[str, Any]]) -> float | None:
+    """Rough time to finish: the running trials, then waves of queued ones as long as done trials took."""
+    running_etas = [t["eta_s"] for t in trials if t["eta_s"] is not None]
+    walls = [s.result["wall_time_s"] for s in states if s.state == "done" and s.result.get("wall_time_s")]
+    if not running_etas:
+        return None
+    queued = sum(s.state == "queued" for s in states)
+    if queued and not walls:
+        return None
+    waves = -(-queued // len(running_etas))
+    return max(running_etas) + waves * (sum(walls) / len(walls) if walls else 0.0)
+
+
+def render(states: list[TrialState], index: dict[str, Any], warnings: list[str], show_all: bool) -> Group:
+    """Counts line, then a table of the trials worth looking at (all with `show_all`)."""
+    summary = summarize(states, index)
+    counts = "  ".join(f"{state} {n}" for state, n in summary["counts"].items() if n)
+    header = Text(f"{index['name']}: {len(states)} trials  {counts}")
+    if summary["eta_s"] is not None:
+        header.append(f"  ETA {_duration(summary['eta_s'])} (queued trials at the running parallelism)")
+    table = Table(box=None, pad_edge=False)
+    for column in ("trial", "state", "progress", "ETA", "job", "reason"):
+        table.add_column(column, no_wrap=column != "reason", overflow="fold")
+    shown = [t for t in summary["trials"] if show_all or t["state"] not in ("done", "pending", "queued")]
+    for trial in shown:
+        progress = "" if trial["iteration"] is None else f"{trial['iteration']}/{trial['iterations']}"
+        eta = "" if trial["eta_s"] is None else _duration(trial["eta_s"])
+        job, reason = trial["job_id"] or "", trial["reason"] or ""
+        table.add_row(trial["trial_id"], trial["state"], progress, eta, job, reason)
+    parts: list[Any] = [header, *(Text(f"warning: {w}", style="yellow") for w in warnings)]
+    if shown:
+        parts.append(table)
+    parts.append(Text(time.strftime("as of %Y-%m-%d %H:%M:%S", time.localtime()), style="dim"))
+    return Group(*parts)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"

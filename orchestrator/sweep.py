@@ -1,0 +1,100 @@
+"""Sweep-level operations shared by every backend: collect states, submit, rerun, cancel."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+
+from orchestrator.backends import get_backend
+from orchestrator.backends.base import Backend, Submission
+from orchestrator.state import TrialState, mark_queued, read_state, record_job_id, unqueue
+from orchestrator.sweepdir import SweepDir
+
+UNFINISHED = ("queued", "running")
+RERUNNABLE = ("failed", "preempted", "pending")
+
+
+def backend_for(sweep: SweepDir, name: str | None = None) -> Backend:
+    """The sweep's backend (or `name`) with the spec's resources; spec options apply to the spec's backend."""
+    index = sweep.index()
+    spec_backend = index["backend"]
+    name = name or spec_backend["name"]
+    options = spec_backend["options"] if name == spec_backend["name"] else {}
+    return get_backend(name, sweep.resources(), options)
+
+
+def collect_states(sweep: SweepDir, poll: bool = True) -> tuple[list[TrialState], list[str]]:
+    """Every trial's state in plan order, refined by the backends' view of queued trials; plus warnings."""
+    now = time.time()
+    states = [read_state(sweep.trial_dir(trial_id), now) for trial_id in sweep.trial_ids()]
+    return refine_with_backends(sweep, states) if poll else (states, [])
+
+
+def refine_with_backends(sweep: SweepDir, states: list[TrialState]) -> tuple[list[TrialState], list[str]]:
+    """A queued trial whose job can never run (cancelled, crashed node, dead local process) is failed."""
+    waiting: dict[str, list[TrialState]] = {}
+    for state in states:
+        if state.state == "queued" and state.job_id and state.backend:
+            waiting.setdefault(state.backend, []).append(state)
+    warnings, refined = [], {}
+    for backend_name, queued in waiting.items():
+        try:
+            infos = backend_for(sweep, backend_name).poll([s.job_id for s in queued])
+        except Exception as error:  # a scheduler we cannot reach must not hide the files' view
+            warnings.append(f"could not poll {backend_name}: {error}")
+            continue
+        for state in queued:
+            info = infos.get(state.job_id)
+            if info is not None and info.final:
+                reason = info.reason or f"{backend_name} job {info.job_id} ended {info.state}, no result"
+                refined[state.trial_id] = replace(state, state="failed", reason=reason)
+    return [refined.get(s.trial_id, s) for s in states], warnings
+
+
+def submit_trials(sweep: SweepDir, trial_ids: Sequence[str], backend: Backend) -> list[Submission]:
+    """Mark the trials queued, then let the backend place them; a failed placement leaves them pending."""
+    refs = sweep.trial_refs(list(trial_ids))
+    for ref in refs:
+        mark_queued(ref.trial_dir, backend.name)
+    submissions: list[Submission] = []
+    try:
+        submissions = backend.submit(refs)
+    finally:
+        placed = {s.trial_id for s in submissions}
+        for ref in refs:
+            if ref.trial_id not in placed:
+                unqueue(ref.trial_dir)
+    for submission in submissions:
+        record_job_id(sweep.trial_dir(submission.trial_id), submission.job_id)
+    return submissions
+
+
+def select_rerun(states: list[TrialState], failed_only: bool, trial_ids: Sequence[str]) -> list[str]:
+    """Which trials `rerun` resubmits: named ones, failed/preempted ones, or every unfinished one."""
+    by_id = {s.trial_id: s for s in states}
+    if trial_ids:
+        for trial_id in trial_ids:
+            if trial_id not in by_id:
+                raise ValueError(f"--trial: no trial {trial_id!r} in this sweep")
+            if by_id[trial_id].state == "done":
+                raise ValueError(f"--trial: {trial_id} is done; nothing to rerun")
+            if by_id[trial_id].state in UNFINISHED:
+                raise ValueError(f"--trial: {trial_id} is {by_id[trial_id].state}; cancel it first")
+        return list(trial_ids)
+    wanted = ("failed", "preempted") if failed_only else RERUNNABLE
+    return [s.trial_id for s in states if s.state in wanted]
+
+
+def cancel_sweep(sweep: SweepDir, states: list[TrialState]) -> list[str]:
+    """Cancel every queued or running trial's job; trials that never started become pending again."""
+    active = [s for s in states if s.state in UNFINISHED and s.job_id]
+    by_backend: dict[str, list[TrialState]] = {}
+    for state in active:
+        by_backend.setdefault(state.backend or "", []).append(state)
+    for backend_name, group in by_backend.items():
+        backend_for(sweep, backend_name).cancel(sorted({s.job_id for s in group}))
+    for state in active:
+        if state.state == "queued" and state.lease is None:
+            unqueue(sweep.trial_dir(state.trial_id))
+    return [s.trial_id for s in active]

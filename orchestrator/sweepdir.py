@@ -1,0 +1,121 @@
+"""The sweep directory on a shared filesystem: frozen spec, sweep index and one folder per trial.
+
+`sweep.json` carries everything `status`, `rerun`, `cancel` and `report` need (trial ids in plan order, each
+trial's variant and report group, resources, backend), so those commands read JSON only, never import torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.backends.base import Resources, TrialRef
+from orchestrator.fsutil import atomic_write_json, atomic_write_text, read_json
+
+if TYPE_CHECKING:
+    from orchestrator.spec import SweepSpec
+    from trials.config import TrialConfig
+
+SPEC_FILE = "spec.yaml"
+SWEEP_FILE = "sweep.json"
+TRIALS_DIR = "trials"
+CONFIG_FILE = "config.json"
+
+
+class SweepDir:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def index_path(self) -> Path:
+        return self.root / SWEEP_FILE
+
+    def trial_dir(self, trial_id: str) -> Path:
+        return self.root / TRIALS_DIR / trial_id
+
+    def index(self) -> dict[str, Any]:
+        """sweep.json; ValueError when the directory is not a sweep."""
+        data = read_json(self.index_path)
+        if data is None:
+            raise ValueError(f"{self.root} is not a sweep directory (it has no {SWEEP_FILE})")
+        return data
+
+    def trial_ids(self) -> list[str]:
+        return list(self.index()["trial_ids"])
+
+    def trial_refs(self, trial_ids: list[str]) -> list[TrialRef]:
+        return [TrialRef(trial_id, self.trial_dir(trial_id)) for trial_id in trial_ids]
+
+    def resources(self) -> Resources:
+        return Resources(**self.index()["resources"])
+
+    def materialize(self, spec: SweepSpec) -> None:
+        """Write the frozen spec, the index and each trial's config.json; existing trial folders are kept."""
+        previous = read_json(self.index_path)
+        if previous is not None and previous["name"] != spec.name:
+            raise ValueError(
+                f"{self.root} holds sweep {previous['name']!r}, not {spec.name!r}; pick another --out"
+            )
+        for trial in spec.trials:
+            trial_dir = self.trial_dir(trial.trial_id())
+            trial_dir.mkdir(parents=True, exist_ok=True)
+            if not (trial_dir / CONFIG_FILE).exists():
+                atomic_write_json(trial_dir / CONFIG_FILE, trial.to_dict() | {"trial_id": trial.trial_id()})
+        atomic_write_text(self.root / SPEC_FILE, spec.text)
+        now = time.time()
+        atomic_write_json(self.index_path, {
+            "name": spec.name,
+            "created_at": previous["created_at"] if previous else now,
+            "updated_at": now,
+            "data_dir": str(Path(spec.data_dir).expanduser().resolve()) if spec.data_dir else None,
+            "resources": spec.resources.__dict__,
+            "backend": {"name": spec.backend, "options": spec.backend_options},
+            "wandb": spec.wandb,
+            "trial_ids": [trial.trial_id() for trial in spec.trials],
+            "trials": describe_trials(list(spec.trials)),
+        })
+
+
+def describe_trials(trials: list[TrialConfig]) -> dict[str, dict[str, Any]]:
+    """Per trial: what the report groups by (its variant plus every non-seed setting) and how to label it."""
+    ids = [trial.trial_id() for trial in trials]
+    flat = [_flatten({k: v for k, v in trial.identity_dict().items() if k != "seed"}) for trial in trials]
+    by_variant: dict[str, list[dict[str, Any]]] = {}
+    for trial, settings in zip(trials, flat, strict=True):
+        by_variant.setdefault(trial.variant, []).append(settings)
+    differing = {
+        variant: sorted(k for k in siblings[0] if len({json.dumps(s.get(k)) for s in siblings}) > 1)
+        for variant, siblings in by_variant.items()
+    }
+    described = {}
+    for trial_id, trial, settings in zip(ids, trials, flat, strict=True):
+        options = trial.resolved_model_options()
+        described[trial_id] = {
+            "variant": trial.variant,
+            "model": trial.model,
+            "first_layer": options.get("first_layer"),
+            "block_norm": options.get("block_norm"),
+            "seed": trial.seed,
+            "group": _digest(settings),
+            "label": " ".join([trial.variant, *(f"{k}={settings[k]}" for k in differing[trial.variant])]),
+            "iterations": trial.recipe.iterations,
+            "batch_size": trial.recipe.batch_size,
+        }
+    return described
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and key != "model_options":
+            flat |= _flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _digest(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]

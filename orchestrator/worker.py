@@ -1,0 +1,118 @@
+"""`python -m orchestrator.worker TRIAL_DIR [TRIAL_DIR ...]`: what every backend runs on a compute node.
+
+For each trial: skip it when done or leased by a live worker, else hold its lease (with heartbeat) while
+`trials.runner.run_trial` runs it, resuming from its checkpoint. Several TRIAL_DIRs are packed trials: one
+child process each, run concurrently on the same device. Exit 0 when all are done or skipped, 3 when any was
+interrupted (requeue me), else 1.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from orchestrator.fsutil import read_json
+from orchestrator.lease import LEASE_FILE, Lease
+from orchestrator.state import RESULT_FILE, record_failure
+from orchestrator.sweepdir import CONFIG_FILE, SWEEP_FILE
+
+EXIT_DONE, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 3
+RUNNER_ENV = "GHOSTSWEEP_TRIAL_RUNNER"  # "module:function"; tests substitute a fake trial
+DEFAULT_RUNNER = "trials.runner:run_trial"
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGUSR2, signal.SIGINT)
+
+
+def main(argv: list[str] | None = None) -> int:
+    trial_dirs = [Path(arg) for arg in (sys.argv[1:] if argv is None else argv)]
+    if not trial_dirs or any(str(d).startswith("-") for d in trial_dirs):
+        print("usage: python -m orchestrator.worker TRIAL_DIR [TRIAL_DIR ...]", file=sys.stderr)
+        return EXIT_USAGE
+    if len(trial_dirs) == 1:
+        return run_trial_dir(trial_dirs[0])
+    return run_packed(trial_dirs)
+
+
+def run_packed(trial_dirs: list[Path]) -> int:
+    """One child worker per trial, sharing this process's device; signals are passed on to every child."""
+    children = [subprocess.Popen([sys.executable, "-m", "orchestrator.worker", str(d)]) for d in trial_dirs]
+    for signum in FORWARDED_SIGNALS:
+        signal.signal(signum, lambda received, _frame: [child.send_signal(received) for child in children])
+    codes = [child.wait() for child in children]
+    if EXIT_INTERRUPTED in codes:
+        return EXIT_INTERRUPTED
+    return EXIT_DONE if all(code == EXIT_DONE for code in codes) else EXIT_FAILED
+
+
+def run_trial_dir(trial_dir: Path, runner: Callable[..., dict[str, Any]] | None = None) -> int:
+    """Run one trial under its lease; the exit code says done, failed or interrupted."""
+    if _is_done(trial_dir):
+        print(f"{trial_dir.name}: already done, skipped", flush=True)
+        return EXIT_DONE
+    lease = Lease.acquire(trial_dir)
+    if lease is None:
+        holder = read_json(trial_dir / LEASE_FILE) or {}
+        print(f"{trial_dir.name}: leased by {holder.get('host')}:{holder.get('pid')}, skipped", flush=True)
+        return EXIT_DONE
+    try:
+        if _is_done(trial_dir):  # finished by another worker between our check and the lease
+            return EXIT_DONE
+        lease.start_heartbeat(on_lost=_abandon)
+        return _run_leased(trial_dir, runner or _load_runner())
+    finally:
+        lease.release()
+
+
+def _run_leased(trial_dir: Path, runner: Callable[..., dict[str, Any]]) -> int:
+    started = time.time()
+    try:
+        from trials.config import TrialConfig
+
+        config_data = read_json(trial_dir / CONFIG_FILE)
+        if config_data is None:
+            raise ValueError(f"no {CONFIG_FILE} in {trial_dir}")
+        config_data.pop("trial_id", None)
+        result = runner(TrialConfig.from_dict(config_data), trial_dir, _data_dir(trial_dir))
+    except Exception as error:
+        traceback.print_exc()
+        result_path = trial_dir / RESULT_FILE
+        if not result_path.exists() or result_path.stat().st_mtime < started:
+            record_failure(trial_dir, f"{type(error).__name__}: {error}")
+        return EXIT_FAILED
+    status = result.get("status")
+    return {"done": EXIT_DONE, "interrupted": EXIT_INTERRUPTED}.get(status, EXIT_FAILED)
+
+
+def _abandon(trial_dir: Path) -> None:
+    """Another worker took our lease (we stalled past STALE_S): stop at once, writing nothing more."""
+    print(f"{trial_dir.name}: lease taken over by another worker; exiting", file=sys.stderr, flush=True)
+    os._exit(EXIT_FAILED)
+
+
+def _is_done(trial_dir: Path) -> bool:
+    result = read_json(trial_dir / RESULT_FILE)
+    return bool(result) and result.get("status") == "done"
+
+
+def _data_dir(trial_dir: Path) -> Path | None:
+    """GHOSTSWEEP_DATA_DIR, else the spec's data_dir, else the runner's default."""
+    if os.environ.get("GHOSTSWEEP_DATA_DIR"):
+        return Path(os.environ["GHOSTSWEEP_DATA_DIR"])
+    sweep = read_json(trial_dir.parent.parent / SWEEP_FILE) or {}
+    return Path(sweep["data_dir"]) if sweep.get("data_dir") else None
+
+
+def _load_runner() -> Callable[..., dict[str, Any]]:
+    module, _, function = os.environ.get(RUNNER_ENV, DEFAULT_RUNNER).partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

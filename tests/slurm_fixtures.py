@@ -1,0 +1,36 @@
+"""A stand-in trial for Slurm jobs (`GHOSTSWEEP_TRIAL_RUNNER=slurm_fixtures:timed_trial`), where the real
+runner's speed on a busy machine would make a time-limit test flaky: it needs TIMED_TRIAL_S seconds of "work"
+in total, kept across attempts (and kills) in work.json, and stops ("interrupted") on SIGUSR2/SIGTERM like the
+runner."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from orchestrator.fsutil import atomic_write_json, read_json
+
+
+def timed_trial(config: Any, out_dir: Path, data_dir: Path | None = None) -> dict:
+    total = float(os.environ["TIMED_TRIAL_S"])
+    work = read_json(out_dir / "work.json") or {"done_s": 0.0, "attempts": 0}
+    work["attempts"] += 1
+    stop = threading.Event()
+    for signum in (signal.SIGUSR2, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    last = time.time()
+    while work["done_s"] < total and not stop.is_set():  # progress saved each second: a kill loses <= 1 s
+        atomic_write_json(out_dir / "work.json", work)
+        stop.wait(min(1.0, total - work["done_s"]))
+        now = time.time()
+        work["done_s"], last = work["done_s"] + now - last, now
+    atomic_write_json(out_dir / "work.json", work)
+    finished = work["done_s"] >= total
+    result = {"status": "done" if finished else "interrupted", "trial_id": out_dir.name, "seed": config.seed,
+              "reason": None if finished else "stop requested"}
+    atomic_write_json(out_dir / "result.json", result)
+    return result

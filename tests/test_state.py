@@ -1,0 +1,97 @@
+"""Trial state from files, the lease, and 100 trials finishing at once from several processes."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import random
+import time
+from pathlib import Path
+
+from orchestrator import worker
+from orchestrator.fsutil import atomic_write_json, read_json
+from orchestrator.lease import LEASE_FILE, STALE_S, Lease
+from orchestrator.state import mark_queued, read_state, record_failure, unqueue
+from trials.config import TrialConfig
+
+
+def test_state_follows_the_files(tmp_path):
+    trial = tmp_path / "t"
+    trial.mkdir()
+    assert read_state(trial).state == "pending"
+    mark_queued(trial, "local")
+    assert read_state(trial).state == "queued"
+    lease = Lease.acquire(trial)
+    assert read_state(trial).state == "running"
+    record_failure(trial, "boom")
+    lease.release()
+    failed = read_state(trial)
+    assert (failed.state, failed.reason) == ("failed", "boom")
+    time.sleep(0.01)
+    mark_queued(trial, "local")  # a rerun: queued again, newer than the failed result
+    assert read_state(trial).state == "queued" and read_state(trial).attempt == 2
+    atomic_write_json(trial / "result.json", {"status": "interrupted", "reason": "SIGTERM"})
+    assert read_state(trial).state == "preempted"
+    atomic_write_json(trial / "result.json", {"status": "done"})
+    assert read_state(trial).state == "done"
+    unqueue(trial)
+    assert read_state(trial).state == "done"
+
+
+def test_lease_is_exclusive_and_a_stale_one_is_taken_over(tmp_path):
+    first = Lease.acquire(tmp_path)
+    assert first is not None and Lease.acquire(tmp_path) is None
+    record = read_json(tmp_path / LEASE_FILE)
+    atomic_write_json(tmp_path / LEASE_FILE, record | {"heartbeat_at": time.time() - STALE_S - 1})
+    assert read_state(tmp_path).state == "pending"  # a dead worker's lease is not "running"
+    second = Lease.acquire(tmp_path)
+    assert second is not None and second.token != first.token
+    assert not first.heartbeat() and first.lost  # the stalled holder learns it lost the lease
+    first.release()  # must not remove the new holder's lease
+    assert read_json(tmp_path / LEASE_FILE)["token"] == second.token
+    second.release()
+    assert not (tmp_path / LEASE_FILE).exists()
+
+
+def _counting_runner(config: TrialConfig, out_dir: Path, data_dir: Path | None = None) -> dict:
+    """Fake trial: records that it ran, then writes its result."""
+    with open(out_dir / "runs.log", "a") as log:
+        log.write(f"{os.getpid()}\n")
+    time.sleep(0.01)
+    result = {"status": "done", "trial_id": out_dir.name, "final_test_acc": 90.0}
+    atomic_write_json(out_dir / "result.json", result)
+    return result
+
+
+def _work_through(trial_dirs: list[Path], seed: int, start: multiprocessing.synchronize.Event) -> None:
+    start.wait()
+    order = list(trial_dirs)
+    random.Random(seed).shuffle(order)
+    for trial_dir in order:
+        worker.run_trial_dir(trial_dir, runner=_counting_runner)
+
+
+def test_100_trials_from_8_processes_run_once_each_and_leave_100_results(tmp_path):
+    config = TrialConfig(model="resnet20").to_dict()
+    trial_dirs = []
+    for index in range(100):
+        trial_dir = tmp_path / f"trial-{index:03d}"
+        trial_dir.mkdir()
+        (trial_dir / "config.json").write_text(json.dumps(config | {"seed": index}))
+        trial_dirs.append(trial_dir)
+    context = multiprocessing.get_context("fork")
+    start = context.Event()
+    processes = [context.Process(target=_work_through, args=(trial_dirs, seed, start)) for seed in range(8)]
+    for process in processes:
+        process.start()
+    start.set()
+    for process in processes:
+        process.join(timeout=300)
+        assert process.exitcode == 0
+    runs = [len((d / "runs.log").read_text().splitlines()) for d in trial_dirs]
+    assert runs == [1] * 100
+    assert [read_state(d).state for d in trial_dirs] == ["done"] * 100
+    leftovers = [p.name for d in trial_dirs for p in d.iterdir() if p.name not in ("config.json", "runs.log",
+                                                                                     "result.json")]
+    assert leftovers == []  # no lease, steal marker or temporary file left behind

@@ -1,0 +1,121 @@
+"""Helpers for the trial tests: run `train` as a user would, read what a trial left behind."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN = [sys.executable, "-m", "trials", "train"]  # switch to ["ghostsweep", "train"] once it is installed
+TRAIN_MAIN = "trials.__main__:main"  # in-process equivalent; switch to "orchestrator.cli:main"
+WALL_CLOCK_FIELDS = ("images_per_s", "elapsed_s")  # the only metrics that may differ between equal runs
+# A smoke trial: the smallest CIFAR ResNet, small batches, cheap evaluations.
+SMOKE = ["--model", "resnet8", "--batch-size", "32", "--val-size", "200", "--test-size", "200"]
+
+
+def trial_env(**extra: str) -> dict[str, str]:
+    """One thread per process (the box is shared) and the repo importable; W&B kept off the network."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "GHOSTSWEEP_"))}
+    return env | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "WANDB_SILENT": "true"} | extra
+
+
+def train(*args: object) -> int:
+    """Run `train` in this process (no interpreter start-up), on one thread like `train_process`."""
+    module, _, function = TRAIN_MAIN.partition(":")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return getattr(importlib.import_module(module), function)(["train", *map(str, args)])
+    finally:
+        torch.set_num_threads(threads)
+
+
+def train_process(*args: object, env: dict[str, str] | None = None, cwd: Path | None = None,
+                  timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run `train` as a user would, to completion; stdout and stderr are captured."""
+    return subprocess.run([*TRAIN, *map(str, args)], env=env or trial_env(), cwd=cwd or REPO,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def train_interrupted(*args: object, out: Path, after_iteration: int, signum: int = signal.SIGUSR2,
+                      env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Start `train`, signal it once metrics.jsonl shows `after_iteration`, wait for it to end."""
+    process = subprocess.Popen([*TRAIN, *map(str, args), "--out", str(out)], env=env or trial_env(), cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not any(row["iteration"] >= after_iteration for row in metrics(out)):
+        if process.poll() is not None or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=300)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def metrics(out: Path, drop_wall_clock: bool = False) -> list[dict[str, Any]]:
+    path = out / "metrics.jsonl"
+    try:
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line]
+    except (FileNotFoundError, json.JSONDecodeError):
+        return []
+    if drop_wall_clock:
+        rows = [{k: v for k, v in row.items() if k not in WALL_CLOCK_FIELDS} for row in rows]
+    return rows
+
+
+def result(out: Path) -> dict[str, Any]:
+    return json.loads((out / "result.json").read_text())
+
+
+def checkpoint(out: Path) -> dict[str, Any]:
+    return torch.load(out / "checkpoint.pt", weights_only=True)
+
+
+def assert_same_state(a: dict[str, Any], b: dict[str, Any]) -> None:
+    """Bitwise equality of two nested state dicts (tensors compared exactly)."""
+    assert type(a) is type(b)
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert_same_state(a[key], b[key])
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            assert_same_state(x, y)
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b)
+    else:
+        assert a == b
+
+
+def wandb_run_record(run_dir: Path) -> Any:
+    """The `run` record of an offline W&B run, read from its run-*.wandb log (a LevelDB-style record log)."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = next(run_dir.glob("run-*.wandb")).read_bytes()
+    assert data[:4] == b":W&B"
+    block, position, pending = 32768, 7, b""
+    while position + 7 <= len(data):
+        if block - position % block < 7:  # block trailer too short for a header: padding
+            position += block - position % block
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[position:position + 7])
+        chunk = data[position + 7:position + 7 + length]
+        position += 7 + length
+        pending = chunk if kind in (1, 2) else pending + chunk  # 1 full, 2 first, 3 middle, 4 last
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            if record.WhichOneof("record_type") == "run":
+                return record.run
+    raise AssertionError(f"no run record in {run_dir}")

@@ -1,0 +1,116 @@
+"""A trial is a pure function of its seed: same seed same run, and interruptions or crashes change nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from test_trial_helpers import (
+    SMOKE,
+    assert_same_state,
+    checkpoint,
+    metrics,
+    result,
+    train,
+    train_interrupted,
+    train_process,
+    trial_env,
+)
+
+from trials.checkpoint import CRASH_ENV, CRASH_EXIT_CODE
+
+# An eval every 10 iterations, a checkpoint every 15: interruptions land between evals and checkpoints.
+RUN = [*SMOKE, "--iterations", "40", "--eval-interval", "10", "--checkpoint-interval", "15"]
+
+
+@pytest.fixture(scope="module")
+def reference(cifar10_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One uninterrupted run of seed 0 (as a user runs it), the run every other one here is compared with."""
+    out = tmp_path_factory.mktemp("reference")
+    completed = train_process(*RUN, "--seed", "0", "--data-dir", cifar10_dir, "--out", out, cwd=out)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.splitlines()[-1].startswith("done: resnet8-s0-")
+    return out
+
+
+def assert_same_trial(a: Path, b: Path) -> None:
+    assert metrics(a, drop_wall_clock=True) == metrics(b, drop_wall_clock=True)
+    ckpt_a, ckpt_b = checkpoint(a), checkpoint(b)
+    for key in ("iteration", "model", "optimizer", "best_state"):
+        assert_same_state(ckpt_a[key], ckpt_b[key])
+    keys = ("final_val_acc", "final_test_acc", "best_val_acc", "best_val_test_acc", "best_val_iteration",
+            "iterations")
+    assert {k: result(a)[k] for k in keys} == {k: result(b)[k] for k in keys}
+
+
+def test_reference_run_writes_the_trial_directory(reference: Path, cifar10_dir: Path) -> None:
+    summary = result(reference)
+    assert summary["status"] == "done" and summary["reason"] is None
+    assert summary["iterations"] == 40 and summary["attempt"] == 1 and summary["world_size"] == 1
+    assert summary["params"] == 75_290 and summary["macs"] > 0 and summary["wandb_run_dir"] is None
+    assert [row["iteration"] for row in metrics(reference)] == [10, 20, 30, 40]
+    assert "test_acc" in metrics(reference)[-1] and "test_acc" not in metrics(reference)[0]
+    assert {p.name for p in reference.iterdir()} == {
+        "config.json", "metrics.jsonl", "progress.json", "checkpoint.pt", "result.json", "attempts.json"
+    }  # W&B disabled (the default) leaves nothing, not even in the working directory
+    assert train(*RUN, "--seed", "0", "--data-dir", cifar10_dir, "--out", reference) == 0
+    assert result(reference) == summary  # a done trial is not run again
+
+
+def test_same_seed_same_run_other_seed_other_run(reference: Path, cifar10_dir: Path, tmp_path: Path) -> None:
+    again, other = tmp_path / "again", tmp_path / "other"
+    assert train(*RUN, "--seed", "0", "--data-dir", cifar10_dir, "--out", again) == 0
+    assert train(*RUN, "--seed", "1", "--data-dir", cifar10_dir, "--out", other) == 0
+    assert_same_trial(reference, again)
+    assert metrics(other, drop_wall_clock=True) != metrics(reference, drop_wall_clock=True)
+    weights = "conv1.weight"
+    assert not checkpoint(other)["model"][weights].equal(checkpoint(reference)["model"][weights])
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(
+    reference: Path, cifar10_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "trial"
+    stopped = train_interrupted(*RUN, "--seed", "0", "--data-dir", cifar10_dir, out=out, after_iteration=10,
+                                signum=signal.SIGUSR2)
+    assert stopped.returncode == 3, stopped.stderr
+    interrupted = result(out)
+    assert interrupted["status"] == "interrupted" and 10 <= interrupted["iterations"] < 40
+    assert checkpoint(out)["iteration"] == interrupted["iterations"]
+    assert train(*RUN, "--seed", "0", "--data-dir", cifar10_dir, "--out", out) == 0
+    assert result(out)["attempt"] == 2
+    assert_same_trial(reference, out)
+
+
+def test_crash_between_write_and_rename_resumes_from_previous_checkpoint(
+    reference: Path, cifar10_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "trial"
+    crashed = train_process(*RUN, "--seed", "0", "--data-dir", cifar10_dir, "--out", out,
+                            env=trial_env(**{CRASH_ENV: "30"}))
+    assert crashed.returncode == CRASH_EXIT_CODE, crashed.stderr
+    assert checkpoint(out)["iteration"] == 15  # the checkpoint of iteration 30 never replaced it
+    assert any(name.startswith(".checkpoint.pt.tmp") for name in os.listdir(out))  # written, not renamed
+    assert not (out / "result.json").exists()
+    assert train(*RUN, "--seed", "0", "--data-dir", cifar10_dir, "--out", out) == 0
+    assert not any(".tmp" in name for name in os.listdir(out))
+    assert_same_trial(reference, out)
+
+
+def test_divergence_ends_the_trial_as_failed(cifar10_dir: Path, tmp_path: Path) -> None:
+    code = train(*SMOKE, "--iterations", "30", "--lr", "1e6", "--data-dir", cifar10_dir, "--out", tmp_path)
+    assert code == 1
+    summary = result(tmp_path)
+    assert summary["status"] == "failed" and summary["reason"].startswith("diverged at iteration ")
+    assert int(summary["reason"].rsplit(" ", 1)[1]) == summary["iterations"] <= 30
+
+
+def test_runtime_options_run_and_are_recorded(cifar10_dir: Path, tmp_path: Path) -> None:
+    options = ["--channels-last", "--precision", "bf16", "--normalization", "channel"]
+    code = train(*SMOKE, *options, "--iterations", "4", "--eval-interval", "4", "--data-dir", cifar10_dir,
+                 "--out", tmp_path)
+    assert code == 0
+    summary = result(tmp_path)
+    assert (summary["channels_last"], summary["precision"], summary["compile"]) == (True, "bf16", "off")

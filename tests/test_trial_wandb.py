@@ -1,0 +1,53 @@
+"""W&B observes a trial and never endangers it: offline runs can be read back, nothing leaks the API key."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from test_trial_helpers import REPO, SMOKE, result, train, train_process, trial_env, wandb_run_record
+
+SECRET = "local-" + "0123456789abcdef" * 2 + "deadbeef"  # shaped like a key; must never be written anywhere
+RUN = [*SMOKE, "--iterations", "4", "--eval-interval", "2", "--val-size", "100", "--test-size", "100"]
+
+
+def test_offline_run_has_group_and_complexity_and_no_key(cifar10_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "trial"
+    completed = train_process(*RUN, "--model", "ghost_resnet8", "--data-dir", cifar10_dir, "--out", out,
+                              "--wandb-mode", "offline", "--wandb-project", "ghostsweep-test",
+                              env=trial_env(WANDB_API_KEY=SECRET), cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    summary = result(out)
+    run_dir = Path(summary["wandb_run_dir"])
+    assert run_dir.is_dir() and run_dir.name.startswith("offline-run-") and run_dir.is_relative_to(out)
+    run = wandb_run_record(run_dir)
+    config = {item.key: json.loads(item.value_json) for item in run.config.update}
+    assert run.run_group == summary["variant"] == "ghost_resnet8-conv-keep"
+    assert run.job_type == "trial" and run.project == "ghostsweep-test"
+    assert (config["params"], config["macs"]) == (summary["params"], summary["macs"])
+    assert config["trial_id"] == summary["trial_id"] and config["seed"] == 0
+    leaked = [p for p in tmp_path.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+    assert not leaked and SECRET not in completed.stdout + completed.stderr
+
+
+def test_unreachable_wandb_does_not_fail_the_trial(cifar10_dir: Path, tmp_path: Path) -> None:
+    config = tmp_path / "trial.json"
+    config.write_text(json.dumps({"model": "resnet8", "wandb": {"mode": "online", "init_timeout_s": 5}}))
+    env = trial_env(WANDB_API_KEY=SECRET, WANDB_BASE_URL="http://127.0.0.1:9", WANDB_INIT_TIMEOUT="5",
+                    WANDB_HTTP_TIMEOUT="2")
+    started = time.time()
+    out = tmp_path / "trial"
+    completed = train_process("--config", config, *RUN, "--data-dir", cifar10_dir, "--out", out,
+                              env=env, cwd=tmp_path, timeout=240)
+    assert completed.returncode == 0, completed.stderr
+    assert result(out)["status"] == "done"
+    assert "W&B" in completed.stderr  # one warning, then training went on
+    assert time.time() - started < 200
+
+
+def test_disabled_leaves_nothing(cifar10_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "trial"
+    assert train(*RUN, "--data-dir", cifar10_dir, "--out", out, "--wandb-mode", "disabled") == 0
+    assert result(out)["wandb_run_dir"] is None
+    assert not list(tmp_path.rglob("wandb")) and not (REPO / "wandb").exists()

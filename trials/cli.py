@@ -1,0 +1,131 @@
+"""`ghostsweep train`: one trial from flags or a config file.
+
+Exit codes: 0 done, 1 failed, 2 bad input (one line on stderr), 3 interrupted (requeue me).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from trials import config as trial_config
+from trials.config import TrialConfig
+
+EXIT_CODES = {"done": 0, "failed": 1, "interrupted": 3}
+BAD_INPUT = 2
+
+# flag destination → (section, key) in the TrialConfig dict
+OVERRIDES = {
+    "model": (None, "model"), "seed": (None, "seed"),
+    "iterations": ("recipe", "iterations"), "milestones": ("recipe", "milestones"), "lr": ("recipe", "lr"),
+    "batch_size": ("recipe", "batch_size"), "weight_decay": ("recipe", "weight_decay"),
+    "warmup_iterations": ("recipe", "warmup_iterations"), "eval_interval": ("recipe", "eval_interval"),
+    "checkpoint_interval": ("recipe", "checkpoint_interval"),
+    "first_layer": ("model_options", "first_layer"), "block_norm": ("model_options", "block_norm"),
+    "ratio": ("model_options", "ratio"), "cheap_kernel": ("model_options", "cheap_kernel"),
+    "shortcut": ("model_options", "shortcut"),
+    "val_size": ("data", "val_size"), "test_size": ("data", "test_size"),
+    "split_seed": ("data", "split_seed"),
+    "normalization": ("data", "normalization"),
+    "device": ("runtime", "device"), "compile": ("runtime", "compile"),
+    "channels_last": ("runtime", "channels_last"), "precision": ("runtime", "precision"),
+    "sync_bn": ("runtime", "sync_bn"),
+    "wandb_mode": ("wandb", "mode"), "wandb_project": ("wandb", "project"),
+    "wandb_entity": ("wandb", "entity"),
+    "fail_at_iteration": ("faults", "fail_at_iteration"),
+}
+
+
+def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register `train` on a subparsers object; the parsed args carry `handler` (returns the exit code)."""
+    p = subparsers.add_parser("train", help="run one trial (resumes if DIR holds a checkpoint)",
+                              description="Run one seeded trial of He et al.'s CIFAR-10 recipe.")
+    p.add_argument("--config", type=Path, help="TrialConfig as JSON or YAML; flags below override it")
+    p.add_argument("--model", help="e.g. resnet20, ghost_resnet56")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", type=Path, required=True, help="trial directory")
+    p.add_argument("--data-dir", type=Path,
+                   help="cifar-10-batches-py or its parent (default: $GHOSTSWEEP_DATA_DIR, then the cache)")
+    p.add_argument("--download", action="store_true", default=None, help="download CIFAR-10 if absent")
+    recipe = p.add_argument_group("recipe")
+    recipe.add_argument("--iterations", type=int)
+    recipe.add_argument("--milestones", type=int, nargs="*", metavar="N")
+    recipe.add_argument("--lr", type=float)
+    recipe.add_argument("--batch-size", type=int, help="global batch, split across ranks")
+    recipe.add_argument("--weight-decay", type=float)
+    recipe.add_argument("--warmup-iterations", type=int)
+    recipe.add_argument("--eval-interval", type=int)
+    recipe.add_argument("--checkpoint-interval", type=int)
+    options = p.add_argument_group("model options")
+    options.add_argument("--first-layer", choices=("conv", "ghost"))
+    options.add_argument("--block-norm", choices=("keep", "fused"))
+    options.add_argument("--ratio", type=int)
+    options.add_argument("--cheap-kernel", type=int)
+    options.add_argument("--shortcut", choices=("A", "B"))
+    data = p.add_argument_group("data")
+    data.add_argument("--val-size", type=int, help="0 trains on all 50k")
+    data.add_argument("--split-seed", type=int)
+    data.add_argument("--test-size", type=int, help="evaluate on the first N test images (smoke runs)")
+    data.add_argument("--normalization", choices=trial_config.NORMALIZATIONS)
+    runtime = p.add_argument_group("runtime")
+    runtime.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    runtime.add_argument("--compile", choices=trial_config.COMPILE_MODES)
+    runtime.add_argument("--channels-last", action="store_true", default=None)
+    runtime.add_argument("--precision", choices=trial_config.PRECISIONS)
+    runtime.add_argument("--sync-bn", action="store_true", default=None)
+    wandb = p.add_argument_group("wandb")
+    wandb.add_argument("--wandb-mode", choices=trial_config.WANDB_MODES)
+    wandb.add_argument("--wandb-project")
+    wandb.add_argument("--wandb-entity")
+    p.add_argument("--fail-at-iteration", type=int, help=argparse.SUPPRESS)  # test hook
+    p.set_defaults(handler=train_command)
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrialConfig:
+    """The config file (if any) with the given flags laid over it; invalid values raise ValueError."""
+    if args.config is None and args.model is None:
+        raise ValueError("give --model or --config")
+    data: dict[str, Any] = _read_config_file(args.config) if args.config else {}
+    for dest, (section, key) in OVERRIDES.items():
+        value = getattr(args, dest)
+        if value is not None:
+            (data.setdefault(section, {}) if section else data)[key] = value
+    return TrialConfig.from_dict(data)
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ValueError(f"cannot read config {path}: {error.strerror}") from None
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(text)
+    else:
+        data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"config {path} must hold a mapping")
+    data.pop("trial_id", None)  # config.json as the runner writes it is a valid --config
+    return data
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from trials.distributed import detect  # torch loads only when a trial runs
+    from trials.runner import TrialInputError, run_trial
+
+    try:
+        config = config_from_args(args)
+        result = run_trial(config, args.out, args.data_dir, download=args.download)
+    except (ValueError, TrialInputError) as error:  # config, model, data and directory errors
+        print(f"ghostsweep train: error: {error}", file=sys.stderr)
+        return BAD_INPUT
+    if detect().is_main:
+        accuracy = result.get("final_test_acc")
+        summary = f"test {accuracy:.2f}%" if accuracy is not None else result.get("reason")
+        print(f"{result['status']}: {result['trial_id']} {summary}", flush=True)
+    return EXIT_CODES[result["status"]]
