@@ -1,6 +1,6 @@
 """Training throughput: a trial vs an akamaster-style loop (PIL + DataLoader), same model, in one run.
 
-    python bench/trial_throughput.py --data-dir ../shared/data [--model resnet20] [--iterations 50]
+    python bench/trial_throughput.py --data-dir ../shared/data [--model resnet20] [--threads 1]
 
 Both loops train with SGD at batch 128 on the same device and thread count; both include their data pipeline.
 The trial's number is its own `images_per_s` (training time only, evaluations excluded); the reference
@@ -10,7 +10,10 @@ loop is timed here. Both skip two warm-up iterations.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -77,13 +80,15 @@ def akamaster_images_per_s(name: str, dataset: cifar.Cifar10, iterations: int, w
     return iterations * 128 / (time.perf_counter() - started)
 
 
-def trial_images_per_s(name: str, data_dir: Path, iterations: int, device: str, warmup: int = 2) -> float:
+def trial_images_per_s(
+    name: str, data_dir: Path, iterations: int, device: str, channels_last: bool, warmup: int = 2
+) -> float:
     """The trial's own images_per_s, over the eval periods after the first `warmup` iterations."""
     config = TrialConfig(
         model=name, recipe=Recipe(iterations=warmup + iterations, eval_interval=warmup),
-        data=DataConfig(val_size=0, test_size=1_000), runtime=RuntimeConfig(device=device),
+        data=DataConfig(val_size=0, test_size=1_000), runtime=RuntimeConfig(device=device, channels_last=channels_last),
     )  # no validation set: an "eval" is only a metrics line, until the test evaluation at the end
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
         result = run_trial(config, Path(out), data_dir)
         assert result["status"] == "done", result
         rows = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
@@ -97,20 +102,30 @@ def main() -> None:
     )
     parser.add_argument("--data-dir", type=Path, help="default: $GHOSTSWEEP_DATA_DIR, then the cache")
     parser.add_argument("--model", default="resnet20")
-    parser.add_argument("--iterations", type=int, default=50)
+    parser.add_argument("--iterations", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=3, help="alternating rounds; medians are reported")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the reference loop")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     folder = cifar.resolve_data_dir(args.data_dir)
-    ours = trial_images_per_s(args.model, folder, args.iterations, args.device)
-    reference = akamaster_images_per_s(args.model, cifar.load_cifar10(folder), args.iterations, args.workers,
-                                       torch.device(args.device))
-    print(f"{args.model} on {args.device}, {args.threads} threads, {args.iterations} iterations of batch 128")
-    print(f"trial (on-device augmentation): {ours:8.1f} img/s")
-    print(f"akamaster-style (PIL + DataLoader, {args.workers} workers): {reference:8.1f} img/s")
-    print(f"ratio trial / akamaster: {ours / reference:.2f}x")
+    dataset = cifar.load_cifar10(folder)
+    runs: dict[str, list[float]] = {"trial": [], "trial --channels-last": [], "akamaster": []}
+    for _ in range(args.repeats):  # alternate, so that a busy neighbour slows every loop alike
+        runs["trial"].append(trial_images_per_s(args.model, folder, args.iterations, args.device, False))
+        runs["trial --channels-last"].append(
+            trial_images_per_s(args.model, folder, args.iterations, args.device, True))
+        runs["akamaster"].append(
+            akamaster_images_per_s(args.model, dataset, args.iterations, args.workers, torch.device(args.device)))
+    median = {name: statistics.median(values) for name, values in runs.items()}
+    print(f"{args.model} on {args.device}, {args.threads} threads, batch 128, {args.iterations} iterations "
+          f"× {args.repeats} alternating rounds (medians)")
+    print(f"trial (faithful defaults: fp32, NCHW, eager): {median['trial']:8.1f} img/s")
+    print(f"trial --channels-last:                        {median['trial --channels-last']:8.1f} img/s")
+    print(f"akamaster-style (PIL + DataLoader, {args.workers} workers):  {median['akamaster']:8.1f} img/s")
+    print(f"ratio trial / akamaster: {median['trial'] / median['akamaster']:.2f}x "
+          f"(channels-last {median['trial --channels-last'] / median['akamaster']:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -7,16 +7,17 @@ Every user error (bad spec, unknown trial, unreachable backend) is one line,
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.models_table import add_models_parser
 from orchestrator.sweepdir import SweepDir
-from trials.cli import add_train_parser
+from trials import cli as train_cli  # torch-free until add_train_parser runs
 
 if TYPE_CHECKING:
     from orchestrator.backends.base import Submission
@@ -26,7 +27,8 @@ DEFAULT_RUNS_DIR = Path("runs")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     try:
         return args.handler(args)
     except ValueError as error:
@@ -39,13 +41,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `ghostsweep` parser; `train`'s full parser (it imports torch) only when `command` is "train"."""
     parser = argparse.ArgumentParser(
         prog="ghostsweep", description="Seeded CIFAR-10 sweeps that check GhostNet's claims against papers.",
     )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     add_models_parser(commands)
-    add_train_parser(commands)
+    if command == "train":
+        train_cli.add_train_parser(commands)
+    else:
+        commands.add_parser("train", help=train_cli.HELP)
 
     plan = commands.add_parser("plan", help="trial table, counts and estimated GPU-hours; submits nothing")
     plan.add_argument("spec", type=Path, metavar="SPEC")
@@ -56,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("spec", type=Path, metavar="SPEC")
     submit.add_argument("--out", type=Path, metavar="SWEEP_DIR", help="default: runs/<spec name>")
     submit.add_argument("--backend", choices=("local", "slurm", "ray"), help="override the spec's backend")
+    add_backend_option_arguments(submit)
     submit.set_defaults(handler=run_submit)
 
     status = commands.add_parser("status", help="counts per state, per-trial progress, ETA, failure reasons")
@@ -72,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--failed", action="store_true", help="only failed and preempted trials")
     which.add_argument("--trial", action="append", default=[], metavar="ID", help="this trial (repeatable)")
     rerun.add_argument("--backend", choices=("local", "slurm", "ray"), help="override the sweep's backend")
+    add_backend_option_arguments(rerun)
     rerun.set_defaults(handler=run_rerun)
 
     cancel = commands.add_parser("cancel", help="stop every queued or running trial (checkpoints are kept)")
@@ -85,6 +93,32 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--from-wandb", metavar="ENTITY/PROJECT", help="aggregate W&B runs instead of files")
     report.set_defaults(handler=run_report)
     return parser
+
+
+def add_backend_option_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one backend option for this run (VALUE as JSON, else a string); "
+                             "repeatable")
+    parser.add_argument("--ray-address", metavar="ADDR",
+                        help="the Ray cluster to run on: --backend-option address=ADDR for the ray backend")
+
+
+def backend_option_overrides(args: argparse.Namespace, backend: str) -> dict[str, Any]:
+    """--backend-option KEY=VALUE pairs (and --ray-address) as a mapping laid over the backend's options."""
+    overrides = {}
+    for pair in args.backend_option:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--backend-option: expected KEY=VALUE, got {pair!r}")
+        try:
+            overrides[key] = json.loads(text)
+        except json.JSONDecodeError:
+            overrides[key] = text
+    if args.ray_address is not None:
+        if backend != "ray":
+            raise ValueError(f"--ray-address: the backend is {backend!r}; add --backend ray")
+        overrides["address"] = args.ray_address
+    return overrides
 
 
 def run_plan(args: argparse.Namespace) -> int:
@@ -104,7 +138,7 @@ def run_submit(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     backend_name = args.backend or spec.backend
     options = spec.backend_options if backend_name == spec.backend else {}
-    backend = get_backend(backend_name, spec.resources, options)
+    backend = get_backend(backend_name, spec.resources, options | backend_option_overrides(args, backend_name))
     backend.validate()  # before anything is written
     sweep = SweepDir(args.out or DEFAULT_RUNS_DIR / spec.name)
     sweep.materialize(spec)
@@ -136,7 +170,8 @@ def run_rerun(args: argparse.Namespace) -> int:
     if not trial_ids:
         print("nothing to rerun")
         return 0
-    backend = backend_for(sweep, args.backend)
+    backend_name = args.backend or sweep.index()["backend"]["name"]
+    backend = backend_for(sweep, backend_name, backend_option_overrides(args, backend_name))
     backend.validate()
     print(f"resubmitting {len(trial_ids)} trial(s) to {backend.name} (each resumes from its checkpoint):")
     for trial_id in trial_ids:
@@ -156,8 +191,6 @@ def _after_submission(sweep: SweepDir, submissions: list[Submission]) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    import json
-
     from rich.console import Console
     from rich.live import Live
 

@@ -45,8 +45,11 @@ class Lease:
         return self.trial_dir / LEASE_FILE
 
     def _record(self, acquired_at: float) -> dict:
-        return {"host": socket.gethostname(), "pid": os.getpid(), "acquired_at": acquired_at,
-                "heartbeat_at": time.time(), "token": self.token}
+        """`node` is what `status` shows: Slurm's node name when a slurmd started us (several slurmd may share
+        a host), else the host name."""
+        host = socket.gethostname()
+        return {"host": host, "node": os.environ.get("SLURMD_NODENAME", host), "pid": os.getpid(),
+                "acquired_at": acquired_at, "heartbeat_at": time.time(), "token": self.token}
 
     @classmethod
     def acquire(cls, trial_dir: Path) -> Lease | None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-import model
 from orchestrator.references import references_for
 
 GHOST_VARIANTS = [
@@ -28,10 +28,16 @@ class ModelRow:
     paper_source: str | None
 
 
-def model_rows() -> list[ModelRow]:
-    """One row per registered model and Ghost variant, counted from the built model."""
+def model_rows(names: Sequence[str] = ()) -> list[ModelRow]:
+    """One row per registered model (or per name given) and Ghost variant, counted from the built model."""
+    import model  # torch: only when the table is built
+
+    known = model.available()
+    for name in names:
+        if name not in known:
+            raise ValueError(f"models: unknown model {name!r}; valid: {', '.join(known)}")
     rows = []
-    for name in model.available():
+    for name in names or known:
         variants = GHOST_VARIANTS if name.startswith("ghost_") else [{}]
         paper = next((r for r in references_for(name) if r.params is not None), None)
         for options in variants:
@@ -74,12 +80,13 @@ def print_table(rows: list[ModelRow]) -> None:
 
 def add_models_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("models", help="list models with params and MACs beside the papers' values")
+    parser.add_argument("names", nargs="*", metavar="MODEL", help="only these models (default: all)")
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.set_defaults(handler=run_models)
 
 
 def run_models(args: argparse.Namespace) -> int:
-    rows = model_rows()
+    rows = model_rows(args.names)
     if args.format == "json":
         print(json.dumps([row.__dict__ for row in rows], indent=2))
     else:

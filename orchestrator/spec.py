@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from orchestrator.backends.base import Resources
-from trials.config import TrialConfig, _from_dict
+from trials.config import TrialConfig, from_dict
 
 SPEC_KEYS = (
     "name", "grids", "seeds", "recipe", "data", "runtime", "resources", "backend", "wandb", "data_dir",
@@ -236,7 +236,7 @@ def _parse_backend(backend: Any) -> tuple[str, dict[str, Any]]:
 
 
 def _parse_resources(resources: Any) -> Resources:
-    parsed = _from_dict(Resources, _mapping(resources, "resources"), "resources.")
+    parsed = from_dict(Resources, _mapping(resources, "resources"), "resources.")
     for key, (low, high) in RESOURCE_RANGES.items():
         value = getattr(parsed, key)
         if not low <= value <= high:

@@ -37,6 +37,7 @@ class TrialState:
     progress: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
     lease: dict[str, Any] | None = None
+    node: str | None = None  # where it runs or ran: the lease's node, else the heartbeat's host (or the backend's)
 
 
 def read_state(trial_dir: Path, now: float | None = None) -> TrialState:
@@ -48,6 +49,7 @@ def read_state(trial_dir: Path, now: float | None = None) -> TrialState:
     common = {
         "trial_id": trial_dir.name, "backend": queued.get("backend"), "job_id": queued.get("job_id"),
         "attempt": queued.get("attempt", 0), "progress": progress, "result": result, "lease": lease,
+        "node": (lease or {}).get("node") or (lease or {}).get("host") or (progress or {}).get("host"),
     }
     if result and result.get("status") == "done":
         return TrialState(state="done", **common)

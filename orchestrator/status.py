@@ -31,7 +31,7 @@ def summarize(states: list[TrialState], index: dict[str, Any]) -> dict[str, Any]
         progress = state.progress or {}
         trials.append({
             "trial_id": state.trial_id, "state": state.state, "reason": state.reason, "job_id": state.job_id,
-            "attempt": state.attempt, "iteration": progress.get("iteration"),
+            "node": state.node, "attempt": state.attempt, "iteration": progress.get("iteration"),
             "iterations": index["trials"][state.trial_id]["iterations"],
             "eta_s": eta_seconds(state, index["trials"][state.trial_id]),
         })
@@ -60,14 +60,14 @@ def render(states: list[TrialState], index: dict[str, Any], warnings: list[str],
     if summary["eta_s"] is not None:
         header.append(f"  ETA {_duration(summary['eta_s'])} (queued trials at the running parallelism)")
     table = Table(box=None, pad_edge=False)
-    for column in ("trial", "state", "progress", "ETA", "job", "reason"):
+    for column in ("trial", "state", "progress", "ETA", "job", "node", "reason"):
         table.add_column(column, no_wrap=column != "reason", overflow="fold")
     shown = [t for t in summary["trials"] if show_all or t["state"] not in ("done", "pending", "queued")]
     for trial in shown:
         progress = "" if trial["iteration"] is None else f"{trial['iteration']}/{trial['iterations']}"
         eta = "" if trial["eta_s"] is None else _duration(trial["eta_s"])
-        job, reason = trial["job_id"] or "", trial["reason"] or ""
-        table.add_row(trial["trial_id"], trial["state"], progress, eta, job, reason)
+        job, node, reason = trial["job_id"] or "", trial["node"] or "", trial["reason"] or ""
+        table.add_row(trial["trial_id"], trial["state"], progress, eta, job, node, reason)
     parts: list[Any] = [header, *(Text(f"warning: {w}", style="yellow") for w in warnings)]
     if shown:
         parts.append(table)

@@ -5,23 +5,26 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from orchestrator.backends import get_backend
-from orchestrator.backends.base import Backend, Submission
+from orchestrator.backends.base import Backend, JobInfo, Submission
 from orchestrator.state import TrialState, mark_queued, read_state, record_job_id, unqueue
 from orchestrator.sweepdir import SweepDir
 
 UNFINISHED = ("queued", "running")
+POLLED = ("queued", "preempted")  # states whose files cannot tell what the job does now
 RERUNNABLE = ("failed", "preempted", "pending")
 
 
-def backend_for(sweep: SweepDir, name: str | None = None) -> Backend:
-    """The sweep's backend (or `name`) with the spec's resources; spec options apply to the spec's backend."""
+def backend_for(sweep: SweepDir, name: str | None = None, overrides: dict[str, Any] | None = None) -> Backend:
+    """The sweep's backend (or `name`) with the spec's resources; spec options apply to the spec's backend,
+    `overrides` (e.g. `--backend-option`) on top."""
     index = sweep.index()
     spec_backend = index["backend"]
     name = name or spec_backend["name"]
     options = spec_backend["options"] if name == spec_backend["name"] else {}
-    return get_backend(name, sweep.resources(), options)
+    return get_backend(name, sweep.resources(), options | (overrides or {}))
 
 
 def collect_states(sweep: SweepDir, poll: bool = True) -> tuple[list[TrialState], list[str]]:
@@ -32,24 +35,41 @@ def collect_states(sweep: SweepDir, poll: bool = True) -> tuple[list[TrialState]
 
 
 def refine_with_backends(sweep: SweepDir, states: list[TrialState]) -> tuple[list[TrialState], list[str]]:
-    """A queued trial whose job can never run (cancelled, crashed node, dead local process) is failed."""
-    waiting: dict[str, list[TrialState]] = {}
+    """Ask each backend (one batched poll) about the queued and preempted trials, whose files may be stale.
+
+    A queued trial whose job can never run (cancelled, crashed node, dead local process) is failed; a preempted
+    trial whose job is not over was requeued (queued), one whose job was cancelled is failed "cancelled".
+    The backend's node replaces the files' one. Backends' poll notes are among the returned warnings.
+    """
+    polled: dict[str, list[TrialState]] = {}
     for state in states:
-        if state.state == "queued" and state.job_id and state.backend:
-            waiting.setdefault(state.backend, []).append(state)
+        if state.state in POLLED and state.job_id and state.backend:
+            polled.setdefault(state.backend, []).append(state)
     warnings, refined = [], {}
-    for backend_name, queued in waiting.items():
+    for backend_name, group in polled.items():
         try:
-            infos = backend_for(sweep, backend_name).poll([s.job_id for s in queued])
+            backend = backend_for(sweep, backend_name)
+            infos = backend.poll([s.job_id for s in group])
         except Exception as error:  # a scheduler we cannot reach must not hide the files' view
             warnings.append(f"could not poll {backend_name}: {error}")
             continue
-        for state in queued:
-            info = infos.get(state.job_id)
-            if info is not None and info.final:
-                reason = info.reason or f"{backend_name} job {info.job_id} ended {info.state}, no result"
-                refined[state.trial_id] = replace(state, state="failed", reason=reason)
+        warnings += backend.warnings
+        for state in group:
+            if state.job_id in infos:
+                refined[state.trial_id] = _refine(state, infos[state.job_id], backend_name)
     return [refined.get(s.trial_id, s) for s in states], warnings
+
+
+def _refine(state: TrialState, info: JobInfo, backend_name: str) -> TrialState:
+    node = info.node or state.node
+    if state.state == "preempted" and not info.final:
+        return replace(state, state="queued", reason=None, node=node)
+    if state.state == "preempted" and info.state == "CANCELLED":
+        return replace(state, state="failed", reason=info.reason or "cancelled", node=node)
+    if state.state == "queued" and info.final:
+        reason = info.reason or f"{backend_name} job {info.job_id} ended {info.state}, no result"
+        return replace(state, state="failed", reason=reason, node=node)
+    return replace(state, node=node)
 
 
 def submit_trials(sweep: SweepDir, trial_ids: Sequence[str], backend: Backend) -> list[Submission]:

@@ -4,6 +4,9 @@ For each trial: skip it when done or leased by a live worker, else hold its leas
 `trials.runner.run_trial` runs it, resuming from its checkpoint. Several TRIAL_DIRs are packed trials: one
 child process each, run concurrently on the same device. Exit 0 when all are done or skipped, 3 when any was
 interrupted (requeue me), else 1.
+
+A DDP trial runs one worker per rank (RANK, or SLURM_PROCID in a multi-task Slurm step): rank 0 holds the
+lease and writes the files as above; the other ranks only run the trial beside it.
 """
 
 from __future__ import annotations
@@ -52,10 +55,14 @@ def run_packed(trial_dirs: list[Path]) -> int:
 
 
 def run_trial_dir(trial_dir: Path, runner: Callable[..., dict[str, Any]] | None = None) -> int:
-    """Run one trial under its lease; the exit code says done, failed or interrupted."""
+    """Run one trial, under its lease on rank 0; the exit code says done, failed or interrupted."""
     if _is_done(trial_dir):
         print(f"{trial_dir.name}: already done, skipped", flush=True)
         return EXIT_DONE
+    from trials.distributed import detect
+
+    if not detect().is_main:
+        return _run(trial_dir, runner or _load_runner(), main_rank=False)
     lease = Lease.acquire(trial_dir)
     if lease is None:
         holder = read_json(trial_dir / LEASE_FILE) or {}
@@ -65,12 +72,13 @@ def run_trial_dir(trial_dir: Path, runner: Callable[..., dict[str, Any]] | None 
         if _is_done(trial_dir):  # finished by another worker between our check and the lease
             return EXIT_DONE
         lease.start_heartbeat(on_lost=_abandon)
-        return _run_leased(trial_dir, runner or _load_runner())
+        return _run(trial_dir, runner or _load_runner(), main_rank=True)
     finally:
         lease.release()
 
 
-def _run_leased(trial_dir: Path, runner: Callable[..., dict[str, Any]]) -> int:
+def _run(trial_dir: Path, runner: Callable[..., dict[str, Any]], main_rank: bool) -> int:
+    """Call the runner; on rank 0 a crash that left no newer result.json is recorded as the trial's failure."""
     started = time.time()
     try:
         from trials.config import TrialConfig
@@ -83,7 +91,7 @@ def _run_leased(trial_dir: Path, runner: Callable[..., dict[str, Any]]) -> int:
     except Exception as error:
         traceback.print_exc()
         result_path = trial_dir / RESULT_FILE
-        if not result_path.exists() or result_path.stat().st_mtime < started:
+        if main_rank and (not result_path.exists() or result_path.stat().st_mtime < started):
             record_failure(trial_dir, f"{type(error).__name__}: {error}")
         return EXIT_FAILED
     status = result.get("status")

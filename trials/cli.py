@@ -9,11 +9,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from trials import config as trial_config
-from trials.config import TrialConfig
+if TYPE_CHECKING:
+    from trials.config import TrialConfig
 
+HELP = "run one trial (resumes if DIR holds a checkpoint)"
 EXIT_CODES = {"done": 0, "failed": 1, "interrupted": 3}
 BAD_INPUT = 2
 
@@ -41,7 +42,9 @@ OVERRIDES = {
 
 def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `train` on a subparsers object; the parsed args carry `handler` (returns the exit code)."""
-    p = subparsers.add_parser("train", help="run one trial (resumes if DIR holds a checkpoint)",
+    from trials import config as trial_config  # imports torch (through model): built only for `train` itself
+
+    p = subparsers.add_parser("train", help=HELP,
                               description="Run one seeded trial of He et al.'s CIFAR-10 recipe.")
     p.add_argument("--config", type=Path, help="TrialConfig as JSON or YAML; flags below override it")
     p.add_argument("--model", help="e.g. resnet20, ghost_resnet56")
@@ -87,6 +90,8 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> TrialConfig:
     """The config file (if any) with the given flags laid over it; invalid values raise ValueError."""
+    from trials.config import TrialConfig
+
     if args.config is None and args.model is None:
         raise ValueError("give --model or --config")
     data: dict[str, Any] = _read_config_file(args.config) if args.config else {}

@@ -141,10 +141,10 @@ class TrialConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrialConfig:
         """Build from plain data (JSON/YAML), rejecting unknown keys and wrong types by their dotted name."""
-        return _from_dict(cls, data, "")
+        return from_dict(cls, data)
 
 
-def _from_dict(cls: type, data: Any, where: str) -> Any:
+def from_dict(cls: type, data: Any, where: str = "") -> Any:
     if not isinstance(data, dict):
         raise ValueError(f"{where or 'config'} must be a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
@@ -161,7 +161,7 @@ def _from_dict(cls: type, data: Any, where: str) -> Any:
 def _coerce(hint: Any, value: Any, name: str) -> Any:
     """Check `value` against a type hint; nested dataclasses are built recursively."""
     if dataclasses.is_dataclass(hint):
-        return _from_dict(hint, value, f"{name}.")
+        return from_dict(hint, value, f"{name}.")
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(hint)

@@ -97,8 +97,8 @@ def run_trial(
 ) -> dict[str, Any]:
     """Run (or resume, or return the finished result of) one trial in `out_dir`.
 
-    Bad input raises `TrialInputError` (data errors are a subclass) before anything is written; every other
-    end writes result.json and returns it. SIGUSR2/SIGTERM (or `stop_event`) checkpoint and end "interrupted".
+    Bad input raises a ValueError (`TrialInputError`, `trials.data.DataError`) before the trial starts; every
+    other end writes result.json and returns it. SIGUSR2/SIGTERM (or `stop_event`) checkpoint and end "interrupted".
     `download=None` defers to $GHOSTSWEEP_DOWNLOAD.
     """
     out_dir = Path(out_dir)

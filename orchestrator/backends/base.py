@@ -59,6 +59,7 @@ class Backend(ABC):
     name: ClassVar[str]
     resources: Resources
     options: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list, init=False)  # one-line notes from `poll`, for `status`
 
     @abstractmethod
     def validate(self) -> None:
@@ -70,7 +71,8 @@ class Backend(ABC):
 
     @abstractmethod
     def poll(self, job_ids: Sequence[str]) -> dict[str, JobInfo]:
-        """Scheduler state for these jobs, in as few scheduler calls as possible (one batched query)."""
+        """Scheduler state for these jobs, in as few scheduler calls as possible (one batched query). A job left
+        out is unknown (its trial's files decide); a degraded answer adds a note to `self.warnings`."""
 
     @abstractmethod
     def cancel(self, job_ids: Sequence[str]) -> None:

@@ -161,12 +161,13 @@ class RayBackend(Backend):
         return interrupted
 
     def poll(self, job_ids: Sequence[str]) -> dict[str, JobInfo]:
+        """Drivers on this host only; another host's driver is unknown here (its trials' files decide)."""
         infos = {}
         for job_id in job_ids:
             host, pid = _driver(job_id)
             if host != socket.gethostname():
-                infos[job_id] = JobInfo(job_id, "UNKNOWN", node=host)
-            elif pid is not None and _is_driver(pid):
+                continue
+            if pid is not None and _is_driver(pid):
                 infos[job_id] = JobInfo(job_id, "RUNNING", node=host)
             else:
                 infos[job_id] = JobInfo(job_id, "GONE", node=host, final=True,

@@ -1,8 +1,8 @@
 """Multi-GPU (DDP) trials on Ray: the Tune trainable calls `TorchTrainer.fit()`, whose ranks run the runner.
 
 Ray Train starts one actor per rank, sets RANK/WORLD_SIZE/LOCAL_RANK and creates the process group, which the
-runner joins as it is (`trials.distributed.init_process_group` keeps an existing group). Rank 0 runs the trial
-under its lease through the worker; the other ranks run the runner alone, since only rank 0 writes files.
+runner joins as it is (`trials.distributed.init_process_group` keeps an existing group). Every rank runs the
+worker, which holds the lease and writes the files on rank 0 only.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.backends.ray import EXPERIMENTS_DIR, TrialFailed, follow_trial, wait_for_lease
-from orchestrator.fsutil import read_json
-from orchestrator.sweepdir import CONFIG_FILE
 
 
 def ddp_trial(config: dict[str, Any]) -> None:
@@ -51,17 +49,7 @@ def _rank(loop_config: dict[str, Any]) -> None:
     import ray.train
 
     from orchestrator import worker
-    from trials.config import TrialConfig
-    from trials.runner import run_trial
 
-    trial_dir = Path(loop_config["trial_dir"])
-    if ray.train.get_context().get_world_rank() == 0:
-        code = worker.run_trial_dir(trial_dir)
-        if code != worker.EXIT_DONE:
-            raise TrialFailed(f"rank 0 worker exited {code}")
-        return
-    data = read_json(trial_dir / CONFIG_FILE)
-    data.pop("trial_id", None)
-    result = run_trial(TrialConfig.from_dict(data), trial_dir, worker._data_dir(trial_dir))
-    if result.get("status") != "done":
-        raise TrialFailed(f"rank {ray.train.get_context().get_world_rank()}: {result.get('reason')}")
+    code = worker.run_trial_dir(Path(loop_config["trial_dir"]))
+    if code != worker.EXIT_DONE:
+        raise TrialFailed(f"rank {ray.train.get_context().get_world_rank()} worker exited {code}")

@@ -216,7 +216,7 @@ class SlurmBackend(Backend):
     def _poll_squeue(self, parents: str, wanted: set[str], why: str) -> dict[str, JobInfo]:
         """Without sacct, only live jobs are known; a job missing here is left to the trial's heartbeat."""
         note = f"sacct unavailable ({why}); falling back to squeue + heartbeats"
-        print(f"ghostsweep: {note}", file=sys.stderr)
+        self.warnings.append(note)
         try:
             out = slurm_command(["squeue", "-h", "-r", "-j", parents, "-o", "%i|%T|%N"])
         except SlurmError as error:
@@ -272,8 +272,8 @@ def expand_job_ids(job_field: str) -> list[str]:
 class TrialTask(submitit.helpers.Checkpointable):
     """What one array task runs: the worker on its trial dirs, as a child process that receives our signals.
 
-    Every rank of a DDP trial runs one; rank 0 alone runs the worker (lease, files) and requeues (as submitit
-    does); the other ranks run the runner through `slurm_rank`.
+    Every rank of a DDP trial runs one, with its rank in the worker's environment; the worker takes the lease
+    and writes the files on rank 0 only, and rank 0 alone requeues (as submitit does).
     """
 
     def __init__(self, trial_dirs: list[str], max_requeues: int, requeues: int = 0) -> None:
@@ -294,8 +294,7 @@ class TrialTask(submitit.helpers.Checkpointable):
         for signum in (signal.SIGUSR2, signal.SIGTERM):
             signal.signal(signum, forward)
         main_rank = os.environ.get("SLURM_PROCID", "0") == "0"
-        entry = "orchestrator.worker" if main_rank else "orchestrator.backends.slurm_rank"
-        command = [sys.executable, "-m", entry, *self.trial_dirs]
+        command = [sys.executable, "-m", "orchestrator.worker", *self.trial_dirs]
         while True:
             if main_rank:
                 for trial_dir in self.trial_dirs:  # its holder died with its node (same host: at once)
