@@ -126,14 +126,19 @@ def test_bad_input_is_one_line_value_error(name: str, options: dict, message: st
 
 
 def test_models_cli_json_and_bad_input() -> None:
-    done = subprocess.run([sys.executable, "-m", "orchestrator.cli", "models", "--format", "json"],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "models", "resnet56", "ghost_resnet56", "--format", "json"],
+        capture_output=True, text=True, check=True,
+    )
     import json
 
     rows = {(r["model"], r["first_layer"], r["block_norm"]): r for r in json.loads(done.stdout)}
+    assert len(rows) == 1 + 4  # resnet56, and ghost_resnet56's four stem/BN variants
     assert rows[("resnet56", None, None)]["params"] == 853_018
     assert rows[("resnet56", None, None)]["paper_macs"] == 125e6
     assert rows[("ghost_resnet56", "conv", "keep")]["paper_params"] == 0.43e6
-    bad = subprocess.run([sys.executable, "-m", "orchestrator.cli", "models", "--format", "yaml"],
-                         capture_output=True, text=True)
-    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    for bad_args in (["--format", "yaml"], ["resnet57"]):
+        bad = subprocess.run([sys.executable, "-m", "orchestrator.cli", "models", *bad_args],
+                             capture_output=True, text=True)
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
+    assert bad.stderr.startswith("ghostsweep: error: models: unknown model 'resnet57'"), bad.stderr

@@ -9,10 +9,11 @@ import random
 import time
 from pathlib import Path
 
-from orchestrator import worker
+from orchestrator import sweep, worker
+from orchestrator.backends.base import JobInfo
 from orchestrator.fsutil import atomic_write_json, read_json
 from orchestrator.lease import LEASE_FILE, STALE_S, Lease
-from orchestrator.state import mark_queued, read_state, record_failure, unqueue
+from orchestrator.state import TrialState, mark_queued, read_state, record_failure, unqueue
 from trials.config import TrialConfig
 
 
@@ -37,6 +38,69 @@ def test_state_follows_the_files(tmp_path):
     assert read_state(trial).state == "done"
     unqueue(trial)
     assert read_state(trial).state == "done"
+
+
+def test_lease_records_the_slurm_node_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURMD_NODENAME", "gpu-07")
+    Lease.acquire(tmp_path)
+    assert read_state(tmp_path).node == "gpu-07"
+
+
+def test_only_ddp_rank_0_takes_the_lease_and_writes_files(tmp_path, monkeypatch):
+    trial = tmp_path / "t"
+    trial.mkdir()
+    atomic_write_json(trial / "config.json", TrialConfig(model="resnet20").to_dict())
+    leases = []
+
+    def runner(_config, out_dir, _data_dir):
+        leases.append(read_json(out_dir / LEASE_FILE))
+        if len(leases) == 2:
+            raise RuntimeError("rank 1 crashed")
+        return {"status": "done"}
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert worker.run_trial_dir(trial, runner) == worker.EXIT_DONE
+    assert worker.run_trial_dir(trial, runner) == worker.EXIT_FAILED
+    assert not (trial / "result.json").exists()  # only rank 0 records a failure
+    monkeypatch.setenv("RANK", "0")
+    assert worker.run_trial_dir(trial, runner) == worker.EXIT_DONE
+    assert leases[:2] == [None, None] and leases[2]["pid"] == os.getpid()
+
+
+def test_status_asks_the_backend_about_queued_and_preempted_trials(monkeypatch):
+    """Requeued (job alive) -> queued; cancelled -> failed "cancelled"; out of requeues -> still preempted;
+    a queued trial's dead job -> failed; nodes and poll notes come back from the backend."""
+    jobs = {
+        "1": JobInfo("1", "PENDING"), "2": JobInfo("2", "CANCELLED", "n2", final=True, reason="cancelled"),
+        "3": JobInfo("3", "FAILED", final=True, reason="slurm job 3 ended FAILED"),
+        "4": JobInfo("4", "FAILED", final=True, reason="slurm job 4 ended FAILED"), "5": JobInfo("5", "RUNNING", "n5"),
+    }
+
+    class FakeBackend:
+        warnings: list[str] = []
+
+        def poll(self, job_ids):
+            self.warnings.append("sacct unavailable")
+            return {job_id: jobs[job_id] for job_id in job_ids if job_id in jobs}
+
+    monkeypatch.setattr(sweep, "backend_for", lambda _sweep, _name: FakeBackend())
+    states = [
+        TrialState("requeued", "preempted", "stop requested", "slurm", "1", node="n1"),
+        TrialState("cancelled", "preempted", "stop requested", "slurm", "2"),
+        TrialState("exhausted", "preempted", "stop requested", "slurm", "3"),
+        TrialState("dead", "queued", None, "slurm", "4"),
+        TrialState("waiting", "queued", None, "slurm", "5"),
+        TrialState("unknown", "preempted", "stop requested", "slurm", "6"),
+    ]
+    refined, warnings = sweep.refine_with_backends(None, states)
+    got = {s.trial_id: (s.state, s.reason, s.node) for s in refined}
+    assert got == {
+        "requeued": ("queued", None, "n1"), "cancelled": ("failed", "cancelled", "n2"),
+        "exhausted": ("preempted", "stop requested", None), "dead": ("failed", "slurm job 4 ended FAILED", None),
+        "waiting": ("queued", None, "n5"), "unknown": ("preempted", "stop requested", None),
+    }
+    assert warnings == ["sacct unavailable"]
 
 
 def test_lease_is_exclusive_and_a_stale_one_is_taken_over(tmp_path):
