@@ -101,7 +101,13 @@ class CifarResNet(nn.Module):
 
 
 def _init_weights(model: nn.Module) -> None:
-    """He et al.'s init for every conv (Ghost modules included); BN starts as identity."""
+    """He et al.'s init for every conv (Ghost modules included); BN starts as identity.
+
+    Skipped on the meta device (`model.validate`): there are no values to set, and torch's meta `normal_`
+    pulls in its compiler stack, a second of start-up for every CLI call that validates a spec.
+    """
+    if next(model.parameters()).is_meta:
+        return
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")

@@ -33,22 +33,29 @@ def load_throughput() -> dict[str, Any]:
 
 @cache
 def _macs(name: str, options: tuple[tuple[str, Any], ...]) -> int:
-    import torch
-
+    """Counted on a real CPU model: on the meta device the flop counter loads torch's compiler stack (~1 s)."""
     import model
 
-    with torch.device("meta"):
-        return model.count_macs(model.build(name, **dict(options)))
+    return model.count_macs(model.build(name, **dict(options)))
 
 
 def images_per_s(trial: TrialConfig) -> float:
-    """Training throughput of this trial's model on the throughput table's device."""
-    table = load_throughput()["images_per_s"]["eager" if trial.runtime.compile == "off" else "compiled"]
+    """Training throughput of this trial's model and runtime configuration on the throughput table's device.
+
+    The configuration measured with the trial's compile/precision/channels_last, else one with its compile
+    mode, else eager.
+    """
+    throughput = load_throughput()
+    runtime = {key: getattr(trial.runtime, key) for key in ("compile", "precision", "channels_last")}
+    configurations = throughput["configurations"]
+    same_mode = [name for name, fields in configurations.items() if fields["compile"] == runtime["compile"]]
+    exact = [name for name in same_mode if configurations[name] == runtime]
+    table = throughput["images_per_s"][(exact or same_mode or ["eager"])[0]]
     if trial.model in table and not trial.model_options:
         return float(table[trial.model])
     reference = f"{trial.model.rstrip('0123456789')}{REFERENCE_DEPTH}"
     options = tuple(sorted(trial.resolved_model_options().items()))
-    return table[reference] * load_throughput()["reference_macs"][reference] / _macs(trial.model, options)
+    return table[reference] * throughput["reference_macs"][reference] / _macs(trial.model, options)
 
 
 def estimate_gpu_hours(trial: TrialConfig) -> float:
@@ -63,16 +70,16 @@ def print_plan(spec: SweepSpec, sweep_root: Path, console: Console | None = None
     """Trial table, counts per variant, total GPU-hours; given a sweep directory, what submit would do."""
     console = console or Console()
     sweep = SweepDir(sweep_root)
+    trial_ids = [trial.trial_id() for trial in spec.trials]  # hashes the whole config: once per trial
     states = {}
     if sweep.index_path.exists():
-        states = {t.trial_id(): read_state(sweep.trial_dir(t.trial_id())).state for t in spec.trials}
+        states = {trial_id: read_state(sweep.trial_dir(trial_id)).state for trial_id in trial_ids}
     table = Table(title=f"sweep {spec.name!r}: {len(spec.trials)} trials", box=None)
     numeric = ("#", "seed", "iterations", "GPU-h")
     for column in ("#", "trial", "variant", "seed", "iterations", "GPU-h", *(("state",) if states else ())):
         table.add_column(column, justify="right" if column in numeric else "left")
     hours = [estimate_gpu_hours(trial) for trial in spec.trials]
-    for number, (trial, trial_hours) in enumerate(zip(spec.trials, hours, strict=True), 1):
-        trial_id = trial.trial_id()
+    for number, (trial, trial_id, trial_hours) in enumerate(zip(spec.trials, trial_ids, hours, strict=True), 1):
         state = (states.get(trial_id, "pending"),) if states else ()
         table.add_row(str(number), trial_id, trial.variant, str(trial.seed), f"{trial.recipe.iterations:,}",
                       f"{trial_hours:.2f}", *state)

@@ -61,6 +61,21 @@ def test_depthwise_macs_are_counted() -> None:
     assert macs == primary + cheap
 
 
+@pytest.mark.parametrize(("name", "options"), [
+    ("resnet20", {}), ("resnet20", {"shortcut": "B"}), ("ghost_resnet20", {"first_layer": "ghost"}),
+    ("ghost_resnet56", {"block_norm": "fused"}), ("ghost_resnet20", {"ratio": 3, "cheap_kernel": 5}),
+])
+def test_macs_equal_torch_flop_counter(name: str, options: dict) -> None:
+    """Our hook count must agree with torch's own forward FLOP counter (2 FLOPs per MAC)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    built = model.build(name, **options).eval()
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        built(torch.zeros(1, 3, 32, 32))
+    assert model.count_macs(built) == counter.get_total_flops() // 2
+
+
 def test_init_follows_he_et_al() -> None:
     torch.manual_seed(0)
     built = model.build("ghost_resnet56", first_layer="ghost")
