@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -61,8 +62,13 @@ def run_trial_dir(trial_dir: Path, runner: Callable[..., dict[str, Any]] | None 
         return EXIT_DONE
     from trials.distributed import detect
 
+    # Catch a preemption from the very start: before the runner installs its own handlers (after loading the
+    # data), SIGTERM would kill the worker and the trial would read "failed" instead of "preempted".
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGUSR2):
+        signal.signal(signum, lambda *_: stop.set())
     if not detect().is_main:
-        return _run(trial_dir, runner or _load_runner(), main_rank=False)
+        return _run(trial_dir, runner or _load_runner(), stop, main_rank=False)
     lease = Lease.acquire(trial_dir)
     if lease is None:
         holder = read_json(trial_dir / LEASE_FILE) or {}
@@ -72,12 +78,12 @@ def run_trial_dir(trial_dir: Path, runner: Callable[..., dict[str, Any]] | None 
         if _is_done(trial_dir):  # finished by another worker between our check and the lease
             return EXIT_DONE
         lease.start_heartbeat(on_lost=_abandon)
-        return _run(trial_dir, runner or _load_runner(), main_rank=True)
+        return _run(trial_dir, runner or _load_runner(), stop, main_rank=True)
     finally:
         lease.release()
 
 
-def _run(trial_dir: Path, runner: Callable[..., dict[str, Any]], main_rank: bool) -> int:
+def _run(trial_dir: Path, runner: Callable[..., dict[str, Any]], stop: threading.Event, main_rank: bool) -> int:
     """Call the runner; on rank 0 a crash that left no newer result.json is recorded as the trial's failure."""
     started = time.time()
     try:
@@ -87,7 +93,7 @@ def _run(trial_dir: Path, runner: Callable[..., dict[str, Any]], main_rank: bool
         if config_data is None:
             raise ValueError(f"no {CONFIG_FILE} in {trial_dir}")
         config_data.pop("trial_id", None)
-        result = runner(TrialConfig.from_dict(config_data), trial_dir, _data_dir(trial_dir))
+        result = runner(TrialConfig.from_dict(config_data), trial_dir, _data_dir(trial_dir), stop_event=stop)
     except Exception as error:
         traceback.print_exc()
         result_path = trial_dir / RESULT_FILE

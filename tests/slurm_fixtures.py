@@ -15,7 +15,7 @@ from typing import Any
 from orchestrator.fsutil import atomic_write_json, read_json
 
 
-def timed_trial(config: Any, out_dir: Path, data_dir: Path | None = None) -> dict:
+def timed_trial(config: Any, out_dir: Path, data_dir: Path | None = None, **_: object) -> dict:
     total = float(os.environ["TIMED_TRIAL_S"])
     work = read_json(out_dir / "work.json") or {"done_s": 0.0, "attempts": 0}
     work["attempts"] += 1

@@ -159,7 +159,7 @@ def test_sigint_then_resume_runs_no_done_trial_again(tmp_path):
     assert [p.name for p in (root / "ray").glob("tune-*")] == ["tune-1"]  # restored, not restarted
 
 
-def sleepy_trial(config: Any, out_dir: Path, data_dir: Path | None = None) -> dict:
+def sleepy_trial(config: Any, out_dir: Path, data_dir: Path | None = None, **_: object) -> dict:
     """Stand-in trial for the packing test: sleeps, records when it ran."""
     started = time.time()
     time.sleep(float(os.environ["SLEEPY_TRIAL_S"]))

@@ -52,7 +52,7 @@ def test_only_ddp_rank_0_takes_the_lease_and_writes_files(tmp_path, monkeypatch)
     atomic_write_json(trial / "config.json", TrialConfig(model="resnet20").to_dict())
     leases = []
 
-    def runner(_config, out_dir, _data_dir):
+    def runner(_config, out_dir, _data_dir, **_):
         leases.append(read_json(out_dir / LEASE_FILE))
         if len(leases) == 2:
             raise RuntimeError("rank 1 crashed")
@@ -118,7 +118,7 @@ def test_lease_is_exclusive_and_a_stale_one_is_taken_over(tmp_path):
     assert not (tmp_path / LEASE_FILE).exists()
 
 
-def _counting_runner(config: TrialConfig, out_dir: Path, data_dir: Path | None = None) -> dict:
+def _counting_runner(config: TrialConfig, out_dir: Path, data_dir: Path | None = None, **_: object) -> dict:
     """Fake trial: records that it ran, then writes its result."""
     with open(out_dir / "runs.log", "a") as log:
         log.write(f"{os.getpid()}\n")
