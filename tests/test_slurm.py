@@ -230,9 +230,11 @@ def test_status_falls_back_to_squeue_without_sacct(cli, tmp_path):
         broken = f'#!/bin/sh\necho "sacct $*" >> {cli.log}\necho "sacct: down" >&2\nexit 1\n'
         (cli.bin_dir / "sacct").write_text(broken)
         done = cli("status", sweep, "--json")
-        assert "falling back to squeue + heartbeats" in done.stderr, done.stderr
+        status = json.loads(done.stdout)
+        assert any("falling back to squeue + heartbeats" in w for w in status["warnings"]), status["warnings"]
+        assert "sacct" not in done.stderr, done.stderr
         assert len(cli.calls("sacct")) == 1 and len(cli.calls("squeue")) == 1
-        assert {t["state"] for t in json.loads(done.stdout)["trials"]} <= {"queued", "running"}
+        assert {t["state"] for t in status["trials"]} <= {"queued", "running"}
     finally:
         cli("cancel", sweep)
 
@@ -272,18 +274,29 @@ def test_real_timeout_requeues_and_finishes(cli, tmp_path):
 
 
 def test_cancel_then_rerun_failed(cli, tmp_path):
-    """A cancelled trial shows failed (cancelled); `rerun --failed` completes it."""
+    """Cancelled trials, one waiting and one running (it stops "interrupted" first), show failed (cancelled);
+    status shows the running one's job and node; `rerun --failed` completes both, the running one resuming.
+    The trial is the stand-in (30 s of work), so it is surely running when cancelled."""
     sweep = tmp_path / "sweep"
     spec = write_spec(tmp_path / "c.yaml", "c", seeds=2, options={"array_parallelism": 1})
+    cli.env |= {"GHOSTSWEEP_TRIAL_RUNNER": "slurm_fixtures:timed_trial", "TIMED_TRIAL_S": "30",
+                "PYTHONPATH": f"{REPO / 'tests'}{os.pathsep}{cli.env['PYTHONPATH']}"}
     cli("submit", spec, "--out", sweep)
     first, second = trial_dirs(sweep)
-    waiting = second if job_of(second).endswith("_1") else first
-    subprocess.run(["scancel", job_of(waiting)], check=True)
-    wait_for(lambda: cli.status(sweep)[waiting.name]["state"] == "failed", 60, "the cancelled trial to fail")
-    assert cli.status(sweep)[waiting.name]["reason"] == "cancelled"
+    running, waiting = (first, second) if job_of(second).endswith("_1") else (second, first)
+    wait_for(lambda: read(running / "work.json").get("done_s", 0) >= 2, 300, "the first trial to run")
+    shown = cli.status(sweep)[running.name]
+    node = scheduler(cli.env, "squeue", "-h", "-j", job_of(running), "-o", "%N").strip()
+    assert (shown["state"], shown["job_id"], shown["node"]) == ("running", job_of(running), node), shown
+    subprocess.run(["scancel", job_of(waiting), job_of(running)], check=True)
+    for trial in (waiting, running):
+        wait_for(lambda t=trial: cli.status(sweep)[t.name]["state"] == "failed", 90, f"{trial.name} to fail")
+        assert cli.status(sweep)[trial.name]["reason"] == "cancelled"
+    assert read(running / "result.json")["status"] == "interrupted"
     cli("rerun", sweep, "--failed")
     assert {r["status"] for r in wait_ended(sweep).values()} == {"done"}
     assert {t["state"] for t in cli.status(sweep).values()} == {"done"}
+    assert read(running / "work.json")["attempts"] == 2
 
 
 def test_packing_two_trials_share_one_array_task(cli, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -117,3 +119,26 @@ def test_plan_prints_table_and_gpu_hours_and_submits_nothing(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "85 trials" in printed and "GPU-hours" in printed and "NVIDIA H200" in printed
     assert "nothing submitted" in printed and not out.exists()
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--backend-option", "max_parallel=0"], "backend.options.max_parallel"),
+    (["--backend-option", "max_parallel"], "--backend-option: expected KEY=VALUE"),
+    (["--ray-address", "auto"], "--ray-address: the backend is 'local'"),
+    (["--backend", "ray", "--ray-address", "auto", "--backend-option", "max_failures=-2"],
+     "backend.options.max_failures"),
+])
+def test_backend_option_overrides_are_validated_before_anything_is_written(flags, message, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    assert main(["submit", str(write(tmp_path, GOOD)), "--out", str(out), *flags]) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1, error
+    assert not out.exists()
+
+
+def test_cli_start_up_does_not_import_torch():
+    """`status`, `report`, `cancel` and `--help` stay fast: only `train`, `plan`, `models` need torch."""
+    code = ("import sys; from orchestrator import cli, report, status, sweep; cli.build_parser(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'model')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert done.stdout.strip() == "[]"

@@ -259,10 +259,12 @@ def _train(
             augment_rng = torch.Generator().manual_seed(derive_seed(config.seed, "augment", iteration))
             augmentation = cifar.Augmentation.draw(recipe.batch_size, augment_rng)
             mine = slice(world.rank * per_rank, (world.rank + 1) * per_rank)
-            batch = batch[mine].to(device)
+            augmentation = augmentation.slice(mine.start, mine.stop)
+            drawn = torch.stack([batch[mine], augmentation.shift_y, augmentation.shift_x, augmentation.flip.long()])
+            batch, shift_y, shift_x, flip = _to_device(drawn, device)
             images = normalize(train_images[batch])
             if config.data.augment:
-                images = cifar.augment(images, augmentation.slice(mine.start, mine.stop))
+                images = cifar.augment(images, cifar.Augmentation(shift_y, shift_x, flip.bool()))
             images = images.contiguous(memory_format=memory_format)
             labels = train_labels[batch]
 
@@ -377,6 +379,14 @@ def _epoch_order(seed: int, epoch: int, size: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(derive_seed(seed, "order", epoch))
         _ORDER_CACHE[key] = torch.randperm(size, generator=generator)
     return _ORDER_CACHE[key]
+
+
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """One pinned, non-blocking copy per iteration: a blocking host-to-GPU copy waits for the queued GPU work,
+    so the host could not prepare and launch the next step while the GPU runs this one."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def _checkpoint_state(net: nn.Module, optimizer: torch.optim.Optimizer, progress: Progress) -> dict[str, Any]:

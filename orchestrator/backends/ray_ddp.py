@@ -1,4 +1,4 @@
-"""Multi-GPU (DDP) trials on Ray: the Tune trainable calls `TorchTrainer.fit()`, whose ranks run the runner.
+"""Multi-GPU (DDP) trials on Ray: the Tune trainable calls `TorchTrainer.fit()`, whose ranks run the worker.
 
 Ray Train starts one actor per rank, sets RANK/WORLD_SIZE/LOCAL_RANK and creates the process group, which the
 runner joins as it is (`trials.distributed.init_process_group` keeps an existing group). Every rank runs the
