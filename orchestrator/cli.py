@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.backends import BACKEND_MODULES
 from orchestrator.models_table import add_models_parser
 from orchestrator.sweepdir import SweepDir
 from trials import cli as train_cli  # torch-free until add_train_parser runs
@@ -61,7 +62,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     submit = commands.add_parser("submit", help="run every trial of a spec that is not done or on its way")
     submit.add_argument("spec", type=Path, metavar="SPEC")
     submit.add_argument("--out", type=Path, metavar="SWEEP_DIR", help="default: runs/<spec name>")
-    submit.add_argument("--backend", choices=("local", "slurm", "ray"), help="override the spec's backend")
+    submit.add_argument("--backend", choices=tuple(BACKEND_MODULES), help="override the spec's backend")
     add_backend_option_arguments(submit)
     submit.set_defaults(handler=run_submit)
 
@@ -78,7 +79,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     which = rerun.add_mutually_exclusive_group()
     which.add_argument("--failed", action="store_true", help="only failed and preempted trials")
     which.add_argument("--trial", action="append", default=[], metavar="ID", help="this trial (repeatable)")
-    rerun.add_argument("--backend", choices=("local", "slurm", "ray"), help="override the sweep's backend")
+    rerun.add_argument("--backend", choices=tuple(BACKEND_MODULES), help="override the sweep's backend")
     add_backend_option_arguments(rerun)
     rerun.set_defaults(handler=run_rerun)
 

@@ -40,30 +40,51 @@ def _macs(name: str, options: tuple[tuple[str, Any], ...]) -> int:
 
 
 def images_per_s(trial: TrialConfig) -> float:
-    """Training throughput of this trial's model and runtime configuration on the throughput table's device.
-
-    The configuration measured with the trial's compile/precision/channels_last, else one with its compile
-    mode, else eager.
-    """
+    """Training throughput of one trial of this model and runtime configuration on the table's device."""
     throughput = load_throughput()
-    runtime = {key: getattr(trial.runtime, key) for key in ("compile", "precision", "channels_last")}
-    configurations = throughput["configurations"]
-    same_mode = [name for name, fields in configurations.items() if fields["compile"] == runtime["compile"]]
-    exact = [name for name in same_mode if configurations[name] == runtime]
-    table = throughput["images_per_s"][(exact or same_mode or ["eager"])[0]]
+    table = throughput["images_per_s"][_configuration(trial)]
     if trial.model in table and not trial.model_options:
         return float(table[trial.model])
-    reference = f"{trial.model.rstrip('0123456789')}{REFERENCE_DEPTH}"
+    reference = _reference_model(trial.model)
     options = tuple(sorted(trial.resolved_model_options().items()))
     return table[reference] * throughput["reference_macs"][reference] / _macs(trial.model, options)
 
 
-def estimate_gpu_hours(trial: TrialConfig) -> float:
-    """One trial on one GPU of the table's device: training images plus every evaluation pass."""
+def packing_gain(trial: TrialConfig, trials_per_gpu: int) -> float:
+    """Aggregate throughput of K packed trials over one trial's, as measured for the trial's family and
+    configuration (`packed_images_per_s`, key "<configuration> x<K>"); 1.0 when K = 1 or nothing is measured."""
+    if trials_per_gpu == 1:
+        return 1.0
+    throughput = load_throughput()
+    configuration = _configuration(trial)
+    packed = throughput["packed_images_per_s"].get(f"{configuration} x{trials_per_gpu}", {})
+    single = throughput["images_per_s"][configuration]
+    measured = [name for name in (trial.model, _reference_model(trial.model)) if name in packed and name in single]
+    return packed[measured[0]] / single[measured[0]] if measured else 1.0
+
+
+def estimate_gpu_hours(trial: TrialConfig, trials_per_gpu: int = 1) -> float:
+    """GPU-hours one trial costs on the table's device (its share of a GPU when K trials are packed):
+    training images plus every evaluation pass."""
     recipe = trial.recipe
     trained = recipe.iterations * recipe.batch_size
     evaluated = recipe.iterations // recipe.eval_interval * trial.data.val_size + trial.data.test_size
-    return (trained + evaluated / EVAL_SPEEDUP) / images_per_s(trial) / 3600
+    rate = images_per_s(trial) * packing_gain(trial, trials_per_gpu)
+    return (trained + evaluated / EVAL_SPEEDUP) / rate / 3600
+
+
+def _configuration(trial: TrialConfig) -> str:
+    """The measured configuration with the trial's compile/precision/channels_last, else one with its compile
+    mode, else eager."""
+    runtime = {key: getattr(trial.runtime, key) for key in ("compile", "precision", "channels_last")}
+    configurations = load_throughput()["configurations"]
+    same_mode = [name for name, fields in configurations.items() if fields["compile"] == runtime["compile"]]
+    exact = [name for name in same_mode if configurations[name] == runtime]
+    return (exact or same_mode or ["eager"])[0]
+
+
+def _reference_model(name: str) -> str:
+    return f"{name.rstrip('0123456789')}{REFERENCE_DEPTH}"
 
 
 def print_plan(spec: SweepSpec, sweep_root: Path, console: Console | None = None) -> None:
@@ -78,7 +99,7 @@ def print_plan(spec: SweepSpec, sweep_root: Path, console: Console | None = None
     numeric = ("#", "seed", "iterations", "GPU-h")
     for column in ("#", "trial", "variant", "seed", "iterations", "GPU-h", *(("state",) if states else ())):
         table.add_column(column, justify="right" if column in numeric else "left")
-    hours = [estimate_gpu_hours(trial) for trial in spec.trials]
+    hours = [estimate_gpu_hours(trial, spec.resources.trials_per_gpu) for trial in spec.trials]
     for number, (trial, trial_id, trial_hours) in enumerate(zip(spec.trials, trial_ids, hours, strict=True), 1):
         state = (states.get(trial_id, "pending"),) if states else ()
         table.add_row(str(number), trial_id, trial.variant, str(trial.seed), f"{trial.recipe.iterations:,}",
@@ -89,8 +110,8 @@ def print_plan(spec: SweepSpec, sweep_root: Path, console: Console | None = None
     throughput = load_throughput()
     resources = spec.resources
     console.print(
-        f"estimated {sum(hours):.1f} GPU-hours, assuming one {throughput['device']} per trial (eager fp32 "
-        f"unless compiled; {THROUGHPUT_FILE.name}); per trial {resources.gpus_per_trial} GPU(s), "
+        f"estimated {sum(hours):.1f} GPU-hours on {throughput['device']} GPUs (throughput per model and "
+        f"configuration: {THROUGHPUT_FILE.name}); per trial {resources.gpus_per_trial} GPU(s), "
         f"{resources.cpus_per_trial} CPU(s), {resources.trials_per_gpu} trial(s) per GPU; "
         f"backend {spec.backend}"
     )

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from orchestrator.backends import BACKEND_MODULES
 from orchestrator.backends.base import Resources
 from trials.config import TrialConfig, from_dict
 
@@ -25,7 +26,6 @@ SPEC_KEYS = (
 REQUIRED_KEYS = ("name", "grids", "seeds")
 SECTIONS = ("recipe", "data", "runtime", "wandb")  # top-level overrides applied to every trial
 GRID_SECTIONS = (*SECTIONS, "faults")  # sections a grid may vary with dotted keys (`recipe.lr`)
-BACKENDS = ("local", "slurm", "ray")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 RESOURCE_RANGES: dict[str, tuple[float, float]] = {
     "gpus_per_trial": (0, 64),
@@ -230,8 +230,8 @@ def _parse_backend(backend: Any) -> tuple[str, dict[str, Any]]:
         if key not in ("name", "options"):
             raise ValueError(f"backend.{key}: unknown key; valid: name, options")
     name = backend.get("name", "local")
-    if name not in BACKENDS:
-        raise ValueError(f"backend.name: must be one of {', '.join(BACKENDS)}, got {name!r}")
+    if name not in BACKEND_MODULES:
+        raise ValueError(f"backend.name: must be one of {', '.join(BACKEND_MODULES)}, got {name!r}")
     return name, _mapping(backend.get("options"), "backend.options")
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,13 +18,15 @@ def timed_trial(config: Any, out_dir: Path, data_dir: Path | None = None, **_: o
     total = float(os.environ["TIMED_TRIAL_S"])
     work = read_json(out_dir / "work.json") or {"done_s": 0.0, "attempts": 0}
     work["attempts"] += 1
-    stop = threading.Event()
+    # A plain flag, not threading.Event: Event.set() in a signal handler deadlocks when the signal lands while
+    # the main thread is inside Event.wait() holding the event's lock.
+    stopped: list[int] = []
     for signum in (signal.SIGUSR2, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, lambda received, _frame: stopped.append(received))
     last = time.time()
-    while work["done_s"] < total and not stop.is_set():  # progress saved each second: a kill loses <= 1 s
+    while work["done_s"] < total and not stopped:  # progress saved each second: a kill loses <= 1 s
         atomic_write_json(out_dir / "work.json", work)
-        stop.wait(min(1.0, total - work["done_s"]))
+        time.sleep(min(0.2, total - work["done_s"]))
         now = time.time()
         work["done_s"], last = work["done_s"] + now - last, now
     atomic_write_json(out_dir / "work.json", work)

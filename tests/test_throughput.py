@@ -116,6 +116,10 @@ def test_bench_measures_both_loops_and_feeds_plan(cifar10_dir: Path, tmp_path: P
     try:
         eager = plan.images_per_s(TrialConfig(model="resnet8"))
         unmeasured = plan.images_per_s(TrialConfig(model="resnet8", runtime=RuntimeConfig(channels_last=True)))
+        gain = plan.packing_gain(TrialConfig(model="resnet8"), 2)
+        hours_alone, hours_packed = (plan.estimate_gpu_hours(TrialConfig(model="resnet8"), k) for k in (1, 2))
     finally:
         plan.load_throughput.cache_clear()
     assert eager == unmeasured == pytest.approx(rows["eager"]["images_per_s"], abs=0.05)
+    assert gain == pytest.approx(rows["eager x2"]["images_per_s"] / rows["eager"]["images_per_s"], rel=1e-3)
+    assert hours_packed * gain == pytest.approx(hours_alone)  # packed trials share the GPU's time
