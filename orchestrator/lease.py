@@ -26,8 +26,11 @@ STALE_S = 120.0
 
 
 def is_fresh(lease: dict | None, now: float | None = None) -> bool:
-    """True when the lease's holder heartbeated recently enough to be alive."""
+    """True when the lease's holder heartbeated recently enough to be alive, and, on this host, still is
+    (a worker killed with -9 leaves a recent heartbeat behind; it must not show as running for 2 minutes)."""
     if not lease:
+        return False
+    if lease.get("host") == socket.gethostname() and not _alive(int(lease.get("pid", 0))):
         return False
     return (now or time.time()) - float(lease.get("heartbeat_at", 0)) <= STALE_S
 
