@@ -25,7 +25,6 @@ from rich.console import Console
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from orchestrator.fsutil import atomic_write_json  # noqa: E402
 from orchestrator.lease import LEASE_FILE  # noqa: E402
 from orchestrator.plan import print_plan  # noqa: E402
 from orchestrator.report import build_report, records_from_sweep, write_report  # noqa: E402
@@ -33,6 +32,7 @@ from orchestrator.spec import load_spec  # noqa: E402
 from orchestrator.status import render  # noqa: E402
 from orchestrator.sweep import collect_states  # noqa: E402
 from orchestrator.sweepdir import SweepDir  # noqa: E402
+from trials.files import atomic_write_json  # noqa: E402
 
 SPEC = """
 name: scale

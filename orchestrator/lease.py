@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.fsutil import atomic_write_json, read_json
+from trials.files import atomic_write_json, read_json
 
 LEASE_FILE = "lease.json"
 STEAL_FILE = "lease.steal"

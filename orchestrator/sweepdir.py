@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.backends.base import Resources, TrialRef
-from orchestrator.fsutil import atomic_write_json, atomic_write_text, read_json
+from trials.files import atomic_write_json, atomic_write_text, read_json
 
 if TYPE_CHECKING:
     from orchestrator.spec import SweepSpec

@@ -23,10 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orchestrator.fsutil import read_json
 from orchestrator.lease import LEASE_FILE, Lease
 from orchestrator.state import RESULT_FILE, record_failure
 from orchestrator.sweepdir import CONFIG_FILE, SWEEP_FILE
+from trials.files import read_json
 
 EXIT_DONE, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 3
 RUNNER_ENV = "GHOSTSWEEP_TRIAL_RUNNER"  # "module:function"; tests substitute a fake trial

@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 
 from orchestrator.backends import get_backend
-from orchestrator.fsutil import atomic_write_json, read_json
 from orchestrator.spec import parse_spec
 from orchestrator.state import read_state
 from orchestrator.sweep import submit_trials
 from orchestrator.sweepdir import SweepDir
+from trials.files import atomic_write_json, read_json
 
 REPO = Path(__file__).resolve().parents[1]
 CIFAR10_DIR = REPO.parent / "shared/data/cifar-10-batches-py"

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from orchestrator import sweep, worker
 from orchestrator.backends.base import JobInfo
-from orchestrator.fsutil import atomic_write_json, read_json
 from orchestrator.lease import LEASE_FILE, STALE_S, Lease
 from orchestrator.state import TrialState, mark_queued, read_state, record_failure, unqueue
 from trials.config import TrialConfig
+from trials.files import atomic_write_json, read_json
 
 
 def test_state_follows_the_files(tmp_path):

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from orchestrator.fsutil import atomic_write_json
+from trials.files import atomic_write_json
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = """

@@ -19,7 +19,8 @@ from test_trial_helpers import (
     trial_env,
 )
 
-from trials.checkpoint import CRASH_ENV, CRASH_EXIT_CODE
+from trials.checkpoint import CRASH_ENV
+from trials.files import CRASH_EXIT_CODE
 
 # An eval every 10 iterations, a checkpoint every 15: interruptions land between evals and checkpoints.
 RUN = [*SMOKE, "--iterations", "40", "--eval-interval", "10", "--checkpoint-interval", "15"]

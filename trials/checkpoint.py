@@ -1,4 +1,4 @@
-"""Atomic files and resumable state: a crash at any instant leaves either the old file or the new one.
+"""Resumable state, written atomically: a crash at any instant leaves either the old checkpoint or the new one.
 
 Fault injection for tests: with GHOSTSWEEP_CRASH_BEFORE_RENAME=N the process dies (os._exit) after writing and
 fsyncing the checkpoint of iteration N to its temporary file, before the rename.
@@ -7,7 +7,6 @@ fsyncing the checkpoint of iteration N to its temporary file, before the rename.
 from __future__ import annotations
 
 import io
-import json
 import os
 import random
 from pathlib import Path
@@ -16,49 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from trials.files import atomic_write_bytes
+
 CRASH_ENV = "GHOSTSWEEP_CRASH_BEFORE_RENAME"
-CRASH_EXIT_CODE = 86
-
-
-def atomic_write_bytes(path: Path, data: bytes, crash_before_rename: bool = False) -> None:
-    """Write to a temporary file in the same directory, fsync it, rename over `path`, fsync the directory."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    if crash_before_rename:
-        os._exit(CRASH_EXIT_CODE)
-    os.replace(tmp, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
-
-
-def atomic_write_lines(path: Path, rows: list[dict[str, Any]]) -> None:
-    atomic_write_bytes(path, "".join(json.dumps(row) + "\n" for row in rows).encode())
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
-
-
-def read_lines(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def remove_stale_temporaries(directory: Path) -> None:
-    """Temporaries left by a crash between write and rename are garbage: the renamed files are the truth."""
-    for tmp in directory.glob(".*.tmp-*"):
-        tmp.unlink(missing_ok=True)
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -31,19 +31,16 @@ import torch.nn.functional as F
 
 import model as models
 from trials import data as cifar
-from trials.checkpoint import (
+from trials.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
+from trials.config import TrialConfig
+from trials.distributed import Distributed, all_reduce_sum, convert_sync_batchnorm, detect, init_process_group
+from trials.files import (
     atomic_write_json,
     atomic_write_lines,
-    load_checkpoint,
     read_json,
     read_lines,
     remove_stale_temporaries,
-    rng_states,
-    save_checkpoint,
-    set_rng_states,
 )
-from trials.config import TrialConfig
-from trials.distributed import Distributed, all_reduce_sum, convert_sync_batchnorm, detect, init_process_group
 from trials.wandb_log import WandbLogger
 
 SYNC_INTERVAL = 20  # iterations between host syncs: divergence check, stop agreement across ranks
@@ -463,7 +460,7 @@ def _configure_backends(precision: str, device: torch.device) -> None:
 
 def _next_attempt(out_dir: Path) -> int:
     path = out_dir / "attempts.json"
-    attempt = (read_json(path)["attempt"] if path.exists() else 0) + 1
+    attempt = (read_json(path) or {"attempt": 0})["attempt"] + 1
     atomic_write_json(path, {"attempt": attempt})
     return attempt
 

@@ -61,6 +61,12 @@ class Backend(ABC):
     options: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list, init=False)  # one-line notes from `poll`, for `status`
 
+    def reject_unknown_options(self, valid: Sequence[str]) -> None:
+        """One line naming the first option this backend does not know, for `validate`."""
+        for key in self.options:
+            if key not in valid:
+                raise ValueError(f"backend.options.{key}: unknown option; valid: {', '.join(valid)}")
+
     @abstractmethod
     def validate(self) -> None:
         """Raise ValueError (one line) for anything that would fail after submission: bad options, bad partition."""

@@ -40,9 +40,7 @@ class LocalBackend(Backend):
     name: ClassVar[str] = "local"
 
     def validate(self) -> None:
-        for key in self.options:
-            if key not in OPTIONS:
-                raise ValueError(f"backend.options.{key}: unknown option; valid: {', '.join(OPTIONS)}")
+        self.reject_unknown_options(OPTIONS)
         parallel = self.options.get("max_parallel")
         if parallel is not None and (type(parallel) is not int or parallel < 1):
             raise ValueError(f"backend.options.max_parallel: must be an integer >= 1, got {parallel!r}")

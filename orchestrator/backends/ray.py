@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import os
 import signal
 import socket
@@ -33,9 +32,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from orchestrator.backends.base import Backend, JobInfo, Submission, TrialRef
-from orchestrator.fsutil import read_json
 from orchestrator.lease import LEASE_FILE, break_dead_lease, is_fresh
 from orchestrator.state import RESULT_FILE, read_state, record_failure, unqueue
+from trials.files import read_json, read_lines
 
 OPTIONS = ("address", "max_failures", "max_concurrent_trials")
 DEFAULT_MAX_FAILURES = 1
@@ -56,9 +55,7 @@ class RayBackend(Backend):
     name: ClassVar[str] = "ray"
 
     def validate(self) -> None:
-        for key in self.options:
-            if key not in OPTIONS:
-                raise ValueError(f"backend.options.{key}: unknown option; valid: {', '.join(OPTIONS)}")
+        self.reject_unknown_options(OPTIONS)
         address = self.options.get("address")
         if address is not None and not isinstance(address, str):
             raise ValueError(f"backend.options.address: must be a Ray address string, got {address!r}")
@@ -206,7 +203,7 @@ def follow_trial(trial_dir: Path, exit_code: Callable[[], int | None]) -> None:
     seen = 0
     while True:
         code = exit_code()
-        for row in _read_lines(trial_dir / METRICS):
+        for row in read_lines(trial_dir / METRICS):
             if row["iteration"] > seen:
                 seen = row["iteration"]
                 tune.report({"trial_id": trial_dir.name, **row})
@@ -228,14 +225,6 @@ def wait_for_lease(trial_dir: Path) -> None:
     while is_fresh(read_json(trial_dir / LEASE_FILE)):
         break_dead_lease(trial_dir)
         time.sleep(POLL_INTERVAL_S)
-
-
-def _read_lines(path: Path) -> list[dict[str, Any]]:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return []
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def _terminate_with_parent() -> None:

@@ -24,9 +24,9 @@ import submitit
 from submitit.core.utils import DelayedSubmission
 
 from orchestrator.backends.base import Backend, JobInfo, Resources, Submission, TrialRef
-from orchestrator.fsutil import read_json
 from orchestrator.lease import LEASE_FILE, break_dead_lease, is_fresh
 from orchestrator.state import RESULT_FILE
+from trials.files import read_json
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # jobs import this same code, installed or not
 EXIT_INTERRUPTED = 3  # the worker's "interrupted, requeue me"

@@ -1,0 +1,74 @@
+"""Atomic files that other processes (on other nodes) read while we write them; torch-free, shared by the
+trial runner and the orchestrator.
+
+A reader sees the old file or the new one, never a torn one: write a temporary file in the same directory,
+fsync it, rename it over the target, fsync the directory. Temporaries are named `.<name>.tmp-<pid>-<random>`,
+so a crash leaves garbage that `remove_stale_temporaries` recognises.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+CRASH_EXIT_CODE = 86
+
+
+def atomic_write_bytes(path: Path, data: bytes, crash_before_rename: bool = False) -> None:
+    """`crash_before_rename` (a test hook) kills the process after the fsync, before the rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if crash_before_rename:
+            os._exit(CRASH_EXIT_CODE)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def atomic_write_lines(path: Path, rows: list[dict[str, Any]]) -> None:
+    atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
+
+
+def read_json(path: Path) -> Any | None:
+    """The file's JSON, or None when it does not exist (yet)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return None
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    """A JSON-lines file's rows; none when it does not exist (yet)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def remove_stale_temporaries(directory: Path) -> None:
+    """Temporaries left by a crash between write and rename are garbage: the renamed files are the truth."""
+    for tmp in Path(directory).glob(".*.tmp-*"):
+        tmp.unlink(missing_ok=True)
