@@ -3,7 +3,8 @@
     python bench/throughput.py                                   # CPU: ResNet-20, eager and channels-last
     python bench/throughput.py --models resnet20 resnet56 --configs eager compiled --packed 2
     python bench/throughput.py --gpu-check --json gpu.json       # one GPU, under 8 minutes (GPU_CHECK below)
-    python bench/throughput.py --from-results gpu.json --write-estimates   # → orchestrator/throughput.json
+    python bench/throughput.py --gpu-check --synthetic-data      # the same where CIFAR-10 is not at hand
+    python bench/throughput.py --from-results a.json b.json --write-estimates   # → orchestrator/throughput.json
 
 What each side measures (batch 128, same model code, same device and torch threads; img/s of training only):
 - reference: akamaster's loop. torchvision PIL transforms (flip, pad-4 crop, normalise) in a shuffled
@@ -13,16 +14,20 @@ What each side measures (batch 128, same model code, same device and torch threa
   its own `images_per_s` (data order, on-device augmentation, forward, backward, SGD step, loss read-back
   every 20 iterations; evaluation and file writes excluded) over every eval period but the first (warm-up,
   compilation, CUDA graph capture). Packed: K trials in one worker, started together with equal work; the
-  aggregate is the sum of their rates.
+  aggregate is the sum of their rates while all K are past their warm-up (see `packed_images_per_s`).
 Rounds alternate between the loops, so a busy neighbour slows them alike; medians are reported.
+Throughput does not depend on pixel values, so `--synthetic-data` (random images in CIFAR-10's on-disk layout)
+measures the same where the dataset is not at hand.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import os
+import pickle
 import signal
 import statistics
 import subprocess
@@ -50,16 +55,24 @@ from trials.config import DataConfig, Recipe, RuntimeConfig, TrialConfig  # noqa
 BATCH = 128
 # Runtime configurations by name; `eager` is the faithful default. `fast` needs CUDA (CUDA graphs).
 CONFIGS: dict[str, dict[str, Any]] = {
-    "eager": {"compile": "off", "precision": "fp32", "channels_last": False},
-    "channels-last": {"compile": "off", "precision": "fp32", "channels_last": True},
-    "compiled": {"compile": "default", "precision": "fp32", "channels_last": False},
-    "fast": {"compile": "cudagraphs", "precision": "bf16", "channels_last": True},
+    "eager": {"compile": "off", "precision": "fp32", "channels_last": False, "deterministic": True},
+    "channels-last": {"compile": "off", "precision": "fp32", "channels_last": True, "deterministic": True},
+    "compiled": {"compile": "default", "precision": "fp32", "channels_last": False, "deterministic": True},
+    "fast": {"compile": "cudagraphs", "precision": "bf16", "channels_last": True, "deterministic": True},
+    "fast-autotune": {"compile": "cudagraphs", "precision": "bf16", "channels_last": True, "deterministic": False},
 }
-# The GPU check: each model's reference, eager and fast trial, plus 8 packed fast ResNet-56 trials, most
-# important first, stopped at BUDGET_S (the rest is reported as skipped) so that it fits an 8-minute slot.
-GPU_MODELS = ("resnet56", "ghost_resnet56", "resnet20", "resnet110")
-GPU_PACKED = ("resnet56", "fast", 8)
-GPU_BUDGET_S = 420.0
+# The GPU check, most important first; jobs stop starting at GPU_BUDGET_S (the rest is reported as skipped) so
+# that it fits an 8-minute slot. Packed jobs run PACKED_PERIODS_FACTOR times longer, so that the K trials,
+# which finish compiling at different times, overlap for long enough.
+GPU_JOBS = (
+    ("resnet56", "reference"), ("resnet56", "eager"), ("resnet56", "fast"), ("resnet56", "fast", 8),
+    ("ghost_resnet56", "reference"), ("ghost_resnet56", "eager"), ("ghost_resnet56", "fast"),
+    ("ghost_resnet56", "fast-autotune"), ("resnet56", "fast-autotune"),
+    ("resnet20", "reference"), ("resnet20", "eager"), ("resnet20", "fast"),
+    ("resnet110", "reference"), ("resnet110", "eager"), ("resnet110", "fast"),
+)
+GPU_BUDGET_S = 360.0
+PACKED_PERIODS_FACTOR = 3
 
 
 @dataclass
@@ -120,8 +133,11 @@ def reference_images_per_s(name: str, dataset: cifar.Cifar10, iterations: int, w
 
 
 def trial_images_per_s(job: Job, data_dir: Path, device: str, threads: int, period: int, periods: int,
-                       timeout_s: float) -> float:
-    """Aggregate img/s of `job.packed` trials (seeds 0..K-1) run by one sweep worker, after one warm-up period."""
+                       timeout_s: float, log: Path | None = None) -> float:
+    """Aggregate img/s of `job.packed` trials (seeds 0..K-1) run by one sweep worker, after one warm-up period;
+    the worker's output (compiler warnings included) is appended to `log`."""
+    if job.packed > 1:
+        periods *= PACKED_PERIODS_FACTOR
     with tempfile.TemporaryDirectory(prefix="ghostsweep-bench-") as root:
         trial_dirs = []
         for seed in range(job.packed):
@@ -139,27 +155,48 @@ def trial_images_per_s(job: Job, data_dir: Path, device: str, threads: int, peri
                             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
         worker = subprocess.Popen([sys.executable, "-m", "orchestrator.worker", *map(str, trial_dirs)], env=env,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        output = ""
         try:
             output, _ = worker.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             os.killpg(worker.pid, signal.SIGKILL)  # the packed trials too: they are the worker's children
-            worker.communicate()
+            output, _ = worker.communicate()
             raise RuntimeError(f"timed out after {timeout_s:.0f} s") from None
+        finally:
+            if log is not None:
+                with open(log, "a") as f:
+                    f.write(f"==== {job.model} {job.label}\n{output}\n")
         if worker.returncode != 0:
             raise RuntimeError(f"worker exited {worker.returncode}: {output[-3000:]}")
         rows = [[json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()] for d in trial_dirs]
-        if job.packed == 1:  # the trial's own training-time rate
-            steady = rows[0][1:]
-            return len(steady) * period * BATCH / sum(period * BATCH / row["images_per_s"] for row in steady)
-        # Packed: every steady image over the union of the steady spans, in wall-clock time (a lower bound, exact
-        # when the trials run in lockstep); result.json is written at wall_time_s, which dates each row.
-        spans = []
-        for trial_dir, trial_rows in zip(trial_dirs, rows, strict=True):
-            finished = (trial_dir / "result.json").stat().st_mtime - json.loads(
-                (trial_dir / "result.json").read_text())["wall_time_s"]
-            spans.append((finished + trial_rows[0]["elapsed_s"], finished + trial_rows[-1]["elapsed_s"]))
-        images = sum(len(trial_rows) - 1 for trial_rows in rows) * period * BATCH
-        return images / (max(end for _, end in spans) - min(start for start, _ in spans))
+        if job.packed == 1:
+            return _steady_rate(rows[0][1:], period)
+        started = []  # each trial's start on the wall clock: result.json is written wall_time_s after it
+        for trial_dir in trial_dirs:
+            result = trial_dir / "result.json"
+            started.append(result.stat().st_mtime - json.loads(result.read_text())["wall_time_s"])
+        return packed_images_per_s(rows, started, period)
+
+
+def _steady_rate(rows: list[dict[str, Any]], period: int) -> float:
+    """One trial's img/s over these eval periods, from each period's own training-time rate."""
+    return len(rows) * period * BATCH / sum(period * BATCH / row["images_per_s"] for row in rows)
+
+
+def packed_images_per_s(rows: list[list[dict[str, Any]]], started: list[float], period: int) -> float:
+    """Aggregate img/s of packed trials: the sum of each trial's rate over its periods that lie wholly inside
+    the window where every trial is past its first (warm-up) period and none has finished. Trials finish
+    compiling at different times, so counting outside that window would credit a trial with a GPU it did not
+    share. Without such a window: every steady image over the union of the steady spans (a lower bound)."""
+    spans = [[(start + a["elapsed_s"], start + b["elapsed_s"]) for a, b in itertools.pairwise(trial_rows)]
+             for start, trial_rows in zip(started, rows, strict=True)]
+    window = (max(trial[0][0] for trial in spans), min(trial[-1][1] for trial in spans))
+    inside = [[row for row, (a, b) in zip(trial_rows[1:], trial, strict=True) if window[0] <= a and b <= window[1]]
+              for trial_rows, trial in zip(rows, spans, strict=True)]
+    if all(inside):
+        return sum(_steady_rate(trial_rows, period) for trial_rows in inside)
+    images = sum(len(trial) for trial in spans) * period * BATCH
+    return images / (max(trial[-1][1] for trial in spans) - min(trial[0][0] for trial in spans))
 
 
 def _synchronize(device: torch.device) -> None:
@@ -175,6 +212,11 @@ def measure(jobs: list[Job], args: argparse.Namespace, budget_s: float | None) -
     device = torch.device(args.device)
     warmup = 10 if device.type == "cuda" else 2
     deadline = time.monotonic() + budget_s if budget_s else float("inf")
+    report: dict[str, Any] = {
+        "device": _device_name(device), "threads": args.threads, "torch": torch.__version__, "batch_size": BATCH,
+        "reference_workers": args.workers, "date": datetime.date.today().isoformat(),
+        "command": " ".join(sys.argv[1:]), "synthetic_data": args.synthetic_data,
+    }
     samples: dict[tuple[str, str], list[float]] = {}
     skipped: list[str] = []
     failed: list[str] = []
@@ -190,27 +232,33 @@ def measure(jobs: list[Job], args: argparse.Namespace, budget_s: float | None) -
                                                   args.workers, device)
                 else:
                     rate = trial_images_per_s(job, folder, args.device, args.threads, args.period, args.periods,
-                                              min(left, 3600))
+                                              min(left, 3600), args.worker_log)
             except Exception as error:  # noqa: BLE001  (one failed configuration must not lose the others)
                 failed.append(f"{job.model} {job.label}: {type(error).__name__}: {error}")
                 print(f"  {job.model:16} {job.label:16} failed: {error}", flush=True)
                 continue
             samples.setdefault((job.model, job.label), []).append(rate)
             print(f"  {job.model:16} {job.label:16} {rate:10.1f} img/s", flush=True)
+            if args.json:  # a slot cut short still leaves every finished measurement
+                args.json.write_text(json.dumps(report | _summary(samples, skipped, failed), indent=2) + "\n")
+    return report | _summary(samples, skipped, failed)
+
+
+def _summary(samples: dict[tuple[str, str], list[float]], skipped: list[str], failed: list[str]) -> dict[str, Any]:
     results = []
     for (name, label), rates in samples.items():
         reference = samples.get((name, "reference"))
         rate = statistics.median(rates)
         results.append({"model": name, "config": label, "images_per_s": rate, "rounds": len(rates),
                         "ratio": rate / statistics.median(reference) if reference else None})
-    return {"device": _device_name(device), "threads": args.threads, "torch": torch.__version__, "batch_size": BATCH,
-            "reference_workers": args.workers, "date": datetime.date.today().isoformat(),
-            "command": " ".join(sys.argv[1:]), "results": results, "skipped": skipped, "failed": failed}
+    return {"results": results, "skipped": skipped, "failed": failed}
 
 
 def print_table(report: dict[str, Any]) -> None:
+    data = "synthetic data" if report.get("synthetic_data") else "CIFAR-10"
     print(f"\n{report['device']}, {report['threads']} thread(s), batch {report['batch_size']}, "
-          f"torch {report['torch']}, reference DataLoader with {report['reference_workers']} workers (medians)")
+          f"torch {report['torch']}, {data}, reference DataLoader with {report['reference_workers']} workers "
+          "(medians)")
     print(f"{'model':16} {'configuration':16} {'img/s':>10} {'vs reference':>13}")
     for row in report["results"]:
         ratio = f"{row['ratio']:.2f}x" if row["ratio"] is not None else "-"
@@ -219,6 +267,26 @@ def print_table(report: dict[str, Any]) -> None:
         print(f"skipped (time budget): {', '.join(report['skipped'])}")
     for failure in report["failed"]:
         print(f"failed: {failure}")
+
+
+def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several runs on one kind of device as one report; each row keeps the ratio to its own run's reference."""
+    devices = {report["device"] for report in reports}
+    if len(devices) > 1:
+        raise SystemExit(f"--from-results: the reports come from different devices: {', '.join(sorted(devices))}")
+    if len(reports) == 1:
+        return reports[0]
+    rows = {(row["model"], row["config"]): row for report in reports for row in report["results"]}
+    measured = {f"{name} {config}" for name, config in rows}
+    return reports[-1] | {
+        "command": " + ".join(f"[{report['command']}] ({report['date']}, torch {report['torch']})"
+                              for report in reports),
+        "synthetic_data": any(report.get("synthetic_data") for report in reports),
+        "results": list(rows.values()),
+        "skipped": sorted({job for report in reports for job in report["skipped"]} - measured),
+        "failed": [line for report in reports for line in report["failed"]
+                   if line.split(":")[0] not in measured],
+    }
 
 
 def estimates(report: dict[str, Any]) -> dict[str, Any]:
@@ -237,15 +305,30 @@ def estimates(report: dict[str, Any]) -> dict[str, Any]:
         "device": report["device"],
         "batch_size": report["batch_size"],
         "measured": "training images/s of one trial (data, forward, backward, SGD step; evaluation excluded)",
-        "source": f"python bench/throughput.py {report['command']} ({report['date']}, torch {report['torch']})",
+        "source": f"python bench/throughput.py {report['command']}" + (
+            "" if " + " in report["command"] else f" ({report['date']}, torch {report['torch']})"),
         "scaling": "a model not listed gets its family's depth-56 value x reference_macs / MACs(model)",
         "configurations": {name: CONFIGS[name] for name in single},
+        "synthetic_data": report.get("synthetic_data", False),
         "images_per_s": single,
         "packed_images_per_s": packed,
         "reference_images_per_s": {row["model"]: round(row["images_per_s"], 1)
                                    for row in report["results"] if row["config"] == "reference"},
         "reference_macs": macs,
     }
+
+
+def write_synthetic_cifar10(root: Path) -> Path:
+    """Random images and labels in CIFAR-10's on-disk layout (python pickles of uint8 rows)."""
+    folder = root / cifar.FOLDER
+    folder.mkdir(parents=True)
+    generator = torch.Generator().manual_seed(0)
+    for name in (*cifar.TRAIN_FILES, cifar.TEST_FILE):
+        data = torch.randint(0, 256, (cifar.IMAGES_PER_FILE, 3 * 32 * 32), dtype=torch.uint8, generator=generator)
+        labels = torch.randint(0, 10, (cifar.IMAGES_PER_FILE,), generator=generator)
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": data.numpy(), "labels": labels.tolist()}, f)
+    return folder
 
 
 def _device_name(device: torch.device) -> str:
@@ -255,6 +338,8 @@ def _device_name(device: torch.device) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, help="default: $GHOSTSWEEP_DATA_DIR, then the cache")
+    parser.add_argument("--synthetic-data", action="store_true",
+                        help="random images in CIFAR-10's layout (throughput does not depend on pixel values)")
     parser.add_argument("--models", nargs="+", default=["resnet20"])
     parser.add_argument("--configs", nargs="+", default=["eager", "channels-last"], choices=list(CONFIGS))
     parser.add_argument("--packed", type=int, nargs="*", default=[], metavar="K",
@@ -266,26 +351,39 @@ def main() -> None:
     parser.add_argument("--periods", type=int, default=3, help="measured periods (after one warm-up period)")
     parser.add_argument("--repeats", type=int, default=3, help="alternating rounds")
     parser.add_argument("--gpu-check", action="store_true",
-                        help=f"CUDA: {', '.join(GPU_MODELS)} x reference/eager/fast, {GPU_PACKED[2]} packed "
-                             f"fast {GPU_PACKED[0]}; one round, stops starting jobs after {GPU_BUDGET_S:.0f} s")
-    parser.add_argument("--json", type=Path, help="write the results here")
-    parser.add_argument("--from-results", type=Path, help="skip measuring: read a --json file instead")
+                        help=f"CUDA: {', '.join(' '.join(map(str, job)) for job in GPU_JOBS)}; one round, "
+                             f"stops starting jobs after {GPU_BUDGET_S:.0f} s")
+    parser.add_argument("--jobs", nargs="+", metavar="MODEL:CONFIG[:K]",
+                        help="with --gpu-check: these jobs instead of the full list, e.g. resnet56:reference "
+                             "resnet56:fast:8")
+    parser.add_argument("--budget-s", type=float, default=GPU_BUDGET_S,
+                        help="with --gpu-check: start no job after this many seconds (default %(default)s)")
+    parser.add_argument("--json", type=Path, help="write the results here (after every measurement)")
+    parser.add_argument("--worker-log", type=Path, help="append every trial worker's output here")
+    parser.add_argument("--from-results", type=Path, nargs="+", metavar="JSON",
+                        help="skip measuring: read --json files instead (of one device; a later file's row "
+                             "replaces an earlier one's)")
     parser.add_argument("--write-estimates", type=Path, nargs="?", const=THROUGHPUT_FILE, metavar="FILE",
                         help=f"store the img/s for `ghostsweep plan` (default {THROUGHPUT_FILE.relative_to(REPO)})")
     args = parser.parse_args()
 
     if args.from_results:
-        report = json.loads(args.from_results.read_text())
+        report = merge_reports([json.loads(path.read_text()) for path in args.from_results])
     else:
         if args.gpu_check:
-            args.device, args.repeats, args.workers, args.period, args.periods = "cuda", 1, 4, 40, 3
-            args.threads = max(1, (os.cpu_count() or 2) // GPU_PACKED[2])
-            jobs = [Job(name, config) for name in GPU_MODELS for config in ("reference", "eager", "fast")]
-            jobs.insert(3, Job(*GPU_PACKED))
+            args.device, args.repeats, args.workers, args.period, args.periods = "cuda", 1, 4, 25, 8
+            jobs = [Job(*job) for job in GPU_JOBS]
+            if args.jobs:
+                jobs = [Job(name, config, int(k or 1)) for name, config, k in
+                        (f"{job}::".split(":")[:3] for job in args.jobs)]
+            args.threads = max(1, (os.cpu_count() or 2) // max(job.packed for job in jobs))
         else:
             jobs = [Job(name, "reference") for name in args.models]
             jobs += [Job(name, config, k) for name in args.models for k in [1, *args.packed] for config in args.configs]
-        report = measure(jobs, args, GPU_BUDGET_S if args.gpu_check else None)
+        with tempfile.TemporaryDirectory(prefix="ghostsweep-synthetic-") as synthetic:
+            if args.synthetic_data:
+                args.data_dir = write_synthetic_cifar10(Path(synthetic))
+            report = measure(jobs, args, args.budget_s if args.gpu_check else None)
     print_table(report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

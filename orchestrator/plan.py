@@ -74,13 +74,16 @@ def estimate_gpu_hours(trial: TrialConfig, trials_per_gpu: int = 1) -> float:
 
 
 def _configuration(trial: TrialConfig) -> str:
-    """The measured configuration with the trial's compile/precision/channels_last, else one with its compile
-    mode, else eager."""
-    runtime = {key: getattr(trial.runtime, key) for key in ("compile", "precision", "channels_last")}
-    configurations = load_throughput()["configurations"]
-    same_mode = [name for name, fields in configurations.items() if fields["compile"] == runtime["compile"]]
-    exact = [name for name in same_mode if configurations[name] == runtime]
-    return (exact or same_mode or ["eager"])[0]
+    """The measured configuration with the trial's runtime options (compile, precision, channels_last,
+    deterministic), else one with its compile mode, else eager; the first of those that measured the trial's
+    model family."""
+    throughput = load_throughput()
+    configurations = throughput["configurations"]
+    same_mode = [name for name, fields in configurations.items() if fields["compile"] == trial.runtime.compile]
+    exact = [name for name in same_mode
+             if all(getattr(trial.runtime, key) == value for key, value in configurations[name].items())]
+    measured = {trial.model, _reference_model(trial.model)}
+    return next(name for name in (*exact, *same_mode, "eager") if measured & throughput["images_per_s"][name].keys())
 
 
 def _reference_model(name: str) -> str:

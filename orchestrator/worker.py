@@ -11,15 +11,18 @@ lease and writes the files as above; the other ranks only run the trial beside i
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,9 @@ EXIT_DONE, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 3
 RUNNER_ENV = "GHOSTSWEEP_TRIAL_RUNNER"  # "module:function"; tests substitute a fake trial
 DEFAULT_RUNNER = "trials.runner:run_trial"
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGUSR2, signal.SIGINT)
+MPS_ENV = "GHOSTSWEEP_MPS"  # "off": packed trials time-slice the GPU even where MPS could run
+MPS_CONTROL = "nvidia-cuda-mps-control"
+MPS_PROBE = "import torch; torch.ones(1, device='cuda').sum().item()"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,13 +52,59 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_packed(trial_dirs: list[Path]) -> int:
     """One child worker per trial, sharing this process's device; signals are passed on to every child."""
-    children = [subprocess.Popen([sys.executable, "-m", "orchestrator.worker", str(d)]) for d in trial_dirs]
-    for signum in FORWARDED_SIGNALS:
-        signal.signal(signum, lambda received, _frame: [child.send_signal(received) for child in children])
-    codes = [child.wait() for child in children]
+    with mps_server() as env:
+        children = [subprocess.Popen([sys.executable, "-m", "orchestrator.worker", str(d)], env=env)
+                    for d in trial_dirs]
+        for signum in FORWARDED_SIGNALS:
+            signal.signal(signum, lambda received, _frame: [child.send_signal(received) for child in children])
+        codes = [child.wait() for child in children]
     if EXIT_INTERRUPTED in codes:
         return EXIT_INTERRUPTED
     return EXIT_DONE if all(code == EXIT_DONE for code in codes) else EXIT_FAILED
+
+
+@contextlib.contextmanager
+def mps_server() -> Iterator[dict[str, str]]:
+    """The environment for packed trials: with a private MPS daemon where CUDA MPS can run, else as is.
+
+    Without MPS, processes on one GPU take turns (time-slicing): a trial whose compiled step already keeps the
+    GPU busy gains nothing from company (measured in docs/throughput.md). Under MPS their kernels run side by
+    side. A cluster's own MPS (CUDA_MPS_PIPE_DIRECTORY set, e.g. Slurm's gres/mps) is used as it is; otherwise
+    a daemon private to this worker (its own pipe directory, so no other job sees it) starts, is probed with
+    one CUDA client, and is shut down with the worker. Any failure means no MPS, said in one line.
+    """
+    env = dict(os.environ)
+    wanted = env.get(MPS_ENV, "auto") != "off" and env.get("CUDA_VISIBLE_DEVICES") != ""
+    if not wanted or "CUDA_MPS_PIPE_DIRECTORY" in env or shutil.which(MPS_CONTROL) is None:
+        yield env
+        return
+    with tempfile.TemporaryDirectory(prefix="ghostsweep-mps-") as folder:
+        env |= {"CUDA_MPS_PIPE_DIRECTORY": f"{folder}/pipe", "CUDA_MPS_LOG_DIRECTORY": f"{folder}/log"}
+        started = _start_mps(env)
+        try:
+            yield env if started else dict(os.environ)
+        finally:
+            if started:
+                _stop_mps(env)
+
+
+def _start_mps(env: dict[str, str]) -> bool:
+    try:
+        os.makedirs(env["CUDA_MPS_PIPE_DIRECTORY"])
+        os.makedirs(env["CUDA_MPS_LOG_DIRECTORY"])
+        subprocess.run([MPS_CONTROL, "-d"], env=env, check=True, timeout=30, capture_output=True)
+        subprocess.run([sys.executable, "-c", MPS_PROBE], env=env, check=True, timeout=120, capture_output=True)
+    except (OSError, subprocess.SubprocessError) as error:
+        print(f"packed trials share the GPU without MPS: {type(error).__name__}: {error}", flush=True)
+        _stop_mps(env)
+        return False
+    print(f"packed trials share the GPU through MPS (pipe {env['CUDA_MPS_PIPE_DIRECTORY']})", flush=True)
+    return True
+
+
+def _stop_mps(env: dict[str, str]) -> None:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run([MPS_CONTROL], input="quit\n", text=True, env=env, timeout=30, capture_output=True)
 
 
 def run_trial_dir(trial_dir: Path, runner: Callable[..., dict[str, Any]] | None = None) -> int:

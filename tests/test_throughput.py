@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 from test_trial_helpers import REPO, TRAIN, assert_same_state, checkpoint, metrics, result, trial_env
 
-from orchestrator import plan
+from orchestrator import plan, worker
 from trials.config import DataConfig, Recipe, RuntimeConfig, TrialConfig
 
 # ResNet-20, batch 32 at lr 0.025 (the recipe's lr 0.1 at batch 128, scaled linearly: the same step per image),
@@ -123,3 +124,109 @@ def test_bench_measures_both_loops_and_feeds_plan(cifar10_dir: Path, tmp_path: P
     assert eager == unmeasured == pytest.approx(rows["eager"]["images_per_s"], abs=0.05)
     assert gain == pytest.approx(rows["eager x2"]["images_per_s"] / rows["eager"]["images_per_s"], rel=1e-3)
     assert hours_packed * gain == pytest.approx(hours_alone)  # packed trials share the GPU's time
+
+
+def test_packed_rate_counts_only_the_window_where_all_trials_run() -> None:
+    """Trial b finishes compiling 10 s after trial a: a's periods before b starts do not count (a had the GPU to
+    itself then), so the aggregate is the sum of the rates while both ran."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import throughput as bench
+
+    period_images = 10 * bench.BATCH
+
+    def rows(warmup_end: float, rates: list[float]) -> list[dict[str, float]]:
+        elapsed, out = warmup_end, [{"elapsed_s": warmup_end, "images_per_s": 1.0}]
+        for rate in rates:
+            elapsed += period_images / rate
+            out.append({"elapsed_s": elapsed, "images_per_s": rate})
+        return out
+
+    alone, shared = 1280.0, 640.0  # 1 s per period alone, 2 s per period shared
+    trial_a = rows(5.0, [alone] * 10 + [shared] * 4)  # steady from 5 s, alone until 15 s, shared until 23 s
+    trial_b = rows(15.0, [shared] * 4)  # steady from 15 s (its start is 0 s on the same clock)
+    rate = bench.packed_images_per_s([trial_a, trial_b], [0.0, 0.0], period=10)
+    assert rate == pytest.approx(2 * shared)
+
+
+def _fake_mps_control(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A stand-in for NVIDIA's `nvidia-cuda-mps-control` (no GPU here): it logs each start and command with the
+    pipe directory it was given."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "mps.log"
+    bin_dir.mkdir()
+    control = bin_dir / "nvidia-cuda-mps-control"
+    control.write_text(f'#!/bin/sh\nif [ "$1" = -d ]; then echo "start $CUDA_MPS_PIPE_DIRECTORY" >> {log}\n'
+                       f'else echo "$(cat) $CUDA_MPS_PIPE_DIRECTORY" >> {log}; fi\n')
+    control.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    for name in ("CUDA_VISIBLE_DEVICES", "CUDA_MPS_PIPE_DIRECTORY", worker.MPS_ENV):
+        monkeypatch.delenv(name, raising=False)
+    return log
+
+
+def test_packed_trials_get_a_private_mps_daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where MPS runs, the packed trials' environment points at a daemon of their own, stopped afterwards."""
+    log = _fake_mps_control(tmp_path, monkeypatch)
+    monkeypatch.setattr(worker, "MPS_PROBE", "pass")  # the real probe needs a GPU
+    with worker.mps_server() as env:
+        pipe = env["CUDA_MPS_PIPE_DIRECTORY"]
+        assert Path(pipe).is_dir() and log.read_text().split() == ["start", pipe]
+    assert log.read_text().split() == ["start", pipe, "quit", pipe] and not Path(pipe).exists()
+
+
+def test_packed_trials_fall_back_to_time_slicing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A daemon that starts but serves no CUDA client (here: no GPU, so the real probe fails) is stopped, and the
+    trials run without MPS; so do CPU trials, an opt-out, and a cluster's own MPS (used as it is)."""
+    log = _fake_mps_control(tmp_path, monkeypatch)
+    with worker.mps_server() as env:
+        assert "CUDA_MPS_PIPE_DIRECTORY" not in env
+    assert [line.split()[0] for line in log.read_text().splitlines()] == ["start", "quit"]
+    assert "without MPS: CalledProcessError" in capsys.readouterr().out
+    log.unlink()
+    for name, value in (("CUDA_VISIBLE_DEVICES", ""), (worker.MPS_ENV, "off"), ("CUDA_MPS_PIPE_DIRECTORY", "/x")):
+        with monkeypatch.context() as patch:
+            patch.setenv(name, value)
+            with worker.mps_server() as env:
+                assert env.get("CUDA_MPS_PIPE_DIRECTORY") == os.environ.get("CUDA_MPS_PIPE_DIRECTORY")
+    assert not log.exists()
+
+
+def test_bench_reports_merge_and_keep_their_own_ratios() -> None:
+    """Two GPU slots' reports become one: a later row replaces an earlier one, each keeps its run's ratio, and a
+    job skipped in one run but measured in the other is no longer listed as skipped."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import throughput as bench
+
+    def report(command: str, rows: list[tuple[str, str, float, float]], skipped: list[str]) -> dict:
+        return {"device": "NVIDIA H200", "command": command, "date": "2026-11-28", "torch": "2.11",
+                "results": [{"model": m, "config": c, "images_per_s": r, "ratio": q} for m, c, r, q in rows],
+                "skipped": skipped, "failed": []}
+
+    first = report("--gpu-check", [("resnet56", "reference", 5000, 1.0), ("resnet56", "fast", 23000, 4.6)],
+                   ["resnet20 fast"])
+    second = report("--jobs", [("resnet56", "fast", 16000, 3.2), ("resnet20", "fast", 30000, 2.0)], [])
+    merged = bench.merge_reports([first, second])
+    rows = {(row["model"], row["config"]): (row["images_per_s"], row["ratio"]) for row in merged["results"]}
+    assert rows == {("resnet56", "reference"): (5000, 1.0), ("resnet56", "fast"): (16000, 3.2),
+                    ("resnet20", "fast"): (30000, 2.0)}
+    assert merged["skipped"] == [] and "[--gpu-check]" in merged["command"] and "[--jobs]" in merged["command"]
+    with pytest.raises(SystemExit, match="different devices"):
+        bench.merge_reports([first, second | {"device": "NVIDIA H100 80GB HBM3"}])
+
+
+def test_plan_uses_the_closest_measured_configuration() -> None:
+    """The stored GPU estimates: an exact configuration where measured, else one with the same compile mode that
+    measured the model's family, else eager; packing gains only where measured."""
+    plan.load_throughput.cache_clear()
+    stored = plan.load_throughput()
+    fast = {"compile": "cudagraphs", "precision": "bf16", "channels_last": True}
+    autotune = TrialConfig(model="ghost_resnet56", runtime=RuntimeConfig(**fast, deterministic=False))
+    assert plan.images_per_s(autotune) == stored["images_per_s"]["fast-autotune"]["ghost_resnet56"]
+    resnet_autotune = TrialConfig(model="resnet56", runtime=RuntimeConfig(**fast, deterministic=False))
+    assert plan.images_per_s(resnet_autotune) == stored["images_per_s"]["fast"]["resnet56"]
+    compiled = TrialConfig(model="resnet56", runtime=RuntimeConfig(compile="default"))
+    assert plan.images_per_s(compiled) == stored["images_per_s"]["eager"]["resnet56"]
+    packed = stored["packed_images_per_s"]["fast x8"]["resnet56"]
+    resnet_fast = TrialConfig(model="resnet56", runtime=RuntimeConfig(**fast))
+    assert plan.images_per_s(resnet_fast) * plan.packing_gain(resnet_fast, 8) == pytest.approx(packed)
+    assert plan.packing_gain(TrialConfig(model="ghost_resnet56", runtime=RuntimeConfig(**fast)), 8) == 1.0

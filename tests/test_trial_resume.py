@@ -109,9 +109,10 @@ def test_divergence_ends_the_trial_as_failed(cifar10_dir: Path, tmp_path: Path) 
 
 
 def test_runtime_options_run_and_are_recorded(cifar10_dir: Path, tmp_path: Path) -> None:
-    options = ["--channels-last", "--precision", "bf16", "--normalization", "channel"]
+    options = ["--channels-last", "--precision", "bf16", "--normalization", "channel", "--no-deterministic"]
     code = train(*SMOKE, *options, "--iterations", "4", "--eval-interval", "4", "--data-dir", cifar10_dir,
                  "--out", tmp_path)
     assert code == 0
     summary = result(tmp_path)
-    assert (summary["channels_last"], summary["precision"], summary["compile"]) == (True, "bf16", "off")
+    recorded = ("channels_last", "precision", "compile", "deterministic")
+    assert tuple(summary[key] for key in recorded) == (True, "bf16", "off", False)

@@ -33,7 +33,7 @@ OVERRIDES = {
     "normalization": ("data", "normalization"),
     "device": ("runtime", "device"), "compile": ("runtime", "compile"),
     "channels_last": ("runtime", "channels_last"), "precision": ("runtime", "precision"),
-    "sync_bn": ("runtime", "sync_bn"),
+    "deterministic": ("runtime", "deterministic"), "sync_bn": ("runtime", "sync_bn"),
     "wandb_mode": ("wandb", "mode"), "wandb_project": ("wandb", "project"),
     "wandb_entity": ("wandb", "entity"),
     "fail_at_iteration": ("faults", "fail_at_iteration"),
@@ -78,6 +78,8 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     runtime.add_argument("--compile", choices=trial_config.COMPILE_MODES)
     runtime.add_argument("--channels-last", action="store_true", default=None)
     runtime.add_argument("--precision", choices=trial_config.PRECISIONS)
+    runtime.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=None,
+                         help="CUDA: fixed cuDNN algorithms (default); --no-deterministic lets cuDNN autotune")
     runtime.add_argument("--sync-bn", action="store_true", default=None)
     wandb = p.add_argument_group("wandb")
     wandb.add_argument("--wandb-mode", choices=trial_config.WANDB_MODES)

@@ -56,6 +56,7 @@ class RuntimeConfig:
     compile: Literal["off", "default", "cudagraphs"] = "off"
     channels_last: bool = False
     precision: Literal["fp32", "tf32", "bf16"] = "fp32"
+    deterministic: bool = True  # CUDA: fixed cuDNN algorithms (same seed → same run); false lets cuDNN autotune
     sync_bn: bool = False
 
 

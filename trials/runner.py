@@ -136,7 +136,7 @@ def _train(
         if not (out_dir / "config.json").exists():
             atomic_write_json(out_dir / "config.json", config.to_dict() | {"trial_id": config.trial_id()})
     attempt = _next_attempt(out_dir) if world.is_main else 0
-    _configure_backends(runtime.precision, device)
+    _configure_backends(runtime.precision, runtime.deterministic, device)
 
     # Data: the split is fixed by the split seed, shared by every trial of a sweep.
     train_idx, val_idx = cifar.split_indices(config.data.val_size, config.data.split_seed)
@@ -220,7 +220,8 @@ def _train(
             "wall_time_s": progress.elapsed_s, "device": _device_name(device), "world_size": world.world_size,
             "torch_version": torch.__version__, "code_version": _code_version(), "attempt": attempt,
             "wandb_run_dir": logger.run_dir if logger else None, "compile": runtime.compile,
-            "channels_last": runtime.channels_last, "precision": runtime.precision, "split_hash": split_hash,
+            "channels_last": runtime.channels_last, "precision": runtime.precision,
+            "deterministic": runtime.deterministic, "split_hash": split_hash,
         }
         if world.is_main:
             atomic_write_json(out_dir / "result.json", result)
@@ -448,14 +449,18 @@ def _resolve_device(name: str, world: Distributed) -> torch.device:
     return torch.device("cpu")
 
 
-def _configure_backends(precision: str, device: torch.device) -> None:
-    """fp32 is IEEE fp32 (the paper's); tf32 lets matmuls and convs use TF32; bf16 is autocast in the step."""
+def _configure_backends(precision: str, deterministic: bool, device: torch.device) -> None:
+    """fp32 is IEEE fp32 (the paper's); tf32 lets matmuls and convs use TF32; bf16 is autocast in the step.
+
+    Deterministic cuDNN algorithms make same seed → same run on one GPU; autotuning may pick faster ones whose
+    float sums differ run to run (rounding-level, like channels_last).
+    """
     if device.type == "cuda":
         mode = "tf32" if precision == "tf32" else "ieee"
         torch.backends.cuda.matmul.fp32_precision = mode
         torch.backends.cudnn.conv.fp32_precision = mode
-        torch.backends.cudnn.benchmark = False  # same seed → same run needs deterministic conv algorithms
-        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cudnn.deterministic = deterministic
 
 
 def _next_attempt(out_dir: Path) -> int:
