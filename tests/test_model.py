@@ -142,7 +142,7 @@ def test_bad_input_is_one_line_value_error(name: str, options: dict, message: st
 
 def test_models_cli_json_and_bad_input() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "models", "resnet56", "ghost_resnet56", "--format", "json"],
+        [sys.executable, "-m", "orchestrator", "models", "resnet56", "ghost_resnet56", "--format", "json"],
         capture_output=True, text=True, check=True,
     )
     import json
