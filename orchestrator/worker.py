@@ -51,14 +51,27 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_packed(trial_dirs: list[Path]) -> int:
-    """One child worker per trial, sharing this process's device; signals are passed on to every child."""
+    """One child worker per trial, sharing this process's device; signals are passed on to every child.
+
+    A signal that arrives before every child has started (the MPS probe takes seconds) starts no more of them:
+    the worker ends "interrupted", so the backend requeues it."""
+    children: list[subprocess.Popen[bytes]] = []
+    received: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        received.append(signum)
+        for child in children:
+            child.send_signal(signum)
+
+    for signum in FORWARDED_SIGNALS:
+        signal.signal(signum, forward)
     with mps_server() as env:
-        children = [subprocess.Popen([sys.executable, "-m", "orchestrator.worker", str(d)], env=env)
-                    for d in trial_dirs]
-        for signum in FORWARDED_SIGNALS:
-            signal.signal(signum, lambda received, _frame: [child.send_signal(received) for child in children])
+        for trial_dir in trial_dirs:
+            if received:
+                break
+            children.append(subprocess.Popen([sys.executable, "-m", "orchestrator.worker", str(trial_dir)], env=env))
         codes = [child.wait() for child in children]
-    if EXIT_INTERRUPTED in codes:
+    if EXIT_INTERRUPTED in codes or len(children) < len(trial_dirs):
         return EXIT_INTERRUPTED
     return EXIT_DONE if all(code == EXIT_DONE for code in codes) else EXIT_FAILED
 

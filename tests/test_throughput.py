@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -230,3 +232,25 @@ def test_plan_uses_the_closest_measured_configuration() -> None:
     resnet_fast = TrialConfig(model="resnet56", runtime=RuntimeConfig(**fast))
     assert plan.images_per_s(resnet_fast) * plan.packing_gain(resnet_fast, 8) == pytest.approx(packed)
     assert plan.packing_gain(TrialConfig(model="ghost_resnet56", runtime=RuntimeConfig(**fast)), 8) == 1.0
+
+
+def test_a_signal_during_mps_start_starts_no_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Preemption while the MPS daemon is being probed: no packed trial starts, the worker ends "interrupted"
+    (the backend requeues it) and the daemon is stopped."""
+    log = _fake_mps_control(tmp_path, monkeypatch)
+    monkeypatch.setattr(worker, "MPS_PROBE", "import time; time.sleep(3)")
+    trial_dirs = [tmp_path / "a", tmp_path / "b"]
+    for trial_dir in trial_dirs:
+        trial_dir.mkdir()
+    previous = {signum: signal.getsignal(signum) for signum in worker.FORWARDED_SIGNALS}
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        code = worker.run_packed(trial_dirs)
+    finally:
+        timer.cancel()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    assert code == worker.EXIT_INTERRUPTED
+    assert all(not any(trial_dir.iterdir()) for trial_dir in trial_dirs)
+    assert [line.split()[0] for line in log.read_text().splitlines()] == ["start", "quit"]
