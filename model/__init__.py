@@ -2,10 +2,11 @@
 
 from model import resnet as _resnet  # noqa: F401  (registers the builders)
 from model.complexity import Complexity, complexity, count_macs, count_params
+from model.dense_grouped import DenseGroupedConv2d, densify_grouped_convs
 from model.ghost import GhostModule
 from model.registry import available, build, model_options, validate
 
 __all__ = [
-    "Complexity", "GhostModule", "available", "build", "complexity", "count_macs", "count_params", "model_options",
-    "validate",
+    "Complexity", "DenseGroupedConv2d", "GhostModule", "available", "build", "complexity", "count_macs",
+    "count_params", "densify_grouped_convs", "model_options", "validate",
 ]

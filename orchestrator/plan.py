@@ -75,7 +75,7 @@ def estimate_gpu_hours(trial: TrialConfig, trials_per_gpu: int = 1) -> float:
 
 def _configuration(trial: TrialConfig) -> str:
     """The measured configuration with the trial's runtime options (compile, precision, channels_last,
-    deterministic), else one with its compile mode, else eager; the first of those that measured the trial's
+    deterministic, depthwise), else one with its compile mode, else eager; the first of those that measured the trial's
     model family."""
     throughput = load_throughput()
     configurations = throughput["configurations"]

@@ -76,6 +76,35 @@ def test_macs_equal_torch_flop_counter(name: str, options: dict) -> None:
     assert model.count_macs(built) == counter.get_total_flops() // 2
 
 
+@pytest.mark.parametrize(("name", "options", "converted"), [
+    ("ghost_resnet20", {}, 18), ("ghost_resnet20", {"first_layer": "ghost"}, 19),
+    ("ghost_resnet20", {"ratio": 3, "cheap_kernel": 5}, 18), ("resnet20", {}, 0),
+])
+def test_dense_grouped_convs_compute_the_same_function(name: str, options: dict, converted: int) -> None:
+    """`runtime.depthwise: dense` swaps kernels, not the model: in float64 the forward pass and every gradient
+    equal the grouped model's to rounding, and the parameters, state dict, MAC count and RNG stream stay as they
+    were (so checkpoints, pretrained weights and the trial's random draws are unaffected)."""
+    torch.manual_seed(0)
+    grouped = model.build(name, **options)
+    dense = model.build(name, **options)
+    dense.load_state_dict(grouped.state_dict())
+    parameters = list(dense.parameters())
+    rng_before = torch.random.get_rng_state()
+    assert model.densify_grouped_convs(dense) == converted
+    assert torch.equal(torch.random.get_rng_state(), rng_before)
+    assert list(dense.parameters()) == parameters  # the same tensors: an optimizer built before still works
+    assert dense.state_dict().keys() == grouped.state_dict().keys()
+    assert model.count_macs(dense) == model.count_macs(grouped)
+    assert sum(isinstance(m, model.DenseGroupedConv2d) for m in dense.modules()) == converted
+    grouped, dense = grouped.double(), dense.double()
+    images = torch.randn(4, 3, 32, 32, dtype=torch.float64)
+    for net in (grouped, dense):
+        net(images).square().sum().backward()
+    torch.testing.assert_close(dense(images), grouped(images), rtol=1e-12, atol=1e-12)
+    for (key, a), b in zip(grouped.named_parameters(), dense.parameters(), strict=True):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-10, atol=1e-12, msg=key)
+
+
 def test_init_follows_he_et_al() -> None:
     torch.manual_seed(0)
     built = model.build("ghost_resnet56", first_layer="ghost")

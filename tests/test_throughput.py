@@ -62,6 +62,26 @@ def test_compiled_equals_eager_within_float_tolerance(cifar10_dir: Path, tmp_pat
     assert abs(accuracy["compiled"] - accuracy["eager"]) <= 5.0, accuracy
 
 
+def test_dense_depthwise_trial_follows_the_grouped_one(cifar10_dir: Path, tmp_path: Path) -> None:
+    """`--depthwise dense` on a Ghost-ResNet: the same first loss (same weights, same batch, exact zeros added to
+    each sum), then curves that differ only by rounding. Measured when written: |Δ loss| ≤ 6.5e-5 over the first
+    10 iterations, growing chaotically to ~1e-2 by iteration 30. A wrong dense weight would miss by ~1 at once;
+    identical curves would mean the dense kernels never ran."""
+    options = ["--model", "ghost_resnet8", "--batch-size", "32", "--lr", "0.025", "--iterations", "10",
+               "--eval-interval", "1", "--val-size", "0", "--test-size", "200", "--data-dir", str(cifar10_dir)]
+    for depthwise in ("grouped", "dense"):
+        done = subprocess.run([*TRAIN, *options, "--depthwise", depthwise, "--out", str(tmp_path / depthwise)],
+                              env=trial_env(), cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert result(tmp_path / depthwise)["depthwise"] == depthwise
+    grouped, dense = ([row["train_loss"] for row in metrics(tmp_path / name)] for name in ("grouped", "dense"))
+    assert len(grouped) == len(dense) == 10
+    assert dense[0] == pytest.approx(grouped[0], rel=1e-5)
+    assert max(abs(a - b) for a, b in zip(grouped, dense, strict=True)) <= 1e-3
+    assert grouped != dense
+    assert result(tmp_path / "dense")["macs"] == result(tmp_path / "grouped")["macs"]  # the paper's MACs
+
+
 def _trial_dir(root: Path, config: TrialConfig) -> Path:
     """A trial directory as `ghostsweep submit` lays it out: the worker reads config.json."""
     trial_dir = root / config.trial_id()
@@ -226,6 +246,10 @@ def test_plan_uses_the_closest_measured_configuration() -> None:
     assert plan.images_per_s(autotune) == stored["images_per_s"]["fast-autotune"]["ghost_resnet56"]
     resnet_autotune = TrialConfig(model="resnet56", runtime=RuntimeConfig(**fast, deterministic=False))
     assert plan.images_per_s(resnet_autotune) == stored["images_per_s"]["fast"]["resnet56"]
+    dense = TrialConfig(model="ghost_resnet56", runtime=RuntimeConfig(**fast, depthwise="dense"))
+    dense_measured = "fast-dense" in stored["images_per_s"]  # if not, the grouped kernels' speed stands in
+    assert plan.images_per_s(dense) == stored["images_per_s"]["fast-dense" if dense_measured else "fast"][
+        "ghost_resnet56"]
     compiled = TrialConfig(model="resnet56", runtime=RuntimeConfig(compile="default"))
     assert plan.images_per_s(compiled) == stored["images_per_s"]["eager"]["resnet56"]
     packed = stored["packed_images_per_s"]["fast x8"]["resnet56"]

@@ -33,7 +33,8 @@ OVERRIDES = {
     "normalization": ("data", "normalization"),
     "device": ("runtime", "device"), "compile": ("runtime", "compile"),
     "channels_last": ("runtime", "channels_last"), "precision": ("runtime", "precision"),
-    "deterministic": ("runtime", "deterministic"), "sync_bn": ("runtime", "sync_bn"),
+    "deterministic": ("runtime", "deterministic"), "depthwise": ("runtime", "depthwise"),
+    "sync_bn": ("runtime", "sync_bn"),
     "wandb_mode": ("wandb", "mode"), "wandb_project": ("wandb", "project"),
     "wandb_entity": ("wandb", "entity"),
     "fail_at_iteration": ("faults", "fail_at_iteration"),
@@ -80,6 +81,8 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     runtime.add_argument("--precision", choices=trial_config.PRECISIONS)
     runtime.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=None,
                          help="CUDA: fixed cuDNN algorithms (default); --no-deterministic lets cuDNN autotune")
+    runtime.add_argument("--depthwise", choices=trial_config.DEPTHWISE_MODES,
+                         help="grouped (default) or dense: run grouped convs as equivalent dense convs")
     runtime.add_argument("--sync-bn", action="store_true", default=None)
     wandb = p.add_argument_group("wandb")
     wandb.add_argument("--wandb-mode", choices=trial_config.WANDB_MODES)

@@ -19,6 +19,7 @@ import model
 NORMALIZATIONS = ("pixel_mean", "channel", "imagenet")
 PRECISIONS = ("fp32", "tf32", "bf16")
 COMPILE_MODES = ("off", "default", "cudagraphs")
+DEPTHWISE_MODES = ("grouped", "dense")
 WANDB_MODES = ("online", "offline", "disabled")
 
 
@@ -57,6 +58,7 @@ class RuntimeConfig:
     channels_last: bool = False
     precision: Literal["fp32", "tf32", "bf16"] = "fp32"
     deterministic: bool = True  # CUDA: fixed cuDNN algorithms (same seed → same run); false lets cuDNN autotune
+    depthwise: Literal["grouped", "dense"] = "grouped"  # dense: grouped convs run as block-diagonal dense convs
     sync_bn: bool = False
 
 

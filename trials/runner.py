@@ -156,7 +156,9 @@ def _train(
     with _SEEDED_INIT, torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(config.seed, "init"))
         net = models.build(config.model, **config.model_options)
-    complexity = models.complexity(net)
+    complexity = models.complexity(net)  # the paper's MACs, whatever kernels run them
+    if runtime.depthwise == "dense":
+        models.densify_grouped_convs(net)
     if runtime.sync_bn:  # also on one rank, so that 1 rank and N ranks run the same arithmetic
         net = convert_sync_batchnorm(net, device)
     net = net.to(device, memory_format=memory_format)
@@ -221,7 +223,7 @@ def _train(
             "torch_version": torch.__version__, "code_version": _code_version(), "attempt": attempt,
             "wandb_run_dir": logger.run_dir if logger else None, "compile": runtime.compile,
             "channels_last": runtime.channels_last, "precision": runtime.precision,
-            "deterministic": runtime.deterministic, "split_hash": split_hash,
+            "deterministic": runtime.deterministic, "depthwise": runtime.depthwise, "split_hash": split_hash,
         }
         if world.is_main:
             atomic_write_json(out_dir / "result.json", result)
