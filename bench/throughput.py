@@ -80,6 +80,7 @@ GPU_JOBS = (
     ("ghost_resnet56", "fast-autotune"), ("resnet56", "fast-autotune"),
 )
 GPU_BUDGET_S = 420.0
+WARM_TIMEOUT_S = 240.0  # the parallel compile warm-up (`warm_compile_cache`) gets at most this, or half the budget
 PACKED_PERIODS_FACTOR = 3
 
 
@@ -147,35 +148,8 @@ def trial_images_per_s(job: Job, data_dir: Path, device: str, threads: int, peri
     if job.packed > 1:
         periods *= PACKED_PERIODS_FACTOR
     with tempfile.TemporaryDirectory(prefix="ghostsweep-bench-") as root:
-        trial_dirs = []
-        for seed in range(job.packed):
-            config = TrialConfig(
-                model=job.model, seed=seed,
-                recipe=Recipe(iterations=period * (1 + periods), eval_interval=period, checkpoint_interval=10**9),
-                data=DataConfig(val_size=0, test_size=1_000),  # no validation: an eval is only a metrics line
-                runtime=RuntimeConfig(device=device, **CONFIGS[job.config]),
-            )
-            trial_dir = Path(root) / config.trial_id()
-            trial_dir.mkdir()
-            (trial_dir / "config.json").write_text(json.dumps(config.to_dict() | {"trial_id": config.trial_id()}))
-            trial_dirs.append(trial_dir)
-        env = os.environ | {"OMP_NUM_THREADS": str(threads), "GHOSTSWEEP_DATA_DIR": str(data_dir),
-                            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-        worker = subprocess.Popen([sys.executable, "-m", "orchestrator.worker", *map(str, trial_dirs)], env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        output = ""
-        try:
-            output, _ = worker.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)  # the packed trials too: they are the worker's children
-            output, _ = worker.communicate()
-            raise RuntimeError(f"timed out after {timeout_s:.0f} s") from None
-        finally:
-            if log is not None:
-                with open(log, "a") as f:
-                    f.write(f"==== {job.model} {job.label}\n{output}\n")
-        if worker.returncode != 0:
-            raise RuntimeError(f"worker exited {worker.returncode}: {output[-3000:]}")
+        worker, trial_dirs = _start_worker(job, Path(root), data_dir, device, threads, period, 1 + periods)
+        _wait_for_worker(worker, job, timeout_s, log)
         rows = [[json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()] for d in trial_dirs]
         if job.packed == 1:
             return _steady_rate(rows[0][1:], period)
@@ -184,6 +158,75 @@ def trial_images_per_s(job: Job, data_dir: Path, device: str, threads: int, peri
             result = trial_dir / "result.json"
             started.append(result.stat().st_mtime - json.loads(result.read_text())["wall_time_s"])
         return packed_images_per_s(rows, started, period)
+
+
+def warm_compile_cache(jobs: list[Job], data_dir: Path, device: str, threads: int, timeout_s: float,
+                       log: Path | None = None) -> tuple[list[str], list[str]]:
+    """Compile every compiled job's model once, all at the same time, before anything is timed.
+
+    Cold, a compile takes about a minute per model and configuration; one after another they would eat a short
+    GPU slot. Run in parallel (2 iterations each), they fill inductor's on-disk caches, so the timed jobs then
+    compile in seconds. Returns the jobs warmed ("MODEL CONFIG") and the failures (a failed warm-up only leaves
+    its job to compile cold).
+    """
+    distinct = {(job.model, job.config): Job(job.model, job.config) for job in jobs
+                if job.config != "reference" and CONFIGS[job.config]["compile"] != "off"}
+    if not distinct:
+        return [], []
+    with tempfile.TemporaryDirectory(prefix="ghostsweep-warm-") as root:
+        compile_threads = {"TORCHINDUCTOR_COMPILE_THREADS": str(max(1, (os.cpu_count() or 1) // len(distinct)))}
+        workers = [(job, _start_worker(job, Path(root) / f"{job.model}-{job.config}", data_dir, device, threads,
+                                       period=2, periods=1, extra_env=compile_threads)[0])
+                   for job in distinct.values()]
+        deadline = time.monotonic() + timeout_s
+        warmed, failed = [], []
+        for job, worker in workers:
+            try:  # past the deadline every remaining worker is killed after a second
+                _wait_for_worker(worker, job, max(1.0, deadline - time.monotonic()), log)
+                warmed.append(f"{job.model} {job.config}")
+            except RuntimeError as error:
+                failed.append(f"{job.model} {job.config}: {error}")
+    return warmed, failed
+
+
+def _start_worker(job: Job, root: Path, data_dir: Path, device: str, threads: int, period: int, periods: int,
+                  extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, list[Path]]:
+    """`python -m orchestrator.worker` (the process a sweep runs) on K fresh trials of `periods` eval periods."""
+    trial_dirs = []
+    for seed in range(job.packed):
+        config = TrialConfig(
+            model=job.model, seed=seed,
+            recipe=Recipe(iterations=period * periods, eval_interval=period, checkpoint_interval=10**9),
+            data=DataConfig(val_size=0, test_size=1_000),  # no validation: an eval is only a metrics line
+            runtime=RuntimeConfig(device=device, **CONFIGS[job.config]),
+        )
+        trial_dir = root / config.trial_id()
+        trial_dir.mkdir(parents=True)
+        (trial_dir / "config.json").write_text(json.dumps(config.to_dict() | {"trial_id": config.trial_id()}))
+        trial_dirs.append(trial_dir)
+    env = os.environ | {"OMP_NUM_THREADS": str(threads), "GHOSTSWEEP_DATA_DIR": str(data_dir),
+                        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env |= extra_env or {}
+    worker = subprocess.Popen([sys.executable, "-m", "orchestrator.worker", *map(str, trial_dirs)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return worker, trial_dirs
+
+
+def _wait_for_worker(worker: subprocess.Popen, job: Job, timeout_s: float, log: Path | None) -> None:
+    """Wait for the worker; on timeout kill it with its packed trials; append its output to `log`."""
+    output = ""
+    try:
+        output, _ = worker.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(worker.pid, signal.SIGKILL)  # the packed trials too: they are the worker's children
+        output, _ = worker.communicate()
+        raise RuntimeError(f"timed out after {timeout_s:.0f} s") from None
+    finally:
+        if log is not None:
+            with open(log, "a") as f:
+                f.write(f"==== {job.model} {job.label}\n{output}\n")
+    if worker.returncode != 0:
+        raise RuntimeError(f"worker exited {worker.returncode}: {output[-3000:]}")
 
 
 def _steady_rate(rows: list[dict[str, Any]], period: int) -> float:
@@ -228,6 +271,13 @@ def measure(jobs: list[Job], args: argparse.Namespace, budget_s: float | None) -
     samples: dict[tuple[str, str], list[float]] = {}
     skipped: list[str] = []
     failed: list[str] = []
+    if args.warm_compile:
+        started = time.monotonic()
+        timeout_s = min(WARM_TIMEOUT_S, (deadline - started) / 2)
+        warmed, warm_failed = warm_compile_cache(jobs, folder, args.device, args.threads, timeout_s, args.worker_log)
+        report["warm_compile"] = {"jobs": warmed, "failed": warm_failed, "seconds": time.monotonic() - started}
+        print(f"  compiler caches warmed in {report['warm_compile']['seconds']:.0f} s: {', '.join(warmed)}"
+              + "".join(f"\n  warm-up failed: {line}" for line in warm_failed), flush=True)
     for _ in range(args.repeats):
         for job in jobs:
             left = deadline - time.monotonic()
@@ -366,6 +416,9 @@ def main() -> None:
                              "resnet56:fast:8")
     parser.add_argument("--budget-s", type=float, default=GPU_BUDGET_S,
                         help="with --gpu-check: start no job after this many seconds (default %(default)s)")
+    parser.add_argument("--warm-compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="first compile every compiled configuration at once, so the timed jobs find "
+                             "inductor's caches warm (default: on with --gpu-check)")
     parser.add_argument("--json", type=Path, help="write the results here (after every measurement)")
     parser.add_argument("--worker-log", type=Path, help="append every trial worker's output here")
     parser.add_argument("--from-results", type=Path, nargs="+", metavar="JSON",
@@ -385,6 +438,7 @@ def main() -> None:
                 jobs = [Job(name, config, int(k or 1)) for name, config, k in
                         (f"{job}::".split(":")[:3] for job in args.jobs)]
             args.threads = max(1, (os.cpu_count() or 2) // max(job.packed for job in jobs))
+            args.warm_compile = args.warm_compile is not False
         else:
             jobs = [Job(name, "reference") for name in args.models]
             jobs += [Job(name, config, k) for name in args.models for k in [1, *args.packed] for config in args.configs]

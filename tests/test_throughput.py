@@ -236,6 +236,36 @@ def test_bench_reports_merge_and_keep_their_own_ratios() -> None:
         bench.merge_reports([first, second | {"device": "NVIDIA H100 80GB HBM3"}])
 
 
+def test_gpu_check_warms_the_compiler_caches_first(cifar10_dir: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The warm-up compiles each compiled configuration once (eager and reference jobs need none, a packed job
+    shares its single job's graphs) and leaves inductor's on-disk caches filled; one past its deadline is killed
+    and reported, never left running."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import throughput as bench
+
+    cache = tmp_path / "inductor"
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(cache))
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    jobs = [bench.Job("resnet8", "reference"), bench.Job("resnet8", "eager"), bench.Job("resnet8", "compiled"),
+            bench.Job("resnet8", "compiled", 2)]
+    warmed, failed = bench.warm_compile_cache(jobs, cifar10_dir, "cpu", 1, timeout_s=300)
+    assert (warmed, failed) == (["resnet8 compiled"], [])
+    assert any((cache / "fxgraph").iterdir()) and any((cache / "aotautograd").iterdir())
+
+    warmed, failed = bench.warm_compile_cache([bench.Job("resnet14", "compiled")], cifar10_dir, "cpu", 1,
+                                              timeout_s=1)
+    assert warmed == [] and len(failed) == 1 and failed[0].startswith("resnet14 compiled: timed out")
+    assert not [pid for pid in os.listdir("/proc") if pid.isdigit() and _cmdline_has(pid, "ghostsweep-warm-")]
+
+
+def _cmdline_has(pid: str, text: str) -> bool:
+    try:
+        return text in Path(f"/proc/{pid}/cmdline").read_text()
+    except OSError:  # the process ended meanwhile
+        return False
+
+
 def test_plan_uses_the_closest_measured_configuration() -> None:
     """The stored GPU estimates: an exact configuration where measured, else one with the same compile mode that
     measured the model's family, else eager; packing gains only where measured."""
