@@ -90,6 +90,22 @@ def _reference_model(name: str) -> str:
     return f"{name.rstrip('0123456789')}{REFERENCE_DEPTH}"
 
 
+def _variant_table(trials: list[TrialConfig], hours: list[float]) -> Table:
+    """Trials and GPU-hours per variant: where a sweep's cost goes (e.g. the Ghost models' slow depthwise convs)."""
+    counts: Counter[str] = Counter()
+    variant_hours: Counter[str] = Counter()
+    for trial, trial_hours in zip(trials, hours, strict=True):
+        counts[trial.variant] += 1
+        variant_hours[trial.variant] += trial_hours
+    total = sum(hours) or 1.0
+    table = Table(title=f"{len(counts)} variants", box=None)
+    for column in ("variant", "trials", "GPU-h", "share"):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    for variant, count in counts.items():
+        table.add_row(variant, str(count), f"{variant_hours[variant]:.1f}", f"{variant_hours[variant] / total:.0%}")
+    return table
+
+
 def print_plan(spec: SweepSpec, sweep_root: Path, console: Console | None = None) -> None:
     """Trial table, counts per variant, total GPU-hours; given a sweep directory, what submit would do."""
     console = console or Console()
@@ -108,8 +124,7 @@ def print_plan(spec: SweepSpec, sweep_root: Path, console: Console | None = None
         table.add_row(str(number), trial_id, trial.variant, str(trial.seed), f"{trial.recipe.iterations:,}",
                       f"{trial_hours:.2f}", *state)
     console.print(table)
-    variants = Counter(trial.variant for trial in spec.trials)
-    console.print(f"{len(variants)} variants: " + ", ".join(f"{v} x{n}" for v, n in variants.items()))
+    console.print(_variant_table(spec.trials, hours))
     throughput = load_throughput()
     resources = spec.resources
     console.print(

@@ -118,6 +118,8 @@ def test_plan_prints_table_and_gpu_hours_and_submits_nothing(tmp_path, capsys):
     assert main(["plan", str(REPO / "sweeps/paper.yaml"), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "85 trials" in printed and "GPU-hours" in printed and "NVIDIA H200" in printed
+    per_variant = [line.split() for line in printed.splitlines() if line.lstrip().startswith("ghost_resnet56-")]
+    assert per_variant and all(row[-1].endswith("%") for row in per_variant)  # trials, GPU-h and share each
     assert "nothing submitted" in printed and not out.exists()
 
 
