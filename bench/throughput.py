@@ -82,9 +82,10 @@ GPU_JOBS = (
 GPU_BUDGET_S = 420.0
 WARM_TIMEOUT_S = 240.0  # the parallel compile warm-up (`warm_compile_cache`) gets at most this, or half the budget
 PACKED_PERIODS_FACTOR = 3
+WORKER_OUTPUT = "worker-output.txt"  # in a job's folder, beside its trial directories
 
 
-@dataclass
+@dataclass(frozen=True)
 class Job:
     model: str
     config: str  # a CONFIGS name, or "reference"
@@ -149,7 +150,7 @@ def trial_images_per_s(job: Job, data_dir: Path, device: str, threads: int, peri
         periods *= PACKED_PERIODS_FACTOR
     with tempfile.TemporaryDirectory(prefix="ghostsweep-bench-") as root:
         worker, trial_dirs = _start_worker(job, Path(root), data_dir, device, threads, period, 1 + periods)
-        _wait_for_worker(worker, job, timeout_s, log)
+        _wait_for_worker(worker, Path(root), f"{job.model} {job.label}", timeout_s, log)
         rows = [[json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()] for d in trial_dirs]
         if job.packed == 1:
             return _steady_rate(rows[0][1:], period)
@@ -175,14 +176,15 @@ def warm_compile_cache(jobs: list[Job], data_dir: Path, device: str, threads: in
         return [], []
     with tempfile.TemporaryDirectory(prefix="ghostsweep-warm-") as root:
         compile_threads = {"TORCHINDUCTOR_COMPILE_THREADS": str(max(1, (os.cpu_count() or 1) // len(distinct)))}
-        workers = [(job, _start_worker(job, Path(root) / f"{job.model}-{job.config}", data_dir, device, threads,
-                                       period=2, periods=1, extra_env=compile_threads)[0])
-                   for job in distinct.values()]
+        folders = {job: Path(root) / f"{job.model}-{job.config}" for job in distinct.values()}
+        workers = [(job, _start_worker(job, folders[job], data_dir, device, threads, period=2, periods=1,
+                                       extra_env=compile_threads)[0]) for job in distinct.values()]
         deadline = time.monotonic() + timeout_s
         warmed, failed = [], []
         for job, worker in workers:
             try:  # past the deadline every remaining worker is killed after a second
-                _wait_for_worker(worker, job, max(1.0, deadline - time.monotonic()), log)
+                _wait_for_worker(worker, folders[job], f"{job.model} {job.config} (compile warm-up)",
+                                 max(1.0, deadline - time.monotonic()), log)
                 warmed.append(f"{job.model} {job.config}")
             except RuntimeError as error:
                 failed.append(f"{job.model} {job.config}: {error}")
@@ -207,24 +209,25 @@ def _start_worker(job: Job, root: Path, data_dir: Path, device: str, threads: in
     env = os.environ | {"OMP_NUM_THREADS": str(threads), "GHOSTSWEEP_DATA_DIR": str(data_dir),
                         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     env |= extra_env or {}
-    worker = subprocess.Popen([sys.executable, "-m", "orchestrator.worker", *map(str, trial_dirs)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    with open(root / WORKER_OUTPUT, "w") as output:  # a file, not a pipe: workers waited on later never block
+        worker = subprocess.Popen([sys.executable, "-m", "orchestrator.worker", *map(str, trial_dirs)], env=env,
+                                  stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
     return worker, trial_dirs
 
 
-def _wait_for_worker(worker: subprocess.Popen, job: Job, timeout_s: float, log: Path | None) -> None:
+def _wait_for_worker(worker: subprocess.Popen, root: Path, title: str, timeout_s: float, log: Path | None) -> None:
     """Wait for the worker; on timeout kill it with its packed trials; append its output to `log`."""
-    output = ""
     try:
-        output, _ = worker.communicate(timeout=timeout_s)
+        worker.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         os.killpg(worker.pid, signal.SIGKILL)  # the packed trials too: they are the worker's children
-        output, _ = worker.communicate()
+        worker.wait()
         raise RuntimeError(f"timed out after {timeout_s:.0f} s") from None
     finally:
+        output = (root / WORKER_OUTPUT).read_text(errors="replace")
         if log is not None:
             with open(log, "a") as f:
-                f.write(f"==== {job.model} {job.label}\n{output}\n")
+                f.write(f"==== {title}\n{output}\n")
     if worker.returncode != 0:
         raise RuntimeError(f"worker exited {worker.returncode}: {output[-3000:]}")
 
