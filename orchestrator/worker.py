@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -30,6 +29,7 @@ from orchestrator.lease import LEASE_FILE, Lease
 from orchestrator.state import RESULT_FILE, record_failure
 from orchestrator.sweepdir import CONFIG_FILE, SWEEP_FILE
 from trials.files import read_json
+from trials.stop import StopRequest
 
 EXIT_DONE, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 3
 RUNNER_ENV = "GHOSTSWEEP_TRIAL_RUNNER"  # "module:function"; tests substitute a fake trial
@@ -45,9 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     if not trial_dirs or any(str(d).startswith("-") for d in trial_dirs):
         print("usage: python -m orchestrator.worker TRIAL_DIR [TRIAL_DIR ...]", file=sys.stderr)
         return EXIT_USAGE
-    if len(trial_dirs) == 1:
-        return run_trial_dir(trial_dirs[0])
-    return run_packed(trial_dirs)
+    try:
+        return run_trial_dir(trial_dirs[0]) if len(trial_dirs) == 1 else run_packed(trial_dirs)
+    finally:
+        # Nothing is left to stop. Python resets handlers to the default (terminate) at shutdown, so a late
+        # duplicate of the stop signal would otherwise turn "interrupted" into "killed by SIGUSR2".
+        for signum in FORWARDED_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
 
 
 def run_packed(trial_dirs: list[Path]) -> int:
@@ -129,9 +133,9 @@ def run_trial_dir(trial_dir: Path, runner: Callable[..., dict[str, Any]] | None 
 
     # Catch a preemption from the very start: before the runner installs its own handlers (after loading the
     # data), SIGTERM would kill the worker and the trial would read "failed" instead of "preempted".
-    stop = threading.Event()
+    stop = StopRequest()
     for signum in (signal.SIGTERM, signal.SIGUSR2):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, stop.set)
     if not detect().is_main:
         return _run(trial_dir, runner or _load_runner(), stop, main_rank=False)
     lease = Lease.acquire(trial_dir)
@@ -148,7 +152,7 @@ def run_trial_dir(trial_dir: Path, runner: Callable[..., dict[str, Any]] | None 
         lease.release()
 
 
-def _run(trial_dir: Path, runner: Callable[..., dict[str, Any]], stop: threading.Event, main_rank: bool) -> int:
+def _run(trial_dir: Path, runner: Callable[..., dict[str, Any]], stop: StopRequest, main_rank: bool) -> int:
     """Call the runner; on rank 0 a crash that left no newer result.json is recorded as the trial's failure."""
     started = time.time()
     try:

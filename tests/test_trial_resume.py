@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from test_trial_helpers import (
+    REPO,
     SMOKE,
     assert_same_state,
     checkpoint,
@@ -19,7 +24,9 @@ from test_trial_helpers import (
     trial_env,
 )
 
+from orchestrator.worker import EXIT_INTERRUPTED
 from trials.checkpoint import CRASH_ENV
+from trials.config import DataConfig, Recipe, RuntimeConfig, TrialConfig
 from trials.files import CRASH_EXIT_CODE
 
 # An eval every 10 iterations, a checkpoint every 15: interruptions land between evals and checkpoints.
@@ -116,3 +123,66 @@ def test_runtime_options_run_and_are_recorded(cifar10_dir: Path, tmp_path: Path)
     summary = result(tmp_path)
     recorded = ("channels_last", "precision", "compile", "deterministic")
     assert tuple(summary[key] for key in recorded) == (True, "bf16", "off", False)
+
+
+def test_a_burst_of_signals_checkpoints_and_ends_interrupted(cifar10_dir: Path, tmp_path: Path) -> None:
+    """Slurm signals every process of a job step and our backends forward the same signal again, so a USR2 can
+    arrive while the handler of the previous one still runs. A handler that takes a lock (`threading.Event.set`)
+    then waits on itself, and the trial hangs for good: a CI run of the Slurm preemption test hung 17 minutes
+    this way. Under a 2-second burst of USR2 the sweep worker must still checkpoint and end "interrupted"."""
+    config = TrialConfig(model="resnet8", recipe=Recipe(iterations=100_000, batch_size=32, eval_interval=1_000),
+                         data=DataConfig(val_size=0, test_size=200), runtime=RuntimeConfig(device="cpu"))
+    trial_dir = tmp_path / config.trial_id()
+    trial_dir.mkdir()
+    (trial_dir / "config.json").write_text(json.dumps(config.to_dict() | {"trial_id": config.trial_id()}))
+    worker = subprocess.Popen([sys.executable, "-m", "orchestrator.worker", str(trial_dir)],
+                              env=trial_env(GHOSTSWEEP_DATA_DIR=str(cifar10_dir)), cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not (trial_dir / "progress.json").exists() and worker.poll() is None and time.time() < deadline:
+        time.sleep(0.05)  # the heartbeat is written once the runner's own handlers are installed
+    burst_end = time.time() + 2
+    while time.time() < burst_end and worker.poll() is None:
+        worker.send_signal(signal.SIGUSR2)
+        time.sleep(0.0002)
+    try:
+        output, _ = worker.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        pytest.fail("the trial hung under a burst of signals (a signal handler deadlocked)")
+    assert worker.returncode == EXIT_INTERRUPTED, output[-3000:]
+    summary = result(trial_dir)
+    assert summary["status"] == "interrupted" and summary["iterations"] == checkpoint(trial_dir)["iteration"] > 0
+
+
+# A process whose main thread runs Python code (where signal handlers run) while signals keep coming.
+_HANDLER_UNDER_BURST = """
+import signal, time
+from trials.stop import StopRequest
+stop = StopRequest()
+signal.signal(signal.SIGUSR2, stop.set)
+print("ready", flush=True)
+end = time.time() + 2
+while time.time() < end:
+    stop.is_set()
+signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+print("set" if stop.is_set() else "unset", flush=True)
+"""
+
+
+def test_the_stop_request_is_safe_to_set_from_nested_signal_handlers() -> None:
+    """One second of back-to-back USR2 into a process whose handler is `StopRequest.set`: it exits normally.
+    With `threading.Event().set` as the handler, the same burst killed 5 of 5 processes (RecursionError from
+    handlers nested in each other's lock acquire) when this test was written."""
+    child = subprocess.Popen([sys.executable, "-c", _HANDLER_UNDER_BURST], env=trial_env(), cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert child.stdout.readline() == "ready\n"
+    burst_end = time.time() + 1
+    while time.time() < burst_end and child.poll() is None:
+        child.send_signal(signal.SIGUSR2)
+    try:
+        output, _ = child.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        pytest.fail("the process hung under a burst of signals")
+    assert (child.returncode, output) == (0, "set\n")

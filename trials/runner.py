@@ -41,6 +41,7 @@ from trials.files import (
     read_lines,
     remove_stale_temporaries,
 )
+from trials.stop import StopRequest
 from trials.wandb_log import WandbLogger
 
 SYNC_INTERVAL = 20  # iterations between host syncs: divergence check, stop agreement across ranks
@@ -90,7 +91,7 @@ class Progress:
 
 def run_trial(
     config: TrialConfig, out_dir: Path, data_dir: Path | None = None, *,
-    download: bool | None = None, stop_event: threading.Event | None = None,
+    download: bool | None = None, stop_event: StopRequest | None = None,
 ) -> dict[str, Any]:
     """Run (or resume, or return the finished result of) one trial in `out_dir`.
 
@@ -109,7 +110,7 @@ def run_trial(
     folder = cifar.resolve_data_dir(data_dir, download)
     dataset = cifar.load_cifar10(folder)
     created_group = init_process_group(world, device)
-    stop = stop_event or threading.Event()
+    stop = stop_event or StopRequest()
     try:
         with _stop_on_signals(stop):
             return _train(config, out_dir, dataset, world, device, stop)
@@ -126,7 +127,7 @@ def run_trial(
 
 def _train(
     config: TrialConfig, out_dir: Path, dataset: cifar.Cifar10, world: Distributed, device: torch.device,
-    stop: threading.Event,
+    stop: StopRequest,
 ) -> dict[str, Any]:
     started = time.time()
     recipe, runtime = config.recipe, config.runtime
@@ -497,13 +498,13 @@ def _code_version() -> str:
 
 
 @contextlib.contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+def _stop_on_signals(stop: StopRequest) -> Iterator[None]:
     """SIGUSR2 (Slurm's warning) and SIGTERM (preemption) ask for a checkpoint and an "interrupted" end."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signals reach the main thread only; packed trials in threads use stop_event
         return
     signals = (signal.SIGUSR2, signal.SIGTERM)
-    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in signals}
+    previous = {s: signal.signal(s, stop.set) for s in signals}
     try:
         yield
     finally:
