@@ -170,20 +170,23 @@ def warm_compile_cache(jobs: list[Job], data_dir: Path, device: str, threads: in
     compile in seconds. Returns the jobs warmed ("MODEL CONFIG") and the failures (a failed warm-up only leaves
     its job to compile cold).
     """
-    distinct = {(job.model, job.config): Job(job.model, job.config) for job in jobs
-                if job.config != "reference" and CONFIGS[job.config]["compile"] != "off"}
+    distinct = list(dict.fromkeys(Job(job.model, job.config) for job in jobs
+                                  if job.config != "reference" and CONFIGS[job.config]["compile"] != "off"))
     if not distinct:
         return [], []
+    compile_threads = {"TORCHINDUCTOR_COMPILE_THREADS": str(max(1, (os.cpu_count() or 1) // len(distinct)))}
+    warmed, failed = [], []
     with tempfile.TemporaryDirectory(prefix="ghostsweep-warm-") as root:
-        compile_threads = {"TORCHINDUCTOR_COMPILE_THREADS": str(max(1, (os.cpu_count() or 1) // len(distinct)))}
-        folders = {job: Path(root) / f"{job.model}-{job.config}" for job in distinct.values()}
-        workers = [(job, _start_worker(job, folders[job], data_dir, device, threads, period=2, periods=1,
-                                       extra_env=compile_threads)[0]) for job in distinct.values()]
+        started = []
+        for job in distinct:
+            folder = Path(root) / f"{job.model}-{job.config}"
+            worker, _ = _start_worker(job, folder, data_dir, device, threads, period=2, periods=1,
+                                      extra_env=compile_threads)
+            started.append((job, folder, worker))
         deadline = time.monotonic() + timeout_s
-        warmed, failed = [], []
-        for job, worker in workers:
+        for job, folder, worker in started:
             try:  # past the deadline every remaining worker is killed after a second
-                _wait_for_worker(worker, folders[job], f"{job.model} {job.config} (compile warm-up)",
+                _wait_for_worker(worker, folder, f"{job.model} {job.config} (compile warm-up)",
                                  max(1.0, deadline - time.monotonic()), log)
                 warmed.append(f"{job.model} {job.config}")
             except RuntimeError as error:

@@ -25,7 +25,7 @@ class DenseGroupedConv2d(nn.Conv2d):
 
     def dense_weight(self) -> torch.Tensor:
         """(out, in, k, k): input channel c of output o's group holds weight[o, c mod in_per_group], else 0."""
-        return self.weight.repeat(1, self.groups, 1, 1) * self.block_mask.to(self.weight.dtype)
+        return self.weight.repeat(1, self.groups, 1, 1) * self.block_mask  # `.to(dtype)` converts both alike
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.dense_weight(), self.bias, self.stride, self.padding, self.dilation, 1)

@@ -75,8 +75,8 @@ def estimate_gpu_hours(trial: TrialConfig, trials_per_gpu: int = 1) -> float:
 
 def _configuration(trial: TrialConfig) -> str:
     """The measured configuration with the trial's runtime options (compile, precision, channels_last,
-    deterministic, depthwise), else one with its compile mode, else eager; the first of those that measured the trial's
-    model family."""
+    deterministic, depthwise), else one with its compile mode, else eager: the first of those that measured the
+    trial's model family."""
     throughput = load_throughput()
     configurations = throughput["configurations"]
     same_mode = [name for name, fields in configurations.items() if fields["compile"] == trial.runtime.compile]
