@@ -162,12 +162,15 @@ def run_submit(args: argparse.Namespace) -> int:
 
 
 def run_rerun(args: argparse.Namespace) -> int:
-    from orchestrator.sweep import backend_for, collect_states, select_rerun, submit_trials
+    from orchestrator.sweep import UNFINISHED, backend_for, collect_states, select_rerun, submit_trials
 
     sweep = SweepDir(args.sweep_dir)
     states, warnings = collect_states(sweep)
     _print_warnings(warnings)
     trial_ids = select_rerun(states, args.failed, args.trial)
+    busy = [s.trial_id for s in states if s.state in UNFINISHED]
+    if busy and not args.trial:
+        print(f"left to their jobs: {len(busy)} trial(s) still queued or running (see `ghostsweep status`)")
     if not trial_ids:
         print("nothing to rerun")
         return 0

@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,6 +121,21 @@ def break_dead_lease(trial_dir: Path) -> None:
     lease = read_json(path)
     if lease and lease.get("host") == socket.gethostname() and not _alive(int(lease.get("pid", 0))):
         path.unlink(missing_ok=True)
+
+
+def wait_until_released(
+    trial_dirs: Sequence[Path], poll_s: float, timeout_s: float | None = None, stop: Callable[[], bool] = bool,
+) -> list[Path]:
+    """Until no trial's lease is fresh (released, stale, or its holder on this host exited), `stop()`, or
+    `timeout_s`; returns the trial dirs still held. Dead same-host holders' leases are removed on the way."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        for trial_dir in trial_dirs:
+            break_dead_lease(trial_dir)
+        held = [Path(d) for d in trial_dirs if is_fresh(read_json(Path(d) / LEASE_FILE))]
+        if not held or stop() or (deadline is not None and time.monotonic() >= deadline):
+            return held
+        time.sleep(poll_s)
 
 
 def _alive(pid: int) -> bool:

@@ -6,12 +6,13 @@ import json
 import multiprocessing
 import os
 import random
+import threading
 import time
 from pathlib import Path
 
 from orchestrator import sweep, worker
 from orchestrator.backends.base import JobInfo
-from orchestrator.lease import LEASE_FILE, STALE_S, Lease
+from orchestrator.lease import LEASE_FILE, STALE_S, Lease, wait_until_released
 from orchestrator.state import TrialState, mark_queued, read_state, record_failure, unqueue
 from trials.config import TrialConfig
 from trials.files import atomic_write_json, read_json
@@ -116,6 +117,27 @@ def test_lease_is_exclusive_and_a_stale_one_is_taken_over(tmp_path):
     assert read_json(tmp_path / LEASE_FILE)["token"] == second.token
     second.release()
     assert not (tmp_path / LEASE_FILE).exists()
+
+
+def test_waiting_for_release_ends_when_holders_let_go_or_die(tmp_path):
+    live, dead = tmp_path / "live", tmp_path / "dead"
+    live.mkdir()
+    dead.mkdir()
+    held = Lease.acquire(live)
+    atomic_write_json(dead / LEASE_FILE, read_json(live / LEASE_FILE) | {"pid": _exited_pid()})
+    assert wait_until_released([live, dead], poll_s=0.05, timeout_s=0.3) == [live]  # a killed holder: no wait
+    assert not (dead / LEASE_FILE).exists()
+    threading.Timer(0.3, held.release).start()
+    started = time.monotonic()
+    assert wait_until_released([live], poll_s=0.05, timeout_s=30) == []
+    assert time.monotonic() - started < 5
+
+
+def _exited_pid() -> int:
+    process = multiprocessing.Process(target=int)
+    process.start()
+    process.join()
+    return process.pid
 
 
 def _counting_runner(config: TrialConfig, out_dir: Path, data_dir: Path | None = None, **_: object) -> dict:

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from orchestrator.lease import Lease
 from trials.files import atomic_write_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,8 +90,16 @@ def test_fail_rerun_and_resubmit(tmp_path):
     assert "nothing to submit" in again.stdout and "rerun" in again.stdout
     assert set(runs(sweep).values()) == {1}
 
+    held_id, other_id = sorted(failed)
+    held = Lease.acquire(sweep / "trials" / held_id)  # as if a worker still ran it: rerun must leave it alone
     rerun = ghostsweep("rerun", str(sweep), "--failed")
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "left to their jobs: 1 trial(s) still queued or running" in rerun.stdout
+    assert (status(sweep)[held_id]["state"], status(sweep)[other_id]["state"]) == ("running", "done")
+    assert runs(sweep)[held_id] == 1
+    held.release()
+    rerun = ghostsweep("rerun", str(sweep), "--failed")
+    assert rerun.returncode == 0 and "left to their jobs" not in rerun.stdout, rerun.stdout + rerun.stderr
     assert {s["state"] for s in status(sweep).values()} == {"done"}
     assert runs(sweep) == {i: 2 if i in failed else 1 for i in states}  # nothing else ran again
     assert {i: (sweep / "trials" / i / "result.json").read_text() for i in done_before} == done_before

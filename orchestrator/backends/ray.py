@@ -3,7 +3,9 @@
 Each trial is a Tune trial whose function trainable runs the shared worker (`python -m orchestrator.worker
 TRIAL_DIR`) as a child process and forwards its metrics.jsonl to `tune.report`. A child, not a call, because
 the runner checkpoints on SIGTERM only in a main thread, and Tune runs trainables in a side thread: the child
-gets SIGTERM when its actor dies (PDEATHSIG), so a stopped trial always ends "interrupted" with a checkpoint.
+gets SIGTERM when its actor dies (PDEATHSIG; Ray's own SIGKILL of an exiting actor's children is turned off),
+so a stopped trial always ends "interrupted" with a checkpoint. An interrupted driver exits only once those
+workers let go of their trials, so an immediate `rerun` resumes them all.
 Multi-GPU trials call `TorchTrainer.fit()` inside the trainable instead (Ray 2.60 refuses
 `Tuner(TorchTrainer)`); see `ray_ddp.py`.
 
@@ -32,8 +34,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from orchestrator.backends.base import Backend, JobInfo, Submission, TrialRef
-from orchestrator.lease import LEASE_FILE, break_dead_lease, is_fresh
-from orchestrator.state import RESULT_FILE, read_state, record_failure, unqueue
+from orchestrator.lease import STALE_S, break_dead_lease, wait_until_released
+from orchestrator.state import RESULT_FILE, read_state, record_failure, record_job_id, unqueue
 from trials.files import read_json, read_lines
 
 OPTIONS = ("address", "max_failures", "max_concurrent_trials")
@@ -43,6 +45,9 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # so Ray workers import this
 EXPERIMENTS_DIR = "ray"
 METRICS = "metrics.jsonl"
 FORWARDED_ENV_PREFIXES = ("GHOSTSWEEP_", "WANDB_")  # driver settings the trial workers need (data dir, W&B)
+# Ray SIGKILLs an actor's child processes when the actor exits, which is how Tune stops a trial: the trial's
+# worker would lose everything since its last checkpoint. It gets SIGTERM instead (PDEATHSIG) and saves.
+KEEP_WORKER_ON_ACTOR_EXIT = {"RAY_kill_child_processes_on_worker_exit": "false"}
 FINAL_FIELDS = ("final_val_acc", "final_test_acc", "best_val_acc", "iterations", "attempt", "wall_time_s")
 
 
@@ -94,15 +99,23 @@ class RayBackend(Backend):
             address = self.options.get("address") or os.environ.get("RAY_ADDRESS") or "local"
             ray.init(address=address, include_dashboard=False, runtime_env=_runtime_env())
         job_id = f"ray:{socket.gethostname()}:{os.getpid()}"
+        for trial in trials:  # now, not on return: a trial this driver leaves unfinished must poll as gone
+            record_job_id(trial.trial_dir, job_id)
         try:
             grid = self._tuner(trials).fit()
             interrupted = self._settle(trials, grid)
         finally:
+            if started_ray:
+                ray.shutdown()
+            # Stopped actors' workers checkpoint on SIGTERM after the driver's fit() returns: exiting before
+            # they let go would show them running to an immediate `rerun`, which would skip them.
+            held = wait_until_released([t.trial_dir for t in trials], POLL_INTERVAL_S, timeout_s=STALE_S)
             for trial in trials:  # never started: pending again
                 if read_state(trial.trial_dir).state == "queued" and not (trial.trial_dir / METRICS).exists():
                     unqueue(trial.trial_dir)
-            if started_ray:
-                ray.shutdown()
+        if held:
+            print(f"ray: {len(held)} trial worker(s) still saving after {STALE_S:.0f} s: "
+                  f"{', '.join(d.name for d in held)}", file=sys.stderr)
         if interrupted:
             raise KeyboardInterrupt("ray sweep interrupted; run it again to resume (Tuner.restore)")
         return [Submission(trial.trial_id, job_id) for trial in trials]
@@ -182,7 +195,7 @@ class RayBackend(Backend):
 def worker_trial(config: dict[str, Any]) -> None:
     """Tune's function trainable: run the worker for one trial, reporting each eval line as it lands."""
     trial_dir = Path(config["trials_root"]) / config["trial_id"]
-    wait_for_lease(trial_dir)
+    wait_until_released([trial_dir], POLL_INTERVAL_S)  # an earlier attempt's worker may still be checkpointing
     with open(trial_dir / "worker.log", "a") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "orchestrator.worker", str(trial_dir)],
@@ -220,13 +233,6 @@ def follow_trial(trial_dir: Path, exit_code: Callable[[], int | None]) -> None:
                  **{k: result.get(k) for k in FINAL_FIELDS}})
 
 
-def wait_for_lease(trial_dir: Path) -> None:
-    """A worker of an earlier attempt may still be checkpointing after SIGTERM; start once it let go."""
-    while is_fresh(read_json(trial_dir / LEASE_FILE)):
-        break_dead_lease(trial_dir)
-        time.sleep(POLL_INTERVAL_S)
-
-
 def _terminate_with_parent() -> None:
     """In the child before exec: SIGTERM when the actor that started it dies, however it dies."""
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
@@ -234,7 +240,7 @@ def _terminate_with_parent() -> None:
 
 def _runtime_env() -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
-    return {"env_vars": env | {"PYTHONPATH": _pythonpath()}}
+    return {"env_vars": env | {"PYTHONPATH": _pythonpath(), **KEEP_WORKER_ON_ACTOR_EXIT}}
 
 
 def _pythonpath() -> str:

@@ -11,7 +11,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from orchestrator.backends.ray import EXPERIMENTS_DIR, TrialFailed, follow_trial, wait_for_lease
+from orchestrator.backends.ray import EXPERIMENTS_DIR, POLL_INTERVAL_S, TrialFailed, follow_trial
+from orchestrator.lease import wait_until_released
 
 
 def ddp_trial(config: dict[str, Any]) -> None:
@@ -20,7 +21,7 @@ def ddp_trial(config: dict[str, Any]) -> None:
     from ray.train.torch import TorchTrainer
 
     trial_dir = Path(config["trials_root"]) / config["trial_id"]
-    wait_for_lease(trial_dir)
+    wait_until_released([trial_dir], POLL_INTERVAL_S)  # an earlier attempt's worker may still be checkpointing
     trainer = TorchTrainer(
         _rank,
         train_loop_config={"trial_dir": str(trial_dir)},

@@ -14,8 +14,7 @@ import re
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,7 +23,7 @@ import submitit
 from submitit.core.utils import DelayedSubmission
 
 from orchestrator.backends.base import Backend, JobInfo, Resources, Submission, TrialRef
-from orchestrator.lease import LEASE_FILE, break_dead_lease, is_fresh
+from orchestrator.lease import LEASE_FILE, break_dead_lease, wait_until_released
 from orchestrator.state import RESULT_FILE
 from trials.files import read_json
 
@@ -304,7 +303,7 @@ class TrialTask(submitit.helpers.Checkpointable):
             blocked = [Path(d) for d in self.trial_dirs if main_rank and _leased_elsewhere(Path(d))]
             if code != 0 or received or not blocked:
                 break
-            _wait_for_leases(blocked, lambda: bool(received))  # e.g. a worker on a dead node, until stale
+            wait_until_released(blocked, LEASE_WAIT_S, stop=lambda: bool(received))  # e.g. a dead node's, until stale
         if code == 0 and not blocked:
             return code
         if code in (0, EXIT_INTERRUPTED) and received == {signal.SIGUSR2}:
@@ -325,12 +324,6 @@ def _leased_elsewhere(trial_dir: Path) -> bool:
     """Not done, and another worker's lease (ours is released when our worker exits)."""
     result = read_json(trial_dir / RESULT_FILE) or {}
     return result.get("status") != "done" and (trial_dir / LEASE_FILE).exists()
-
-
-def _wait_for_leases(trial_dirs: list[Path], stop: Callable[[], bool]) -> None:
-    """Until every lease is released or stale (then the worker may take it over), or `stop()`."""
-    while not stop() and any(is_fresh(read_json(d / LEASE_FILE)) for d in trial_dirs):
-        time.sleep(LEASE_WAIT_S)
 
 
 def distributed_env() -> dict[str, str]:
