@@ -29,12 +29,12 @@ from orchestrator.lease import LEASE_FILE, Lease
 from orchestrator.state import RESULT_FILE, record_failure
 from orchestrator.sweepdir import CONFIG_FILE, SWEEP_FILE
 from trials.files import read_json
-from trials.stop import StopRequest
+from trials.stop import STOP_SIGNALS, StopRequest, ignore_late_signals, request_stop_on_signals
 
 EXIT_DONE, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 3
 RUNNER_ENV = "GHOSTSWEEP_TRIAL_RUNNER"  # "module:function"; tests substitute a fake trial
 DEFAULT_RUNNER = "trials.runner:run_trial"
-FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGUSR2, signal.SIGINT)
+FORWARDED_SIGNALS = (*STOP_SIGNALS, signal.SIGINT)
 MPS_ENV = "GHOSTSWEEP_MPS"  # "off": packed trials time-slice the GPU even where MPS could run
 MPS_CONTROL = "nvidia-cuda-mps-control"
 MPS_PROBE = "import torch; torch.ones(1, device='cuda').sum().item()"
@@ -48,10 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run_trial_dir(trial_dirs[0]) if len(trial_dirs) == 1 else run_packed(trial_dirs)
     finally:
-        # Nothing is left to stop. Python resets handlers to the default (terminate) at shutdown, so a late
-        # duplicate of the stop signal would otherwise turn "interrupted" into "killed by SIGUSR2".
-        for signum in FORWARDED_SIGNALS:
-            signal.signal(signum, signal.SIG_IGN)
+        ignore_late_signals(FORWARDED_SIGNALS)
 
 
 def run_packed(trial_dirs: list[Path]) -> int:
@@ -133,9 +130,7 @@ def run_trial_dir(trial_dir: Path, runner: Callable[..., dict[str, Any]] | None 
 
     # Catch a preemption from the very start: before the runner installs its own handlers (after loading the
     # data), SIGTERM would kill the worker and the trial would read "failed" instead of "preempted".
-    stop = StopRequest()
-    for signum in (signal.SIGTERM, signal.SIGUSR2):
-        signal.signal(signum, stop.set)
+    stop = request_stop_on_signals()
     if not detect().is_main:
         return _run(trial_dir, runner or _load_runner(), stop, main_rank=False)
     lease = Lease.acquire(trial_dir)

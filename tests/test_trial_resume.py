@@ -125,17 +125,21 @@ def test_runtime_options_run_and_are_recorded(cifar10_dir: Path, tmp_path: Path)
     assert tuple(summary[key] for key in recorded) == (True, "bf16", "off", False)
 
 
-def test_a_burst_of_signals_checkpoints_and_ends_interrupted(cifar10_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["worker", "train"])
+def test_a_burst_of_signals_checkpoints_and_ends_interrupted(cifar10_dir: Path, tmp_path: Path, command: str) -> None:
     """Slurm signals every process of a job step and our backends forward the same signal again, so a USR2 can
     arrive while the handler of the previous one still runs. A handler that takes a lock (`threading.Event.set`)
     then waits on itself, and the trial hangs for good: a CI run of the Slurm preemption test hung 17 minutes
-    this way. Under a 2-second burst of USR2 the sweep worker must still checkpoint and end "interrupted"."""
+    this way. Under a 2-second burst of USR2 the sweep worker, and `ghostsweep train` run directly, must still
+    checkpoint and end "interrupted" (not be killed by a late USR2 as the interpreter shuts down)."""
     config = TrialConfig(model="resnet8", recipe=Recipe(iterations=100_000, batch_size=32, eval_interval=1_000),
                          data=DataConfig(val_size=0, test_size=200), runtime=RuntimeConfig(device="cpu"))
     trial_dir = tmp_path / config.trial_id()
     trial_dir.mkdir()
     (trial_dir / "config.json").write_text(json.dumps(config.to_dict() | {"trial_id": config.trial_id()}))
-    worker = subprocess.Popen([sys.executable, "-m", "orchestrator.worker", str(trial_dir)],
+    argv = {"worker": ["orchestrator.worker", str(trial_dir)],
+            "train": ["orchestrator.cli", "train", "--config", str(trial_dir / "config.json"), "--out", str(trial_dir)]}
+    worker = subprocess.Popen([sys.executable, "-m", *argv[command]],
                               env=trial_env(GHOSTSWEEP_DATA_DIR=str(cifar10_dir)), cwd=REPO,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120

@@ -127,13 +127,17 @@ def _read_config_file(path: Path) -> dict[str, Any]:
 def train_command(args: argparse.Namespace) -> int:
     from trials.distributed import detect  # torch loads only when a trial runs
     from trials.runner import TrialInputError, run_trial
+    from trials.stop import ignore_late_signals, request_stop_on_signals
 
+    stop = request_stop_on_signals()
     try:
         config = config_from_args(args)
-        result = run_trial(config, args.out, args.data_dir, download=args.download)
+        result = run_trial(config, args.out, args.data_dir, download=args.download, stop_event=stop)
     except (ValueError, TrialInputError) as error:  # config, model, data and directory errors
         print(f"ghostsweep train: error: {error}", file=sys.stderr)
         return BAD_INPUT
+    finally:
+        ignore_late_signals()
     if detect().is_main:
         accuracy = result.get("final_test_acc")
         summary = f"test {accuracy:.2f}%" if accuracy is not None else result.get("reason")

@@ -29,8 +29,9 @@ def atomic_write_bytes(path: Path, data: bytes, crash_before_rename: bool = Fals
         if crash_before_rename:
             os._exit(CRASH_EXIT_CODE)
         os.replace(tmp, path)
-    finally:
+    except BaseException:  # a failed write leaves no temporary behind
         tmp.unlink(missing_ok=True)
+        raise
     directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)

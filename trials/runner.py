@@ -41,13 +41,12 @@ from trials.files import (
     read_lines,
     remove_stale_temporaries,
 )
-from trials.stop import StopRequest
+from trials.stop import STOP_SIGNALS, StopRequest
 from trials.wandb_log import WandbLogger
 
 SYNC_INTERVAL = 20  # iterations between host syncs: divergence check, stop agreement across ranks
 HEARTBEAT_S = 10.0
 EVAL_BATCH = 250  # large enough for a GPU, small enough to stay in a CPU's cache
-_SEEDED_INIT = threading.Lock()  # packed trials in threads must not interleave on the global RNG
 
 
 class TrialInputError(ValueError):
@@ -154,7 +153,7 @@ def _train(
     memory_format = torch.channels_last if runtime.channels_last else torch.contiguous_format
 
     # Model: weights from the seed's `init` stream, built on the CPU so every device starts identical.
-    with _SEEDED_INIT, torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(config.seed, "init"))
         net = models.build(config.model, **config.model_options)
     complexity = models.complexity(net)  # the paper's MACs, whatever kernels run them
@@ -501,10 +500,9 @@ def _code_version() -> str:
 def _stop_on_signals(stop: StopRequest) -> Iterator[None]:
     """SIGUSR2 (Slurm's warning) and SIGTERM (preemption) ask for a checkpoint and an "interrupted" end."""
     if threading.current_thread() is not threading.main_thread():
-        yield  # signals reach the main thread only; packed trials in threads use stop_event
+        yield  # signals reach the main thread only: e.g. Ray Train ranks, which end with their actor
         return
-    signals = (signal.SIGUSR2, signal.SIGTERM)
-    previous = {s: signal.signal(s, stop.set) for s in signals}
+    previous = {s: signal.signal(s, stop.set) for s in STOP_SIGNALS}
     try:
         yield
     finally:

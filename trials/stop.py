@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterable
+
+STOP_SIGNALS = (signal.SIGUSR2, signal.SIGTERM)  # Slurm's time-limit warning, and preemption
 
 class StopRequest:
     """Like `threading.Event`'s set/is_set, but setting it takes no lock.
@@ -21,3 +25,19 @@ class StopRequest:
 
     def is_set(self) -> bool:
         return self._requested
+
+
+def request_stop_on_signals() -> StopRequest:
+    """A stop request that STOP_SIGNALS set from now on: installed before anything slow (imports, data), so a
+    preemption that early still ends the trial "interrupted" instead of killing it."""
+    stop = StopRequest()
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, stop.set)
+    return stop
+
+
+def ignore_late_signals(signums: Iterable[int] = STOP_SIGNALS) -> None:
+    """For a process whose trial has ended: nothing is left to stop. Python resets handlers to the default
+    (terminate) at shutdown, so a late duplicate of the stop signal would turn "interrupted" into "killed"."""
+    for signum in signums:
+        signal.signal(signum, signal.SIG_IGN)
