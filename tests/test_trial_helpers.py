@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from trials.stop import STOP_SIGNALS
+
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = [sys.executable, "-m", "trials", "train"]  # switch to ["ghostsweep", "train"] once it is installed
 TRAIN_MAIN = "trials.__main__:main"  # in-process equivalent; switch to "orchestrator.cli:main"
@@ -30,14 +32,18 @@ def trial_env(**extra: str) -> dict[str, str]:
 
 
 def train(*args: object) -> int:
-    """Run `train` in this process (no interpreter start-up), on one thread like `train_process`."""
+    """Run `train` in this process (no interpreter start-up), on one thread like `train_process`; the stop
+    signals, which `train` leaves ignored for its process's exit, are handed back to pytest."""
     module, _, function = TRAIN_MAIN.partition(":")
     threads = torch.get_num_threads()
+    handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
     torch.set_num_threads(1)
     try:
         return getattr(importlib.import_module(module), function)(["train", *map(str, args)])
     finally:
         torch.set_num_threads(threads)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
 
 
 def train_process(*args: object, env: dict[str, str] | None = None, cwd: Path | None = None,

@@ -125,6 +125,8 @@ def _read_config_file(path: Path) -> dict[str, Any]:
 
 
 def train_command(args: argparse.Namespace) -> int:
+    """Ends its process's business: SIGUSR2/SIGTERM stay ignored afterwards, so that a late duplicate of the
+    stop signal cannot kill an exit that reports "interrupted" (Python resets handlers to terminate at exit)."""
     from trials.distributed import detect  # torch loads only when a trial runs
     from trials.runner import TrialInputError, run_trial
     from trials.stop import ignore_late_signals, request_stop_on_signals
