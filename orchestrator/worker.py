@@ -128,8 +128,8 @@ def run_trial_dir(trial_dir: Path, runner: Callable[..., dict[str, Any]] | None 
         return EXIT_DONE
     from trials.distributed import detect
 
-    # Catch a preemption from the very start: before the runner installs its own handlers (after loading the
-    # data), SIGTERM would kill the worker and the trial would read "failed" instead of "preempted".
+    # Catch a preemption from the very start: a SIGTERM during imports or data loading would otherwise kill the
+    # worker, and the trial would read "failed" instead of "preempted".
     stop = request_stop_on_signals()
     if not detect().is_main:
         return _run(trial_dir, runner or _load_runner(), stop, main_rank=False)

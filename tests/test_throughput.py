@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from test_trial_helpers import REPO, TRAIN, assert_same_state, checkpoint, metrics, result, trial_env
+from test_trial_helpers import REPO, TRAIN, assert_same_state, checkpoint, metrics, result, trial_dir_for, trial_env
 
 from orchestrator import plan, worker
 from trials.config import DataConfig, Recipe, RuntimeConfig, TrialConfig
@@ -82,14 +82,6 @@ def test_dense_depthwise_trial_follows_the_grouped_one(cifar10_dir: Path, tmp_pa
     assert result(tmp_path / "dense")["macs"] == result(tmp_path / "grouped")["macs"]  # the paper's MACs
 
 
-def _trial_dir(root: Path, config: TrialConfig) -> Path:
-    """A trial directory as `ghostsweep submit` lays it out: the worker reads config.json."""
-    trial_dir = root / config.trial_id()
-    trial_dir.mkdir(parents=True)
-    (trial_dir / "config.json").write_text(json.dumps(config.to_dict() | {"trial_id": config.trial_id()}))
-    return trial_dir
-
-
 def _worker(*trial_dirs: Path, data_dir: Path) -> None:
     """The sweep worker, one thread per trial (as the local backend gives a CPU slot cpus_per_trial=1)."""
     env = trial_env(GHOSTSWEEP_DATA_DIR=str(data_dir))
@@ -107,8 +99,8 @@ def test_packed_trials_equal_the_same_trials_alone(cifar10_dir: Path, tmp_path: 
                     data=DataConfig(val_size=200, test_size=200), runtime=RuntimeConfig(device="cpu"))
         for seed in (0, 1)
     ]
-    alone = [_trial_dir(tmp_path / "alone", config) for config in configs]
-    packed = [_trial_dir(tmp_path / "packed", config) for config in configs]
+    alone = [trial_dir_for(tmp_path / "alone", config) for config in configs]
+    packed = [trial_dir_for(tmp_path / "packed", config) for config in configs]
     for trial_dir in alone:
         _worker(trial_dir, data_dir=cifar10_dir)
     _worker(*packed, data_dir=cifar10_dir)

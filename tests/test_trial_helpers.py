@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from trials.config import TrialConfig
 from trials.stop import STOP_SIGNALS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,6 +30,14 @@ def trial_env(**extra: str) -> dict[str, str]:
     """One thread per process (the box is shared) and the repo importable; W&B kept off the network."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "GHOSTSWEEP_"))}
     return env | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "WANDB_SILENT": "true"} | extra
+
+
+def trial_dir_for(root: Path, config: TrialConfig) -> Path:
+    """A trial directory as `ghostsweep submit` lays it out: the worker reads config.json."""
+    trial_dir = root / config.trial_id()
+    trial_dir.mkdir(parents=True)
+    (trial_dir / "config.json").write_text(json.dumps(config.to_dict() | {"trial_id": config.trial_id()}))
+    return trial_dir
 
 
 def train(*args: object) -> int:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from test_trial_helpers import (
     train,
     train_interrupted,
     train_process,
+    trial_dir_for,
     trial_env,
 )
 
@@ -28,6 +29,7 @@ from orchestrator.worker import EXIT_INTERRUPTED
 from trials.checkpoint import CRASH_ENV
 from trials.config import DataConfig, Recipe, RuntimeConfig, TrialConfig
 from trials.files import CRASH_EXIT_CODE
+from trials.stop import StopRequest, request_stop_on_signals
 
 # An eval every 10 iterations, a checkpoint every 15: interruptions land between evals and checkpoints.
 RUN = [*SMOKE, "--iterations", "40", "--eval-interval", "10", "--checkpoint-interval", "15"]
@@ -134,9 +136,7 @@ def test_a_burst_of_signals_checkpoints_and_ends_interrupted(cifar10_dir: Path, 
     checkpoint and end "interrupted" (not be killed by a late USR2 as the interpreter shuts down)."""
     config = TrialConfig(model="resnet8", recipe=Recipe(iterations=100_000, batch_size=32, eval_interval=1_000),
                          data=DataConfig(val_size=0, test_size=200), runtime=RuntimeConfig(device="cpu"))
-    trial_dir = tmp_path / config.trial_id()
-    trial_dir.mkdir()
-    (trial_dir / "config.json").write_text(json.dumps(config.to_dict() | {"trial_id": config.trial_id()}))
+    trial_dir = trial_dir_for(tmp_path, config)
     argv = {"worker": ["orchestrator.worker", str(trial_dir)],
             "train": ["orchestrator.cli", "train", "--config", str(trial_dir / "config.json"), "--out", str(trial_dir)]}
     worker = subprocess.Popen([sys.executable, "-m", *argv[command]],
@@ -144,7 +144,7 @@ def test_a_burst_of_signals_checkpoints_and_ends_interrupted(cifar10_dir: Path, 
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
     while not (trial_dir / "progress.json").exists() and worker.poll() is None and time.time() < deadline:
-        time.sleep(0.05)  # the heartbeat is written once the runner's own handlers are installed
+        time.sleep(0.05)  # the heartbeat comes once training runs (the stop handlers went in before)
     burst_end = time.time() + 2
     while time.time() < burst_end and worker.poll() is None:
         worker.send_signal(signal.SIGUSR2)
@@ -190,3 +190,15 @@ def test_the_stop_request_is_safe_to_set_from_nested_signal_handlers() -> None:
         child.kill()
         pytest.fail("the process hung under a burst of signals")
     assert (child.returncode, output) == (0, "set\n")
+
+
+def test_a_stop_request_made_off_the_main_thread_installs_no_handler() -> None:
+    """Ray Train runs each DDP rank's worker in a side thread, where `signal.signal` raises ValueError: the rank
+    still gets its stop request (it ends with its actor), and the process's handlers stay as they were."""
+    before = signal.getsignal(signal.SIGUSR2)
+    made: list[StopRequest] = []
+    rank = threading.Thread(target=lambda: made.append(request_stop_on_signals()))
+    rank.start()
+    rank.join()
+    assert len(made) == 1 and not made[0].is_set()
+    assert signal.getsignal(signal.SIGUSR2) is before

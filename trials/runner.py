@@ -9,17 +9,13 @@ N ranks see exactly the images 1 rank sees.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.metadata
 import math
 import os
-import signal
 import socket
 import subprocess
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +37,7 @@ from trials.files import (
     read_lines,
     remove_stale_temporaries,
 )
-from trials.stop import STOP_SIGNALS, StopRequest
+from trials.stop import StopRequest
 from trials.wandb_log import WandbLogger
 
 SYNC_INTERVAL = 20  # iterations between host syncs: divergence check, stop agreement across ranks
@@ -95,8 +91,9 @@ def run_trial(
     """Run (or resume, or return the finished result of) one trial in `out_dir`.
 
     Bad input raises a ValueError (`TrialInputError`, `trials.data.DataError`) before the trial starts; every
-    other end writes result.json and returns it. SIGUSR2/SIGTERM (or `stop_event`) checkpoint and end "interrupted".
-    `download=None` defers to $GHOSTSWEEP_DOWNLOAD.
+    other end writes result.json and returns it. A set `stop_event` checkpoints and ends it "interrupted"; callers
+    tie it to SIGUSR2/SIGTERM with `trials.stop.request_stop_on_signals` before anything slow, as `ghostsweep
+    train` and the sweep worker do. `download=None` defers to $GHOSTSWEEP_DOWNLOAD.
     """
     out_dir = Path(out_dir)
     world = detect()
@@ -111,8 +108,7 @@ def run_trial(
     created_group = init_process_group(world, device)
     stop = stop_event or StopRequest()
     try:
-        with _stop_on_signals(stop):
-            return _train(config, out_dir, dataset, world, device, stop)
+        return _train(config, out_dir, dataset, world, device, stop)
     except Exception as error:  # noqa: BLE001  (a failure before the loop, e.g. an unreadable checkpoint)
         result = {"status": "failed", "reason": _reason(error), "trial_id": config.trial_id(),
                   "variant": config.variant, "model": config.model, "seed": config.seed}
@@ -494,18 +490,3 @@ def _code_version() -> str:
         return f"ghostsweep {importlib.metadata.version('ghostsweep')}"
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
-
-
-@contextlib.contextmanager
-def _stop_on_signals(stop: StopRequest) -> Iterator[None]:
-    """SIGUSR2 (Slurm's warning) and SIGTERM (preemption) ask for a checkpoint and an "interrupted" end."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signals reach the main thread only: e.g. Ray Train ranks, which end with their actor
-        return
-    previous = {s: signal.signal(s, stop.set) for s in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-

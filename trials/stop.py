@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Iterable
 
 STOP_SIGNALS = (signal.SIGUSR2, signal.SIGTERM)  # Slurm's time-limit warning, and preemption
+
 
 class StopRequest:
     """Like `threading.Event`'s set/is_set, but setting it takes no lock.
@@ -29,10 +31,13 @@ class StopRequest:
 
 def request_stop_on_signals() -> StopRequest:
     """A stop request that STOP_SIGNALS set from now on: installed before anything slow (imports, data), so a
-    preemption that early still ends the trial "interrupted" instead of killing it."""
+    preemption that early still ends the trial "interrupted" instead of killing it. Off the main thread (Ray Train
+    runs each DDP rank in a side thread) signals never arrive and cannot be handled: the rank ends with its actor.
+    """
     stop = StopRequest()
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, stop.set)
+    if threading.current_thread() is threading.main_thread():
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, stop.set)
     return stop
 
 
