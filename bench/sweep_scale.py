@@ -23,16 +23,15 @@ from pathlib import Path
 from rich.console import Console
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from orchestrator.lease import LEASE_FILE  # noqa: E402
-from orchestrator.plan import print_plan  # noqa: E402
-from orchestrator.report import build_report, records_from_sweep, write_report  # noqa: E402
-from orchestrator.spec import load_spec  # noqa: E402
-from orchestrator.status import render  # noqa: E402
-from orchestrator.sweep import collect_states  # noqa: E402
-from orchestrator.sweepdir import SweepDir  # noqa: E402
-from trials.files import atomic_write_json  # noqa: E402
+from ghostsweep.orchestrator.lease import LEASE_FILE  # noqa: E402
+from ghostsweep.orchestrator.plan import print_plan  # noqa: E402
+from ghostsweep.orchestrator.report import build_report, records_from_sweep, write_report  # noqa: E402
+from ghostsweep.orchestrator.spec import load_spec  # noqa: E402
+from ghostsweep.orchestrator.status import render  # noqa: E402
+from ghostsweep.orchestrator.sweep import collect_states  # noqa: E402
+from ghostsweep.orchestrator.sweepdir import SweepDir  # noqa: E402
+from ghostsweep.trials.files import atomic_write_json  # noqa: E402
 
 SPEC = """
 name: scale
@@ -110,11 +109,11 @@ def main() -> None:
     timed("plan   (in-process: spec, ids, table)", lambda: print_plan(load_spec(spec_path), sweep.root, null))
     timed("status (in-process: 1,000 trials, --all)", status)
     timed("report (in-process: md, json, html, 2 plots)", report)
-    env = os.environ | {"PYTHONPATH": str(REPO)}
+    env = dict(os.environ)
     for command in (["plan", str(spec_path), "--out", str(sweep.root)], ["status", str(sweep.root), "--all"],
                     ["report", str(sweep.root)]):
         timed(f"ghostsweep {command[0]} (CLI, imports included)", lambda c=command: subprocess.run(
-            [sys.executable, "-m", "orchestrator.cli", *c], env=env, check=True, capture_output=True))
+            [sys.executable, "-m", "ghostsweep.orchestrator.cli", *c], env=env, check=True, capture_output=True))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ What each side measures (batch 128, same model code, same device and torch threa
 - reference: akamaster's loop. torchvision PIL transforms (flip, pad-4 crop, normalise) in a shuffled
   DataLoader with `--workers` processes, then forward, cross-entropy, backward, SGD step; eager fp32 NCHW.
   Timed from the end of its warm-up iterations to its last step (CUDA synchronised at both ends).
-- trial: `python -m orchestrator.worker TRIAL_DIR...`, the very process a sweep runs, in the configuration;
+- trial: `python -m ghostsweep.orchestrator.worker TRIAL_DIR...`, the very process a sweep runs, in the configuration;
   its own `images_per_s` (data order, on-device augmentation, forward, backward, SGD step, loss read-back
   every 20 iterations; evaluation and file writes excluded) over every eval period but the first (warm-up,
   compilation, CUDA graph capture). Packed: K trials in one worker, started together with equal work; the
@@ -45,12 +45,11 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-import model  # noqa: E402
-from orchestrator.plan import THROUGHPUT_FILE  # noqa: E402
-from trials import data as cifar  # noqa: E402
-from trials.config import DataConfig, Recipe, RuntimeConfig, TrialConfig  # noqa: E402
+from ghostsweep import model  # noqa: E402
+from ghostsweep.orchestrator.plan import THROUGHPUT_FILE  # noqa: E402
+from ghostsweep.trials import data as cifar  # noqa: E402
+from ghostsweep.trials.config import DataConfig, Recipe, RuntimeConfig, TrialConfig  # noqa: E402
 
 BATCH = 128
 # Runtime configurations by name; `eager` is the faithful default. `fast` needs CUDA (CUDA graphs). `-dense` runs
@@ -196,7 +195,7 @@ def warm_compile_cache(jobs: list[Job], data_dir: Path, device: str, threads: in
 
 def _start_worker(job: Job, root: Path, data_dir: Path, device: str, threads: int, period: int, periods: int,
                   extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, list[Path]]:
-    """`python -m orchestrator.worker` (the process a sweep runs) on K fresh trials of `periods` eval periods."""
+    """The sweep worker (the process a sweep runs) on K fresh trials of `periods` eval periods."""
     trial_dirs = []
     for seed in range(job.packed):
         config = TrialConfig(
@@ -209,12 +208,11 @@ def _start_worker(job: Job, root: Path, data_dir: Path, device: str, threads: in
         trial_dir.mkdir(parents=True)
         (trial_dir / "config.json").write_text(json.dumps(config.to_dict() | {"trial_id": config.trial_id()}))
         trial_dirs.append(trial_dir)
-    env = os.environ | {"OMP_NUM_THREADS": str(threads), "GHOSTSWEEP_DATA_DIR": str(data_dir),
-                        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env = os.environ | {"OMP_NUM_THREADS": str(threads), "GHOSTSWEEP_DATA_DIR": str(data_dir)}
     env |= extra_env or {}
     with open(root / WORKER_OUTPUT, "w") as output:  # a file, not a pipe: workers waited on later never block
-        worker = subprocess.Popen([sys.executable, "-m", "orchestrator.worker", *map(str, trial_dirs)], env=env,
-                                  stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+        worker = subprocess.Popen([sys.executable, "-m", "ghostsweep.orchestrator.worker", *map(str, trial_dirs)],
+                                  env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
     return worker, trial_dirs
 
 

@@ -9,8 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model.ghost import GhostModule
-from model.registry import register_family, register_model
+from ghostsweep.model.ghost import GhostModule
+from ghostsweep.model.registry import register_family, register_model
 
 ConvFactory = Callable[[int, int, int, bool], nn.Module]  # (in, out, stride, relu_inside) -> module
 

@@ -15,13 +15,13 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.backends import BACKEND_MODULES
-from orchestrator.models_table import add_models_parser
-from orchestrator.sweepdir import SweepDir
-from trials import cli as train_cli  # torch-free until add_train_parser runs
+from ghostsweep.orchestrator.backends import BACKEND_MODULES
+from ghostsweep.orchestrator.models_table import add_models_parser
+from ghostsweep.orchestrator.sweepdir import SweepDir
+from ghostsweep.trials import cli as train_cli  # torch-free until add_train_parser runs
 
 if TYPE_CHECKING:
-    from orchestrator.backends.base import Submission
+    from ghostsweep.orchestrator.backends.base import Submission
 
 EXIT_USER_ERROR = 2
 DEFAULT_RUNS_DIR = Path("runs")
@@ -123,8 +123,8 @@ def backend_option_overrides(args: argparse.Namespace, backend: str) -> dict[str
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    from orchestrator.plan import print_plan
-    from orchestrator.spec import load_spec
+    from ghostsweep.orchestrator.plan import print_plan
+    from ghostsweep.orchestrator.spec import load_spec
 
     spec = load_spec(args.spec)
     print_plan(spec, args.out or DEFAULT_RUNS_DIR / spec.name)
@@ -132,9 +132,9 @@ def run_plan(args: argparse.Namespace) -> int:
 
 
 def run_submit(args: argparse.Namespace) -> int:
-    from orchestrator.backends import get_backend
-    from orchestrator.spec import load_spec
-    from orchestrator.sweep import collect_states, submit_trials
+    from ghostsweep.orchestrator.backends import get_backend
+    from ghostsweep.orchestrator.spec import load_spec
+    from ghostsweep.orchestrator.sweep import collect_states, submit_trials
 
     spec = load_spec(args.spec)
     backend_name = args.backend or spec.backend
@@ -162,7 +162,7 @@ def run_submit(args: argparse.Namespace) -> int:
 
 
 def run_rerun(args: argparse.Namespace) -> int:
-    from orchestrator.sweep import UNFINISHED, backend_for, collect_states, select_rerun, submit_trials
+    from ghostsweep.orchestrator.sweep import UNFINISHED, backend_for, collect_states, select_rerun, submit_trials
 
     sweep = SweepDir(args.sweep_dir)
     states, warnings = collect_states(sweep)
@@ -185,7 +185,7 @@ def run_rerun(args: argparse.Namespace) -> int:
 
 def _after_submission(sweep: SweepDir, submissions: list[Submission]) -> int:
     """Print the job ids; for a blocking backend the trials have ended, so exit 1 if any failed."""
-    from orchestrator.state import read_state
+    from ghostsweep.orchestrator.state import read_state
 
     for submission in submissions:
         print(f"  {submission.trial_id} -> {submission.job_id}")
@@ -198,8 +198,8 @@ def run_status(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.live import Live
 
-    from orchestrator.status import render, summarize
-    from orchestrator.sweep import collect_states
+    from ghostsweep.orchestrator.status import render, summarize
+    from ghostsweep.orchestrator.sweep import collect_states
 
     sweep = SweepDir(args.sweep_dir)
     index = sweep.index()
@@ -221,7 +221,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_cancel(args: argparse.Namespace) -> int:
-    from orchestrator.sweep import cancel_sweep, collect_states
+    from ghostsweep.orchestrator.sweep import cancel_sweep, collect_states
 
     sweep = SweepDir(args.sweep_dir)
     states, warnings = collect_states(sweep)
@@ -234,17 +234,17 @@ def run_cancel(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from orchestrator.report import build_report, write_report
+    from ghostsweep.orchestrator.report import build_report, write_report
 
     if args.from_wandb:
-        from orchestrator.report_wandb import records_from_wandb
+        from ghostsweep.orchestrator.report_wandb import records_from_wandb
 
         out_dir = args.sweep_dir or DEFAULT_RUNS_DIR / args.from_wandb.replace("/", "-")
         report = build_report(*records_from_wandb(args.from_wandb))
     else:
         if args.sweep_dir is None:
             raise ValueError("report: give SWEEP_DIR (or --from-wandb ENTITY/PROJECT)")
-        from orchestrator.report import records_from_sweep
+        from ghostsweep.orchestrator.report import records_from_sweep
 
         out_dir = args.sweep_dir
         report = build_report(*records_from_sweep(args.sweep_dir))
@@ -252,7 +252,7 @@ def run_report(args: argparse.Namespace) -> int:
     print(paths["md"].read_text())
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     if args.wandb:
-        from orchestrator.report_wandb import log_report
+        from ghostsweep.orchestrator.report_wandb import log_report
 
         print(f"logged to W&B: {log_report(report, paths)}")
     return 0

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trials.files import atomic_write_json, read_json
+from ghostsweep.trials.files import atomic_write_json, read_json
 
 LEASE_FILE = "lease.json"
 STEAL_FILE = "lease.steal"

@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from orchestrator.references import references_for
+from ghostsweep.orchestrator.references import references_for
 
 GHOST_VARIANTS = [
     {"first_layer": first_layer, "block_norm": block_norm}
@@ -30,7 +30,7 @@ class ModelRow:
 
 def model_rows(names: Sequence[str] = ()) -> list[ModelRow]:
     """One row per registered model (or per name given) and Ghost variant, counted from the built model."""
-    import model  # torch: only when the table is built
+    from ghostsweep import model  # torch: only when the table is built
 
     known = model.available()
     for name in names:

@@ -16,10 +16,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator.spec import SweepSpec
-from orchestrator.state import read_state
-from orchestrator.sweepdir import SweepDir
-from trials.config import TrialConfig
+from ghostsweep.orchestrator.spec import SweepSpec
+from ghostsweep.orchestrator.state import read_state
+from ghostsweep.orchestrator.sweepdir import SweepDir
+from ghostsweep.trials.config import TrialConfig
 
 THROUGHPUT_FILE = Path(__file__).with_name("throughput.json")
 EVAL_SPEEDUP = 3.0
@@ -34,7 +34,7 @@ def load_throughput() -> dict[str, Any]:
 @cache
 def _macs(name: str, options: tuple[tuple[str, Any], ...]) -> int:
     """Counted on a real CPU model: on the meta device the flop counter loads torch's compiler stack (~1 s)."""
-    import model
+    from ghostsweep import model
 
     return model.count_macs(model.build(name, **dict(options)))
 

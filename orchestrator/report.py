@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.references import REFERENCES, references_for
-from orchestrator.state import read_state
-from orchestrator.sweepdir import SweepDir
-from trials.files import atomic_write_json, atomic_write_text
+from ghostsweep.orchestrator.references import REFERENCES, references_for
+from ghostsweep.orchestrator.state import read_state
+from ghostsweep.orchestrator.sweepdir import SweepDir
+from ghostsweep.trials.files import atomic_write_json, atomic_write_text
 
 PAPER_ITERATIONS = 64_000
 CURVE_METRIC = "val_acc"

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from orchestrator.report import CURVE_METRIC, TABLE_COLUMNS, TrialRecord, table_rows
+from ghostsweep.orchestrator.report import CURVE_METRIC, TABLE_COLUMNS, TrialRecord, table_rows
 
 PROJECT_PATH = re.compile(r"[\w.-]+/[\w.-]+")
 PLOTS = ("accuracy-vs-params", "learning-curves")
@@ -21,8 +21,8 @@ def records_from_wandb(path: str, api: Any | None = None) -> tuple[str, list[Tri
     """Title, one record per trial id (a finished run preferred) and W&B settings, via the public API."""
     if not PROJECT_PATH.fullmatch(path):
         raise ValueError(f"--from-wandb: expected ENTITY/PROJECT, got {path!r}")
-    from orchestrator.sweepdir import describe_trials
-    from trials.config import TrialConfig
+    from ghostsweep.orchestrator.sweepdir import describe_trials
+    from ghostsweep.trials.config import TrialConfig
 
     if api is None:
         import wandb

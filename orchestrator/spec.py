@@ -16,9 +16,9 @@ from typing import Any
 
 import yaml
 
-from orchestrator.backends import BACKEND_MODULES
-from orchestrator.backends.base import Resources
-from trials.config import TrialConfig, from_dict
+from ghostsweep.orchestrator.backends import BACKEND_MODULES
+from ghostsweep.orchestrator.backends.base import Resources
+from ghostsweep.trials.config import TrialConfig, from_dict
 
 SPEC_KEYS = (
     "name", "grids", "seeds", "recipe", "data", "runtime", "resources", "backend", "wandb", "data_dir",

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.lease import LEASE_FILE, is_fresh
-from trials.files import atomic_write_json, read_json
+from ghostsweep.orchestrator.lease import LEASE_FILE, is_fresh
+from ghostsweep.trials.files import atomic_write_json, read_json
 
 STATES = ("pending", "queued", "running", "done", "failed", "preempted")
 QUEUED_FILE = "queued.json"

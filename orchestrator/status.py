@@ -10,7 +10,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.state import STATES, TrialState
+from ghostsweep.orchestrator.state import STATES, TrialState
 
 
 def eta_seconds(state: TrialState, trial: dict[str, Any]) -> float | None:

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from orchestrator.backends import get_backend
-from orchestrator.backends.base import Backend, JobInfo, Submission
-from orchestrator.state import TrialState, mark_queued, read_state, record_job_id, unqueue
-from orchestrator.sweepdir import SweepDir
+from ghostsweep.orchestrator.backends import get_backend
+from ghostsweep.orchestrator.backends.base import Backend, JobInfo, Submission
+from ghostsweep.orchestrator.state import TrialState, mark_queued, read_state, record_job_id, unqueue
+from ghostsweep.orchestrator.sweepdir import SweepDir
 
 UNFINISHED = ("queued", "running")
 POLLED = ("queued", "preempted")  # states whose files cannot tell what the job does now

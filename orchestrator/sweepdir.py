@@ -12,12 +12,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.backends.base import Resources, TrialRef
-from trials.files import atomic_write_json, atomic_write_text, read_json
+from ghostsweep.orchestrator.backends.base import Resources, TrialRef
+from ghostsweep.trials.files import atomic_write_json, atomic_write_text, read_json
 
 if TYPE_CHECKING:
-    from orchestrator.spec import SweepSpec
-    from trials.config import TrialConfig
+    from ghostsweep.orchestrator.spec import SweepSpec
+    from ghostsweep.trials.config import TrialConfig
 
 SPEC_FILE = "spec.yaml"
 SWEEP_FILE = "sweep.json"

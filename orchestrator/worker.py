@@ -1,4 +1,4 @@
-"""`python -m orchestrator.worker TRIAL_DIR [TRIAL_DIR ...]`: what every backend runs on a compute node.
+"""`python -m ghostsweep.orchestrator.worker TRIAL_DIR [TRIAL_DIR ...]`: what every backend runs on a compute node.
 
 For each trial: skip it when done or leased by a live worker, else hold its lease (with heartbeat) while
 `trials.runner.run_trial` runs it, resuming from its checkpoint. Several TRIAL_DIRs are packed trials: one
@@ -25,15 +25,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from orchestrator.lease import LEASE_FILE, Lease
-from orchestrator.state import RESULT_FILE, record_failure
-from orchestrator.sweepdir import CONFIG_FILE, SWEEP_FILE
-from trials.files import read_json
-from trials.stop import STOP_SIGNALS, StopRequest, ignore_late_signals, request_stop_on_signals
+from ghostsweep.orchestrator.lease import LEASE_FILE, Lease
+from ghostsweep.orchestrator.state import RESULT_FILE, record_failure
+from ghostsweep.orchestrator.sweepdir import CONFIG_FILE, SWEEP_FILE
+from ghostsweep.trials.files import read_json
+from ghostsweep.trials.stop import STOP_SIGNALS, StopRequest, ignore_late_signals, request_stop_on_signals
 
 EXIT_DONE, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 3
 RUNNER_ENV = "GHOSTSWEEP_TRIAL_RUNNER"  # "module:function"; tests substitute a fake trial
-DEFAULT_RUNNER = "trials.runner:run_trial"
+DEFAULT_RUNNER = "ghostsweep.trials.runner:run_trial"
 FORWARDED_SIGNALS = (*STOP_SIGNALS, signal.SIGINT)
 MPS_ENV = "GHOSTSWEEP_MPS"  # "off": packed trials time-slice the GPU even where MPS could run
 MPS_CONTROL = "nvidia-cuda-mps-control"
@@ -43,7 +43,7 @@ MPS_PROBE = "import torch; torch.ones(1, device='cuda').sum().item()"
 def main(argv: list[str] | None = None) -> int:
     trial_dirs = [Path(arg) for arg in (sys.argv[1:] if argv is None else argv)]
     if not trial_dirs or any(str(d).startswith("-") for d in trial_dirs):
-        print("usage: python -m orchestrator.worker TRIAL_DIR [TRIAL_DIR ...]", file=sys.stderr)
+        print("usage: python -m ghostsweep.orchestrator.worker TRIAL_DIR [TRIAL_DIR ...]", file=sys.stderr)
         return EXIT_USAGE
     try:
         return run_trial_dir(trial_dirs[0]) if len(trial_dirs) == 1 else run_packed(trial_dirs)
@@ -70,7 +70,8 @@ def run_packed(trial_dirs: list[Path]) -> int:
         for trial_dir in trial_dirs:
             if received:
                 break
-            children.append(subprocess.Popen([sys.executable, "-m", "orchestrator.worker", str(trial_dir)], env=env))
+            worker = [sys.executable, "-m", "ghostsweep.orchestrator.worker", str(trial_dir)]
+            children.append(subprocess.Popen(worker, env=env))
         codes = [child.wait() for child in children]
     if EXIT_INTERRUPTED in codes or len(children) < len(trial_dirs):
         return EXIT_INTERRUPTED
@@ -126,7 +127,7 @@ def run_trial_dir(trial_dir: Path, runner: Callable[..., dict[str, Any]] | None 
     if _is_done(trial_dir):
         print(f"{trial_dir.name}: already done, skipped", flush=True)
         return EXIT_DONE
-    from trials.distributed import detect
+    from ghostsweep.trials.distributed import detect
 
     # Catch a preemption from the very start: a SIGTERM during imports or data loading would otherwise kill the
     # worker, and the trial would read "failed" instead of "preempted".
@@ -151,7 +152,7 @@ def _run(trial_dir: Path, runner: Callable[..., dict[str, Any]], stop: StopReque
     """Call the runner; on rank 0 a crash that left no newer result.json is recorded as the trial's failure."""
     started = time.time()
     try:
-        from trials.config import TrialConfig
+        from ghostsweep.trials.config import TrialConfig
 
         config_data = read_json(trial_dir / CONFIG_FILE)
         if config_data is None:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trials.files import atomic_write_json, read_json
+from ghostsweep.trials.files import atomic_write_json, read_json
 
 
 def timed_trial(config: Any, out_dir: Path, data_dir: Path | None = None, **_: object) -> dict:

@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 
-import model
-from orchestrator.models_table import GHOST_VARIANTS
+from ghostsweep import model
+from ghostsweep.orchestrator.models_table import GHOST_VARIANTS
 
 RESNET_PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962, 1202: 19_421_274}
 GHOST_KEEP_PARAMS = {20: 140_458, 56: 442_186, 110: 894_778}
@@ -171,7 +171,7 @@ def test_bad_input_is_one_line_value_error(name: str, options: dict, message: st
 
 def test_models_cli_json_and_bad_input() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "models", "resnet56", "ghost_resnet56", "--format", "json"],
+        [sys.executable, "-m", "ghostsweep.orchestrator", "models", "resnet56", "ghost_resnet56", "--format", "json"],
         capture_output=True, text=True, check=True,
     )
     import json
@@ -182,7 +182,7 @@ def test_models_cli_json_and_bad_input() -> None:
     assert rows[("resnet56", None, None)]["paper_macs"] == 125e6
     assert rows[("ghost_resnet56", "conv", "keep")]["paper_params"] == 0.43e6
     for bad_args in (["--format", "yaml"], ["resnet57"]):
-        bad = subprocess.run([sys.executable, "-m", "orchestrator.cli", "models", *bad_args],
+        bad = subprocess.run([sys.executable, "-m", "ghostsweep.orchestrator.cli", "models", *bad_args],
                              capture_output=True, text=True)
         assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
     assert bad.stderr.startswith("ghostsweep: error: models: unknown model 'resnet57'"), bad.stderr

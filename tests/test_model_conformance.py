@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-import model
+from ghostsweep import model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 WEIGHTS = SHARED / "reference" / "akamaster-pretrained"

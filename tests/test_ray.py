@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from orchestrator.backends import get_backend
-from orchestrator.spec import parse_spec
-from orchestrator.state import read_state
-from orchestrator.sweep import submit_trials
-from orchestrator.sweepdir import SweepDir
-from trials.files import atomic_write_json, read_json, read_lines
+from ghostsweep.orchestrator.backends import get_backend
+from ghostsweep.orchestrator.spec import parse_spec
+from ghostsweep.orchestrator.state import read_state
+from ghostsweep.orchestrator.sweep import submit_trials
+from ghostsweep.orchestrator.sweepdir import SweepDir
+from ghostsweep.trials.files import atomic_write_json, read_json, read_lines
 
 REPO = Path(__file__).resolve().parents[1]
 CIFAR10_DIR = REPO.parent / "shared/data/cifar-10-batches-py"
@@ -38,7 +38,7 @@ TINY = {  # one trial is ~20 s of CPU here
     "runtime": {"device": "cpu"},
 }
 ENV = {"GHOSTSWEEP_DATA_DIR": str(CIFAR10_DIR),
-       "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)]), "OMP_NUM_THREADS": "1"}
+       "PYTHONPATH": str(REPO / "tests"), "OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_retry_resumes_and_permanent_failure_is_recorded(local_ray, tmp_path):
 
 
 def ghostsweep(*args: str, env: dict[str, str] | None = None, wait: bool = True) -> Any:
-    command = [sys.executable, "-m", "orchestrator.cli", *args]
+    command = [sys.executable, "-m", "ghostsweep.orchestrator.cli", *args]
     full_env = os.environ | ENV | (env or {})
     if not wait:
         return subprocess.Popen(command, env=full_env, cwd=REPO, stdout=subprocess.PIPE,
@@ -222,7 +222,7 @@ def test_ray_cluster_on_slurm_runs_sweep_on_both_nodes(two_node_slurm, tmp_path)
     log = tmp_path / "job.out"
     job = subprocess.run(
         ["sbatch", "--parsable", "--wait", "--nodes=2", "--cpus-per-task=2", f"--output={log}",
-         f"--chdir={REPO}", str(REPO / "slurm/ray-cluster.sbatch"), sys.executable, "-m", "orchestrator.cli",
+         f"--chdir={REPO}", str(REPO / "slurm/ray-cluster.sbatch"), sys.executable, "-m", "ghostsweep.orchestrator.cli",
          "submit", str(spec_file), "--out", str(root), "--backend", "ray"],
         env=env, capture_output=True, text=True, timeout=500,
     )

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from orchestrator.report import TrialRecord, build_report, summary_stats, verdict, write_report
-from orchestrator.report_wandb import log_report, records_from_wandb
+from ghostsweep.orchestrator.report import TrialRecord, build_report, summary_stats, verdict, write_report
+from ghostsweep.orchestrator.report_wandb import log_report, records_from_wandb
 
 RECORDED_RUNS = Path(__file__).parent / "data/wandb_runs.json"
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.backends.base import Resources, TrialRef
-from orchestrator.backends.slurm import SlurmBackend, expand_job_ids
+from ghostsweep.orchestrator.backends.base import Resources, TrialRef
+from ghostsweep.orchestrator.backends.slurm import SlurmBackend, expand_job_ids
 
 pytestmark = pytest.mark.slurm
 
@@ -88,13 +88,13 @@ class Cli:
             wrapper.chmod(0o755)
         self.env = os.environ | {
             "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "GHOSTSWEEP_DATA_DIR": str(data_dir),
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "tests"), os.environ.get("PYTHONPATH")])),
             "SLURM_CONF": slurm_conf or os.environ["SLURM_CONF"],
         }
 
     def __call__(self, *args: str | Path, check: int | None = 0) -> subprocess.CompletedProcess:
         done = subprocess.run(
-            [sys.executable, "-m", "orchestrator.cli", *map(str, args)], env=self.env, capture_output=True,
+            [sys.executable, "-m", "ghostsweep.orchestrator.cli", *map(str, args)], env=self.env, capture_output=True,
             text=True, timeout=600,
         )
         if check is not None:
@@ -264,7 +264,7 @@ def test_real_timeout_requeues_and_finishes(cli, tmp_path):
     spec = write_spec(tmp_path / "t.yaml", "t", resources={"time_limit_min": 1},
                       options={"signal_delay_s": 10, "max_requeues": 4})
     cli.env |= {"GHOSTSWEEP_TRIAL_RUNNER": "slurm_fixtures:timed_trial", "TIMED_TRIAL_S": "75",
-                "PYTHONPATH": f"{REPO / 'tests'}{os.pathsep}{cli.env['PYTHONPATH']}"}
+                "PYTHONPATH": cli.env["PYTHONPATH"]}
     cli("submit", spec, "--out", tmp_path / "sweep")
     (trial,) = trial_dirs(tmp_path / "sweep")
     ended = wait_ended(tmp_path / "sweep", timeout=400)
@@ -280,7 +280,7 @@ def test_cancel_then_rerun_failed(cli, tmp_path):
     sweep = tmp_path / "sweep"
     spec = write_spec(tmp_path / "c.yaml", "c", seeds=2, options={"array_parallelism": 1})
     cli.env |= {"GHOSTSWEEP_TRIAL_RUNNER": "slurm_fixtures:timed_trial", "TIMED_TRIAL_S": "30",
-                "PYTHONPATH": f"{REPO / 'tests'}{os.pathsep}{cli.env['PYTHONPATH']}"}
+                "PYTHONPATH": cli.env["PYTHONPATH"]}
     cli("submit", spec, "--out", sweep)
     first, second = trial_dirs(sweep)
     running, waiting = (first, second) if job_of(second).endswith("_1") else (second, first)
@@ -318,7 +318,7 @@ def test_ddp_two_tasks_match_local_two_ranks(cli, tmp_path, data_dir):
     (tmp_path / "config.json").write_text(json.dumps(config))
     subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29731",
-         "-m", "trials", "train", "--config", str(tmp_path / "config.json"), "--out", str(local)],
+         "-m", "ghostsweep.trials", "train", "--config", str(tmp_path / "config.json"), "--out", str(local)],
         env=cli.env, check=True, capture_output=True, timeout=600,
     )
     ended = wait_ended(tmp_path / "sweep")
@@ -357,7 +357,7 @@ def test_node_failure_requeues_on_the_other_node(data_dir, tmp_path, monkeypatch
     try:
         spec = write_spec(tmp_path / "n.yaml", "n")
         cli.env |= {"GHOSTSWEEP_TRIAL_RUNNER": "slurm_fixtures:timed_trial", "TIMED_TRIAL_S": "40",
-                    "PYTHONPATH": f"{REPO / 'tests'}{os.pathsep}{cli.env['PYTHONPATH']}"}
+                    "PYTHONPATH": cli.env["PYTHONPATH"]}
         cli("submit", spec, "--out", tmp_path / "sweep")
         (trial,) = trial_dirs(tmp_path / "sweep")
         job = job_of(trial)

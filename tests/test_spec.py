@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main
-from orchestrator.spec import load_spec
+from ghostsweep.orchestrator.cli import main
+from ghostsweep.orchestrator.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,12 +10,12 @@ import threading
 import time
 from pathlib import Path
 
-from orchestrator import sweep, worker
-from orchestrator.backends.base import JobInfo
-from orchestrator.lease import LEASE_FILE, STALE_S, Lease, wait_until_released
-from orchestrator.state import TrialState, mark_queued, read_state, record_failure, unqueue
-from trials.config import TrialConfig
-from trials.files import atomic_write_json, read_json
+from ghostsweep.orchestrator import sweep, worker
+from ghostsweep.orchestrator.backends.base import JobInfo
+from ghostsweep.orchestrator.lease import LEASE_FILE, STALE_S, Lease, wait_until_released
+from ghostsweep.orchestrator.state import TrialState, mark_queued, read_state, record_failure, unqueue
+from ghostsweep.trials.config import TrialConfig
+from ghostsweep.trials.files import atomic_write_json, read_json
 
 
 def test_state_follows_the_files(tmp_path):

@@ -22,9 +22,9 @@ pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"CIFAR-10 not found a
 
 
 def ghostsweep(*args: str) -> subprocess.CompletedProcess:
-    env = os.environ | {"GHOSTSWEEP_DATA_DIR": str(DATA), "PYTHONPATH": str(REPO)}
+    env = os.environ | {"GHOSTSWEEP_DATA_DIR": str(DATA), "PYTHONPATH": str(REPO / "tests")}
     env.pop("GHOSTSWEEP_TRIAL_RUNNER", None)
-    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "ghostsweep.orchestrator.cli", *args], env=env, capture_output=True,
                           text=True, timeout=900)
 
 

@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from orchestrator.lease import Lease
-from trials.files import atomic_write_json
+from ghostsweep.orchestrator.lease import Lease
+from ghostsweep.trials.files import atomic_write_json
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = """
@@ -55,13 +55,13 @@ def fake_run_trial(config, out_dir: Path, data_dir: Path | None = None, stop_eve
 
 def fake_env(trial_s: float = 0) -> dict[str, str]:
     return os.environ | {
-        "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)]),
+        "PYTHONPATH": str(REPO / "tests"),
         "GHOSTSWEEP_TRIAL_RUNNER": "test_sweep_local:fake_run_trial", "FAKE_TRIAL_S": str(trial_s),
     }
 
 
 def ghostsweep(*args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "orchestrator.cli", *args]
+    command = [sys.executable, "-m", "ghostsweep.orchestrator.cli", *args]
     return subprocess.run(command, env=fake_env(), capture_output=True, text=True, timeout=300)
 
 
@@ -112,7 +112,7 @@ def test_cancel_interrupts_running_and_unqueues_waiting_trials(tmp_path):
     spec, sweep = tmp_path / "fake.yaml", tmp_path / "sweep"
     spec.write_text(SPEC.format(fail_at="null", parallel=1))
     submit = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.cli", "submit", str(spec), "--out", str(sweep)],
+        [sys.executable, "-m", "ghostsweep.orchestrator.cli", "submit", str(spec), "--out", str(sweep)],
         env=fake_env(trial_s=120), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     deadline = time.time() + 120

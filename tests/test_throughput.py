@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from test_trial_helpers import REPO, TRAIN, assert_same_state, checkpoint, metrics, result, trial_dir_for, trial_env
 
-from orchestrator import plan, worker
-from trials.config import DataConfig, Recipe, RuntimeConfig, TrialConfig
+from ghostsweep.orchestrator import plan, worker
+from ghostsweep.trials.config import DataConfig, Recipe, RuntimeConfig, TrialConfig
 
 # ResNet-20, batch 32 at lr 0.025 (the recipe's lr 0.1 at batch 128, scaled linearly: the same step per image),
 # 200 iterations with a metrics row per iteration, so the loss curve is per iteration.
@@ -85,7 +85,8 @@ def test_dense_depthwise_trial_follows_the_grouped_one(cifar10_dir: Path, tmp_pa
 def _worker(*trial_dirs: Path, data_dir: Path) -> None:
     """The sweep worker, one thread per trial (as the local backend gives a CPU slot cpus_per_trial=1)."""
     env = trial_env(GHOSTSWEEP_DATA_DIR=str(data_dir))
-    done = subprocess.run([sys.executable, "-m", "orchestrator.worker", *map(str, trial_dirs)], env=env, cwd=REPO,
+    done = subprocess.run([sys.executable, "-m", "ghostsweep.orchestrator.worker", *map(str, trial_dirs)], env=env,
+                          cwd=REPO,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
@@ -238,7 +239,7 @@ def test_gpu_check_warms_the_compiler_caches_first(cifar10_dir: Path, tmp_path: 
 
     cache = tmp_path / "inductor"
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(cache))
-    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("PYTHONPATH", str(REPO / "tests"))
     jobs = [bench.Job("resnet8", "reference"), bench.Job("resnet8", "eager"), bench.Job("resnet8", "compiled"),
             bench.Job("resnet8", "compiled", 2)]
     warmed, failed = bench.warm_compile_cache(jobs, cifar10_dir, "cpu", 1, timeout_s=300)

@@ -11,11 +11,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trials import data
-from trials.checkpoint import rng_states, set_rng_states
-from trials.config import Recipe, TrialConfig
-from trials.distributed import Distributed, detect
-from trials.runner import learning_rate
+from ghostsweep.trials import data
+from ghostsweep.trials.checkpoint import rng_states, set_rng_states
+from ghostsweep.trials.config import Recipe, TrialConfig
+from ghostsweep.trials.distributed import Distributed, detect
+from ghostsweep.trials.runner import learning_rate
 
 
 def test_augmentation_is_pad_crop_flip_per_image() -> None:

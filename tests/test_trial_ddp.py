@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 from test_trial_helpers import REPO, checkpoint, result, train, trial_env
 
-import model
-from trials.runner import derive_seed
+from ghostsweep import model
+from ghostsweep.trials.runner import derive_seed
 
 # lr 0.001: at lr 0.1, fp32 rounding alone (the batch summed as 64 + 64 instead of 128; on one rank, merely
 # another thread count) grows chaotically to ~1e-2 relative within 20 iterations. At lr 0.001 it stays small.
@@ -31,7 +31,8 @@ def relative(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def test_two_gloo_ranks_with_sync_bn_equal_one_rank(cifar10_dir: Path, tmp_path: Path) -> None:
     one, two = tmp_path / "one", tmp_path / "two"
-    command = [*TORCHRUN, "-m", "trials", "train", *RUN, "--sync-bn", "--data-dir", cifar10_dir, "--out", two]
+    command = [*TORCHRUN, "-m", "ghostsweep.trials", "train", *RUN, "--sync-bn", "--data-dir", cifar10_dir,
+               "--out", two]
     completed = subprocess.run(list(map(str, command)), env=trial_env(), cwd=REPO, capture_output=True,
                                text=True, timeout=400)
     assert completed.returncode == 0, completed.stderr[-3000:]

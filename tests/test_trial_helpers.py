@@ -15,12 +15,12 @@ from typing import Any
 
 import torch
 
-from trials.config import TrialConfig
-from trials.stop import STOP_SIGNALS
+from ghostsweep.trials.config import TrialConfig
+from ghostsweep.trials.stop import STOP_SIGNALS
 
 REPO = Path(__file__).resolve().parents[1]
-TRAIN = [sys.executable, "-m", "trials", "train"]  # switch to ["ghostsweep", "train"] once it is installed
-TRAIN_MAIN = "trials.__main__:main"  # in-process equivalent; switch to "orchestrator.cli:main"
+TRAIN = [sys.executable, "-m", "ghostsweep", "train"]
+TRAIN_MAIN = "ghostsweep.orchestrator.cli:main"  # in-process equivalent
 WALL_CLOCK_FIELDS = ("images_per_s", "elapsed_s")  # the only metrics that may differ between equal runs
 # A smoke trial: the smallest CIFAR ResNet, small batches, cheap evaluations.
 SMOKE = ["--model", "resnet8", "--batch-size", "32", "--val-size", "200", "--test-size", "200"]
@@ -29,7 +29,7 @@ SMOKE = ["--model", "resnet8", "--batch-size", "32", "--val-size", "200", "--tes
 def trial_env(**extra: str) -> dict[str, str]:
     """One thread per process (the box is shared) and the repo importable; W&B kept off the network."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "GHOSTSWEEP_"))}
-    return env | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "WANDB_SILENT": "true"} | extra
+    return env | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "tests"), "WANDB_SILENT": "true"} | extra
 
 
 def trial_dir_for(root: Path, config: TrialConfig) -> Path:

@@ -25,11 +25,11 @@ from test_trial_helpers import (
     trial_env,
 )
 
-from orchestrator.worker import EXIT_INTERRUPTED
-from trials.checkpoint import CRASH_ENV
-from trials.config import DataConfig, Recipe, RuntimeConfig, TrialConfig
-from trials.files import CRASH_EXIT_CODE
-from trials.stop import StopRequest, request_stop_on_signals
+from ghostsweep.orchestrator.worker import EXIT_INTERRUPTED
+from ghostsweep.trials.checkpoint import CRASH_ENV
+from ghostsweep.trials.config import DataConfig, Recipe, RuntimeConfig, TrialConfig
+from ghostsweep.trials.files import CRASH_EXIT_CODE
+from ghostsweep.trials.stop import StopRequest, request_stop_on_signals
 
 # An eval every 10 iterations, a checkpoint every 15: interruptions land between evals and checkpoints.
 RUN = [*SMOKE, "--iterations", "40", "--eval-interval", "10", "--checkpoint-interval", "15"]
@@ -137,8 +137,9 @@ def test_a_burst_of_signals_checkpoints_and_ends_interrupted(cifar10_dir: Path, 
     config = TrialConfig(model="resnet8", recipe=Recipe(iterations=100_000, batch_size=32, eval_interval=1_000),
                          data=DataConfig(val_size=0, test_size=200), runtime=RuntimeConfig(device="cpu"))
     trial_dir = trial_dir_for(tmp_path, config)
-    argv = {"worker": ["orchestrator.worker", str(trial_dir)],
-            "train": ["orchestrator.cli", "train", "--config", str(trial_dir / "config.json"), "--out", str(trial_dir)]}
+    argv = {"worker": ["ghostsweep.orchestrator.worker", str(trial_dir)],
+            "train": ["ghostsweep.orchestrator.cli", "train", "--config", str(trial_dir / "config.json"),
+                      "--out", str(trial_dir)]}
     worker = subprocess.Popen([sys.executable, "-m", *argv[command]],
                               env=trial_env(GHOSTSWEEP_DATA_DIR=str(cifar10_dir)), cwd=REPO,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -162,7 +163,7 @@ def test_a_burst_of_signals_checkpoints_and_ends_interrupted(cifar10_dir: Path, 
 # A process whose main thread runs Python code (where signal handlers run) while signals keep coming.
 _HANDLER_UNDER_BURST = """
 import signal, time
-from trials.stop import StopRequest
+from ghostsweep.trials.stop import StopRequest
 stop = StopRequest()
 signal.signal(signal.SIGUSR2, stop.set)
 print("ready", flush=True)

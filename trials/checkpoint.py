@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trials.files import atomic_write_bytes
+from ghostsweep.trials.files import atomic_write_bytes
 
 CRASH_ENV = "GHOSTSWEEP_CRASH_BEFORE_RENAME"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from trials.config import TrialConfig
+    from ghostsweep.trials.config import TrialConfig
 
 HELP = "run one trial (resumes if DIR holds a checkpoint)"
 EXIT_CODES = {"done": 0, "failed": 1, "interrupted": 3}
@@ -43,7 +43,7 @@ OVERRIDES = {
 
 def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `train` on a subparsers object; the parsed args carry `handler` (returns the exit code)."""
-    from trials import config as trial_config  # imports torch (through model): built only for `train` itself
+    from ghostsweep.trials import config as trial_config  # imports torch (through model): built only for `train` itself
 
     p = subparsers.add_parser("train", help=HELP,
                               description="Run one seeded trial of He et al.'s CIFAR-10 recipe.")
@@ -95,7 +95,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> TrialConfig:
     """The config file (if any) with the given flags laid over it; invalid values raise ValueError."""
-    from trials.config import TrialConfig
+    from ghostsweep.trials.config import TrialConfig
 
     if args.config is None and args.model is None:
         raise ValueError("give --model or --config")
@@ -127,9 +127,9 @@ def _read_config_file(path: Path) -> dict[str, Any]:
 def train_command(args: argparse.Namespace) -> int:
     """Ends its process's business: SIGUSR2/SIGTERM stay ignored afterwards, so that a late duplicate of the
     stop signal cannot kill an exit that reports "interrupted" (Python resets handlers to terminate at exit)."""
-    from trials.distributed import detect  # torch loads only when a trial runs
-    from trials.runner import TrialInputError, run_trial
-    from trials.stop import ignore_late_signals, request_stop_on_signals
+    from ghostsweep.trials.distributed import detect  # torch loads only when a trial runs
+    from ghostsweep.trials.runner import TrialInputError, run_trial
+    from ghostsweep.trials.stop import ignore_late_signals, request_stop_on_signals
 
     stop = request_stop_on_signals()
     try:

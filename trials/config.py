@@ -14,7 +14,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import model
+from ghostsweep import model
 
 NORMALIZATIONS = ("pixel_mean", "channel", "imagenet")
 PRECISIONS = ("fp32", "tf32", "bf16")

@@ -25,20 +25,26 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-import model as models
-from trials import data as cifar
-from trials.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
-from trials.config import TrialConfig
-from trials.distributed import Distributed, all_reduce_sum, convert_sync_batchnorm, detect, init_process_group
-from trials.files import (
+from ghostsweep import model as models
+from ghostsweep.trials import data as cifar
+from ghostsweep.trials.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
+from ghostsweep.trials.config import TrialConfig
+from ghostsweep.trials.distributed import (
+    Distributed,
+    all_reduce_sum,
+    convert_sync_batchnorm,
+    detect,
+    init_process_group,
+)
+from ghostsweep.trials.files import (
     atomic_write_json,
     atomic_write_lines,
     read_json,
     read_lines,
     remove_stale_temporaries,
 )
-from trials.stop import StopRequest
-from trials.wandb_log import WandbLogger
+from ghostsweep.trials.stop import StopRequest
+from ghostsweep.trials.wandb_log import WandbLogger
 
 SYNC_INTERVAL = 20  # iterations between host syncs: divergence check, stop agreement across ranks
 HEARTBEAT_S = 10.0

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from trials.config import WandbConfig
+from ghostsweep.trials.config import WandbConfig
 
 
 class WandbLogger:

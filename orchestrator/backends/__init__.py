@@ -5,12 +5,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from orchestrator.backends.base import Backend, Resources
+from ghostsweep.orchestrator.backends.base import Backend, Resources
 
 BACKEND_MODULES = {
-    "local": "orchestrator.backends.local",
-    "slurm": "orchestrator.backends.slurm",
-    "ray": "orchestrator.backends.ray",
+    "local": "ghostsweep.orchestrator.backends.local",
+    "slurm": "ghostsweep.orchestrator.backends.slurm",
+    "ray": "ghostsweep.orchestrator.backends.ray",
 }
 
 

@@ -1,7 +1,7 @@
 """The one narrow interface every backend implements: validate, submit, poll, cancel.
 
 A backend only places work: on a compute node every backend runs the same worker,
-`python -m orchestrator.worker TRIAL_DIR [TRIAL_DIR ...]`, which owns the trial's lease, heartbeat and
+`python -m ghostsweep.orchestrator.worker TRIAL_DIR [TRIAL_DIR ...]`, which owns the trial's lease, heartbeat and
 result files. State is read from those files, so nothing outside `orchestrator/backends/` knows which
 backend ran a trial.
 """

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from orchestrator.backends.base import Backend, JobInfo, Submission, TrialRef
-from orchestrator.lease import break_dead_lease
-from orchestrator.state import read_state, record_failure, record_job_id, unqueue
+from ghostsweep.orchestrator.backends.base import Backend, JobInfo, Submission, TrialRef
+from ghostsweep.orchestrator.lease import break_dead_lease
+from ghostsweep.orchestrator.state import read_state, record_failure, record_job_id, unqueue
 
 OPTIONS = ("max_parallel", "gpus")
 POLL_INTERVAL_S = 0.5
@@ -142,7 +142,7 @@ class LocalBackend(Backend):
         log = open(batch[0].trial_dir / "worker.log", "a")  # noqa: SIM115  (the child owns it from here)
         with log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "orchestrator.worker", *(str(t.trial_dir) for t in batch)],
+                [sys.executable, "-m", "ghostsweep.orchestrator.worker", *(str(t.trial_dir) for t in batch)],
                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
             )
         for trial in batch:

@@ -1,6 +1,6 @@
 """`ray`: the sweep as one Ray Tune experiment, on a running Ray cluster or on one started here.
 
-Each trial is a Tune trial whose function trainable runs the shared worker (`python -m orchestrator.worker
+Each trial is a Tune trial whose function trainable runs the shared worker (`python -m ghostsweep.orchestrator.worker
 TRIAL_DIR`) as a child process and forwards its metrics.jsonl to `tune.report`. A child, not a call, because
 the runner checkpoints on SIGTERM only in a main thread, and Tune runs trainables in a side thread: the child
 gets SIGTERM when its actor dies (PDEATHSIG; Ray's own SIGKILL of an exiting actor's children is turned off),
@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from orchestrator.backends.base import Backend, JobInfo, Submission, TrialRef
-from orchestrator.lease import STALE_S, break_dead_lease, wait_until_released
-from orchestrator.state import RESULT_FILE, read_state, record_failure, record_job_id, unqueue
-from trials.files import read_json, read_lines
+from ghostsweep.orchestrator.backends.base import Backend, JobInfo, Submission, TrialRef
+from ghostsweep.orchestrator.lease import STALE_S, break_dead_lease, wait_until_released
+from ghostsweep.orchestrator.state import RESULT_FILE, read_state, record_failure, record_job_id, unqueue
+from ghostsweep.trials.files import read_json, read_lines
 
 OPTIONS = ("address", "max_failures", "max_concurrent_trials")
 DEFAULT_MAX_FAILURES = 1
@@ -124,7 +124,7 @@ class RayBackend(Backend):
         """Restore the latest experiment when it holds every trial unfinished, else start a new one."""
         from ray import tune
 
-        from orchestrator.backends.ray_ddp import ddp_trial
+        from ghostsweep.orchestrator.backends.ray_ddp import ddp_trial
 
         function = ddp_trial if self.ddp_workers > 1 else worker_trial
         trainable = tune.with_resources(function, self.trial_resources())
@@ -198,7 +198,7 @@ def worker_trial(config: dict[str, Any]) -> None:
     wait_until_released([trial_dir], POLL_INTERVAL_S)  # an earlier attempt's worker may still be checkpointing
     with open(trial_dir / "worker.log", "a") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.worker", str(trial_dir)],
+            [sys.executable, "-m", "ghostsweep.orchestrator.worker", str(trial_dir)],
             stdout=log, stderr=subprocess.STDOUT, env=os.environ | {"PYTHONPATH": _pythonpath()},
             cwd=PACKAGE_ROOT, start_new_session=True, preexec_fn=_terminate_with_parent,
         )

@@ -11,8 +11,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from orchestrator.backends.ray import EXPERIMENTS_DIR, POLL_INTERVAL_S, TrialFailed, follow_trial
-from orchestrator.lease import wait_until_released
+from ghostsweep.orchestrator.backends.ray import EXPERIMENTS_DIR, POLL_INTERVAL_S, TrialFailed, follow_trial
+from ghostsweep.orchestrator.lease import wait_until_released
 
 
 def ddp_trial(config: dict[str, Any]) -> None:
@@ -49,7 +49,7 @@ def _rank(loop_config: dict[str, Any]) -> None:
     """One DDP rank inside a Ray Train worker."""
     import ray.train
 
-    from orchestrator import worker
+    from ghostsweep.orchestrator import worker
 
     code = worker.run_trial_dir(Path(loop_config["trial_dir"]))
     if code != worker.EXIT_DONE:

@@ -22,10 +22,10 @@ from typing import Any, ClassVar
 import submitit
 from submitit.core.utils import DelayedSubmission
 
-from orchestrator.backends.base import Backend, JobInfo, Resources, Submission, TrialRef
-from orchestrator.lease import LEASE_FILE, break_dead_lease, wait_until_released
-from orchestrator.state import RESULT_FILE
-from trials.files import read_json
+from ghostsweep.orchestrator.backends.base import Backend, JobInfo, Resources, Submission, TrialRef
+from ghostsweep.orchestrator.lease import LEASE_FILE, break_dead_lease, wait_until_released
+from ghostsweep.orchestrator.state import RESULT_FILE
+from ghostsweep.trials.files import read_json
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # jobs import this same code, installed or not
 EXIT_INTERRUPTED = 3  # the worker's "interrupted, requeue me"
@@ -293,7 +293,7 @@ class TrialTask(submitit.helpers.Checkpointable):
         for signum in (signal.SIGUSR2, signal.SIGTERM):
             signal.signal(signum, forward)
         main_rank = os.environ.get("SLURM_PROCID", "0") == "0"
-        command = [sys.executable, "-m", "orchestrator.worker", *self.trial_dirs]
+        command = [sys.executable, "-m", "ghostsweep.orchestrator.worker", *self.trial_dirs]
         while True:
             if main_rank:
                 for trial_dir in self.trial_dirs:  # its holder died with its node (same host: at once)
