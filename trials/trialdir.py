@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, fields
-from enum import Enum, IntEnum
+from enum import IntEnum, StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ RESULT_FILE = "result.json"
 WORKER_LOG = "worker.log"
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     """How one attempt of a trial ended: result.json's `status`."""
 
     DONE = "done"
@@ -62,7 +62,7 @@ class Outcome(str, Enum):
     INTERRUPTED = "interrupted"  # stopped on request (preemption, timeout warning, Ctrl-C) after a checkpoint
 
 
-class TrialStatus(str, Enum):
+class TrialStatus(StrEnum):
     """A trial's state as `status` shows it, derived from its files (and, where they cannot tell, the scheduler)."""
 
     PENDING = "pending"
