@@ -14,6 +14,7 @@ import io
 import json
 import os
 import resource
+import socket
 import subprocess
 import sys
 import tempfile
@@ -24,14 +25,13 @@ from rich.console import Console
 
 REPO = Path(__file__).resolve().parents[1]
 
-from ghostsweep.orchestrator.lease import LEASE_FILE  # noqa: E402
 from ghostsweep.orchestrator.plan import print_plan  # noqa: E402
 from ghostsweep.orchestrator.report import build_report, records_from_sweep, write_report  # noqa: E402
 from ghostsweep.orchestrator.spec import load_spec  # noqa: E402
 from ghostsweep.orchestrator.status import render  # noqa: E402
 from ghostsweep.orchestrator.sweep import collect_states  # noqa: E402
 from ghostsweep.orchestrator.sweepdir import SweepDir  # noqa: E402
-from ghostsweep.trials.files import atomic_write_json  # noqa: E402
+from ghostsweep.trials.trialdir import LEASE_FILE, atomic_write_json  # noqa: E402
 
 SPEC = """
 name: scale
@@ -47,7 +47,8 @@ def fake_trial_files(trial_dir: Path, index: int, seed: int) -> None:
     now = time.time()
     kind = (("done",) * 7 + ("failed", "running", "queued"))[index % 10]
     if kind != "running":
-        atomic_write_json(trial_dir / "queued.json", {"backend": "local", "job_id": "local:999999999",
+        dead_job = f"local:{socket.gethostname()}:999999999"
+        atomic_write_json(trial_dir / "queued.json", {"backend": "local", "job_id": dead_job,
                                                       "submitted_at": now - 60, "attempt": 1})
     if kind == "done":
         rows = [{"iteration": i * 2000, "lr": 0.1, "train_loss": 0.5, "train_acc": 90.0,

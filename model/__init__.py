@@ -1,12 +1,37 @@
-"""CIFAR ResNets and Ghost-ResNets, built by name: `model.build("ghost_resnet56", first_layer="ghost")`."""
+"""CIFAR ResNets and Ghost-ResNets, built by name: `model.build("ghost_resnet56", first_layer="ghost")`.
 
-from ghostsweep.model import resnet as _resnet  # noqa: F401  (registers the builders)
-from ghostsweep.model.complexity import Complexity, complexity, count_macs, count_params
-from ghostsweep.model.dense_grouped import DenseGroupedConv2d, densify_grouped_convs
-from ghostsweep.model.ghost import GhostModule
-from ghostsweep.model.registry import available, build, model_options, validate
+Importing the package and asking the registry about a model stay torch-free (the orchestrator's commands plan
+and report without it); the layers and counters below load torch on first use.
+"""
+
+from importlib import import_module
+
+from ghostsweep.model import families as _families  # noqa: F401  (registers the model families)
+from ghostsweep.model.registry import (
+    ModelInfo,
+    available,
+    build,
+    model_info,
+    model_options,
+    option_choices,
+    validate,
+    variant_name,
+)
+
+_LAZY = {  # name → the submodule that defines it (and imports torch)
+    "Complexity": "counting", "complexity": "counting", "count_macs": "counting", "count_params": "counting",
+    "DenseGroupedConv2d": "dense_grouped", "densify_grouped_convs": "dense_grouped", "GhostModule": "ghost",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
+
 
 __all__ = [
-    "Complexity", "DenseGroupedConv2d", "GhostModule", "available", "build", "complexity", "count_macs",
-    "count_params", "densify_grouped_convs", "model_options", "validate",
+    "Complexity", "DenseGroupedConv2d", "GhostModule", "ModelInfo", "available", "build", "complexity",
+    "count_macs", "count_params", "densify_grouped_convs", "model_info", "model_options", "option_choices",
+    "validate", "variant_name",
 ]

@@ -7,6 +7,8 @@ import math
 import torch
 import torch.nn as nn
 
+from ghostsweep.model.families import check_cheap_kernel, check_ghost_ratio
+
 
 class GhostModule(nn.Module):
     """A k×k primary conv makes ceil(out/s) maps; a cheap depthwise d×d conv makes the rest.
@@ -26,10 +28,8 @@ class GhostModule(nn.Module):
         relu: bool = True,
     ) -> None:
         super().__init__()
-        if ratio < 2:
-            raise ValueError(f"ghost ratio must be >= 2, got {ratio}; valid: integers >= 2")
-        if cheap_kernel <= 0 or cheap_kernel % 2 == 0:
-            raise ValueError(f"cheap_kernel must be a positive odd integer, got {cheap_kernel}; valid: 1, 3, 5, ...")
+        check_ghost_ratio(ratio)
+        check_cheap_kernel(cheap_kernel)
         self.out_channels = out_channels
         init_channels = math.ceil(out_channels / ratio)
         new_channels = init_channels * (ratio - 1)

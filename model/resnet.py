@@ -1,4 +1,8 @@
-"""CIFAR ResNets of He et al. 2016 (§4.2) and their Ghost versions (GhostNet, CVPR 2020, §4.1)."""
+"""CIFAR ResNets of He et al. 2016 (§4.2) and their Ghost versions (GhostNet, CVPR 2020, §4.1).
+
+The builders, called by `registry.build` with every option given and already checked (`families.py` says what
+is valid and what the defaults are).
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ghostsweep.model.ghost import GhostModule
-from ghostsweep.model.registry import register_family, register_model
 
 ConvFactory = Callable[[int, int, int, bool], nn.Module]  # (in, out, stride, relu_inside) -> module
 
-SHORTCUTS = ("A", "B")
-FIRST_LAYERS = ("conv", "ghost")
-BLOCK_NORMS = ("keep", "fused")
 STAGE_WIDTHS = (16, 32, 64)
 
 
@@ -73,7 +73,7 @@ class CifarResNet(nn.Module):
     """Stem 3→16, three stages of n blocks (16/32/64 channels), global average pool, linear 64→10."""
 
     def __init__(
-        self, depth: int, block_conv: ConvFactory, stem_conv: ConvFactory, shortcut: str = "A",
+        self, depth: int, block_conv: ConvFactory, stem_conv: ConvFactory, shortcut: str,
         fused_norm: bool = False, num_classes: int = 10,
     ) -> None:
         super().__init__()
@@ -103,8 +103,8 @@ class CifarResNet(nn.Module):
 def _init_weights(model: nn.Module) -> None:
     """He et al.'s init for every conv (Ghost modules included); BN starts as identity.
 
-    Skipped on the meta device (`model.validate`): there are no values to set, and torch's meta `normal_`
-    pulls in its compiler stack, a second of start-up for every CLI call that validates a spec.
+    Skipped on the meta device (bench/throughput.py counts MACs there): there are no values to set, and torch's
+    meta `normal_` pulls in its compiler stack, a second of start-up.
     """
     if next(model.parameters()).is_meta:
         return
@@ -116,46 +116,19 @@ def _init_weights(model: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-def _check_choice(option: str, value: object, valid: tuple[str, ...]) -> None:
-    if value not in valid:
-        raise ValueError(f"unknown {option} {value!r}; valid: {', '.join(valid)}")
-
-
-def _check_depth(depth: int) -> None:
-    if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
-        raise ValueError(f"depth {depth!r} is not 6n+2 with n >= 1; valid: 8, 14, 20, 26, 32, ..., 56, 110, 1202")
-
-
-@register_family("resnet")
-def cifar_resnet(depth: int, *, shortcut: str = "A") -> CifarResNet:
-    """He et al.'s CIFAR ResNet; option A shortcuts by default, as in the paper's CIFAR experiments."""
-    _check_depth(depth)
-    _check_choice("shortcut", shortcut, SHORTCUTS)
+def cifar_resnet(depth: int, *, shortcut: str) -> CifarResNet:
+    """He et al.'s CIFAR ResNet (option A shortcuts in the paper's CIFAR experiments)."""
     return CifarResNet(depth, _plain_conv, _plain_conv, shortcut)
 
 
-@register_family("ghost_resnet")
 def ghost_resnet(
-    depth: int, *, shortcut: str = "A", first_layer: str = "conv", block_norm: str = "keep", ratio: int = 2,
-    cheap_kernel: int = 3,
+    depth: int, *, shortcut: str, first_layer: str, block_norm: str, ratio: int, cheap_kernel: int
 ) -> CifarResNet:
-    """Every conv in the residual blocks becomes a GhostModule.
-
-    `first_layer`: keep the stem conv (the authors' code) or ghost it (the paper's text).
-    `block_norm`: `keep` swaps only the convs (BN runs twice); `fused` lets the module's BN/ReLU replace the block's.
-    """
-    _check_depth(depth)
-    _check_choice("shortcut", shortcut, SHORTCUTS)
-    _check_choice("first_layer", first_layer, FIRST_LAYERS)
-    _check_choice("block_norm", block_norm, BLOCK_NORMS)
+    """Every conv in the residual blocks becomes a GhostModule; `families.GHOST_OPTIONS` explains the options."""
     ghost_conv = partial(_ghost_conv, ratio=ratio, cheap_kernel=cheap_kernel)
-    GhostModule(16, 16, 3, ratio, cheap_kernel)  # validates ratio and cheap_kernel before building anything
+    # Seed compatibility: builders before the registry's metadata validated the options by building this
+    # module, which draws its init from the seed's `init` stream first. Every Ghost trial's weights depend on
+    # that draw, so it stays: a seed gives the same model as in sweeps run before.
+    GhostModule(16, 16, 3, ratio, cheap_kernel)
     stem = ghost_conv if first_layer == "ghost" else _plain_conv
     return CifarResNet(depth, ghost_conv, stem, shortcut, fused_norm=block_norm == "fused")
-
-
-DEPTHS = (20, 32, 44, 56, 110, 1202)
-for _depth in DEPTHS:
-    register_model(f"resnet{_depth}", partial(cifar_resnet, _depth))
-for _depth in DEPTHS:
-    register_model(f"ghost_resnet{_depth}", partial(ghost_resnet, _depth))

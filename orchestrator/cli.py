@@ -1,4 +1,4 @@
-"""`ghostsweep`: models, train, plan, submit, status, rerun, cancel, report.
+"""`ghostsweep`: models, train, plan, submit, status, rerun, extend, cancel, report.
 
 Every user error (bad spec, unknown trial, unreachable backend) is one line,
 `ghostsweep: error: <message>`, on stderr with exit code 2 and no traceback.
@@ -19,11 +19,11 @@ from ghostsweep.orchestrator.backends import BACKEND_MODULES
 from ghostsweep.orchestrator.models_table import add_models_parser
 from ghostsweep.orchestrator.sweepdir import SweepDir
 from ghostsweep.trials import cli as train_cli  # torch-free until add_train_parser runs
+from ghostsweep.trials.trialdir import ExitCode, TrialStatus
 
 if TYPE_CHECKING:
     from ghostsweep.orchestrator.backends.base import Submission
 
-EXIT_USER_ERROR = 2
 DEFAULT_RUNS_DIR = Path("runs")
 
 
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except ValueError as error:
         print(f"ghostsweep: error: {error}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return ExitCode.USAGE
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `ghostsweep report DIR | head`
@@ -83,6 +83,20 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     add_backend_option_arguments(rerun)
     rerun.set_defaults(handler=run_rerun)
 
+    extend = commands.add_parser("extend", help="add seeds to the rows and comparisons that need them, and run them")
+    extend.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR")
+    how_many = extend.add_mutually_exclusive_group(required=True)
+    how_many.add_argument("--seeds", type=int, metavar="N", help="take every row to N seeds")
+    how_many.add_argument("--until-halfwidth", type=float, metavar="PP",
+                          help="the seeds each row's and comparison's observed spread needs for a 95%% CI "
+                               "half-width of PP percentage points")
+    extend.add_argument("--max-seeds", type=int, metavar="N",
+                        help="with --until-halfwidth: at most N seeds per row (default 20)")
+    extend.add_argument("--dry-run", action="store_true", help="print the plan; write and submit nothing")
+    extend.add_argument("--backend", choices=tuple(BACKEND_MODULES), help="override the sweep's backend")
+    add_backend_option_arguments(extend)
+    extend.set_defaults(handler=run_extend)
+
     cancel = commands.add_parser("cancel", help="stop every queued or running trial (checkpoints are kept)")
     cancel.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR")
     cancel.set_defaults(handler=run_cancel)
@@ -99,13 +113,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def add_backend_option_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
                         help="override one backend option for this run (VALUE as JSON, else a string); "
-                             "repeatable")
-    parser.add_argument("--ray-address", metavar="ADDR",
-                        help="the Ray cluster to run on: --backend-option address=ADDR for the ray backend")
+                             "repeatable; e.g. address=ray://HOST:10001 for the ray backend")
 
 
-def backend_option_overrides(args: argparse.Namespace, backend: str) -> dict[str, Any]:
-    """--backend-option KEY=VALUE pairs (and --ray-address) as a mapping laid over the backend's options."""
+def backend_option_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """--backend-option KEY=VALUE pairs as a mapping laid over the backend's options (checked by the backend)."""
     overrides = {}
     for pair in args.backend_option:
         key, sep, text = pair.partition("=")
@@ -115,10 +127,6 @@ def backend_option_overrides(args: argparse.Namespace, backend: str) -> dict[str
             overrides[key] = json.loads(text)
         except json.JSONDecodeError:
             overrides[key] = text
-    if args.ray_address is not None:
-        if backend != "ray":
-            raise ValueError(f"--ray-address: the backend is {backend!r}; add --backend ray")
-        overrides["address"] = args.ray_address
     return overrides
 
 
@@ -139,17 +147,17 @@ def run_submit(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     backend_name = args.backend or spec.backend
     options = spec.backend_options if backend_name == spec.backend else {}
-    backend = get_backend(backend_name, spec.resources, options | backend_option_overrides(args, backend_name))
+    backend = get_backend(backend_name, spec.resources, options | backend_option_overrides(args))
     backend.validate()  # before anything is written
     sweep = SweepDir(args.out or DEFAULT_RUNS_DIR / spec.name)
     sweep.materialize(spec)
     states, warnings = collect_states(sweep)
     _print_warnings(warnings)
-    pending = [s.trial_id for s in states if s.state == "pending"]
-    skipped = Counter(s.state for s in states if s.state != "pending")
+    pending = [s.trial_id for s in states if s.state == TrialStatus.PENDING]
+    skipped = Counter(s.state for s in states if s.state != TrialStatus.PENDING)
     print(f"sweep {spec.name!r}: {len(states)} trials in {sweep.root}"
           + "".join(f", {n} {state}" for state, n in skipped.items()))
-    if skipped.get("failed") or skipped.get("preempted"):
+    if skipped.get(TrialStatus.FAILED) or skipped.get(TrialStatus.PREEMPTED):
         print(f"failed/preempted trials are not resubmitted: use `ghostsweep rerun {sweep.root} --failed`")
     if not pending:
         print("nothing to submit")
@@ -175,12 +183,44 @@ def run_rerun(args: argparse.Namespace) -> int:
         print("nothing to rerun")
         return 0
     backend_name = args.backend or sweep.index()["backend"]["name"]
-    backend = backend_for(sweep, backend_name, backend_option_overrides(args, backend_name))
+    backend = backend_for(sweep, backend_name, backend_option_overrides(args))
     backend.validate()
     print(f"resubmitting {len(trial_ids)} trial(s) to {backend.name} (each resumes from its checkpoint):")
     for trial_id in trial_ids:
         print(f"  {trial_id}")
     return _after_submission(sweep, submit_trials(sweep, trial_ids, backend))
+
+
+def run_extend(args: argparse.Namespace) -> int:
+    from ghostsweep.orchestrator.extend import apply_extension, describe, plan_seeds, plan_until_halfwidth
+    from ghostsweep.orchestrator.sweep import backend_for, submit_trials
+    from ghostsweep.orchestrator.sweepdir import EXTENSIONS_FILE
+
+    sweep = SweepDir(args.sweep_dir)
+    if args.seeds is not None:
+        if args.max_seeds is not None:
+            raise ValueError("--max-seeds: only with --until-halfwidth")
+        extension = plan_seeds(sweep, args.seeds)
+    else:
+        extension = plan_until_halfwidth(sweep, args.until_halfwidth, args.max_seeds)
+    print("\n".join(describe(extension)))
+    if not extension.new_trials:
+        print("nothing to add")
+        return 0
+    if args.dry_run:
+        print(f"dry run: {len(extension.new_trials)} trial(s) would be added; nothing written or submitted")
+        return 0
+    backend = backend_for(sweep, args.backend, backend_option_overrides(args))
+    backend.validate()  # before anything is written
+    pending = apply_extension(sweep, extension)
+    print(f"added {len(extension.new_trials)} trial(s), recorded in {sweep.root / EXTENSIONS_FILE}")
+    if not pending:
+        print("nothing to submit: the added trials are done or on their way")
+        return 0
+    print(f"submitting {len(pending)} trial(s) to {backend.name}:")
+    for trial_id in pending:
+        print(f"  {trial_id}")
+    return _after_submission(sweep, submit_trials(sweep, pending, backend))
 
 
 def _after_submission(sweep: SweepDir, submissions: list[Submission]) -> int:
@@ -191,7 +231,7 @@ def _after_submission(sweep: SweepDir, submissions: list[Submission]) -> int:
         print(f"  {submission.trial_id} -> {submission.job_id}")
     ended = Counter(read_state(sweep.trial_dir(s.trial_id)).state for s in submissions)
     print(", ".join(f"{n} {state}" for state, n in ended.items()) + f"; see `ghostsweep status {sweep.root}`")
-    return 1 if ended.get("failed") else 0
+    return 1 if ended.get(TrialStatus.FAILED) else 0
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -199,7 +239,7 @@ def run_status(args: argparse.Namespace) -> int:
     from rich.live import Live
 
     from ghostsweep.orchestrator.status import render, summarize
-    from ghostsweep.orchestrator.sweep import collect_states
+    from ghostsweep.orchestrator.sweep import UNFINISHED, collect_states
 
     sweep = SweepDir(args.sweep_dir)
     index = sweep.index()
@@ -213,7 +253,7 @@ def run_status(args: argparse.Namespace) -> int:
         console.print(render(states, index, warnings, args.all))
         return 0
     with Live(render(states, index, warnings, args.all), console=console, auto_refresh=False) as live:
-        while any(s.state in ("queued", "running") for s in states):
+        while any(s.state in UNFINISHED for s in states):
             time.sleep(args.interval)
             states, warnings = collect_states(sweep)
             live.update(render(states, index, warnings, args.all), refresh=True)
@@ -234,7 +274,9 @@ def run_cancel(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from ghostsweep.orchestrator.report import build_report, write_report
+    from rich.console import Console
+
+    from ghostsweep.orchestrator.report import build_report, terminal_report, write_report
 
     if args.from_wandb:
         from ghostsweep.orchestrator.report_wandb import records_from_wandb
@@ -247,14 +289,20 @@ def run_report(args: argparse.Namespace) -> int:
         from ghostsweep.orchestrator.report import records_from_sweep
 
         out_dir = args.sweep_dir
-        report = build_report(*records_from_sweep(args.sweep_dir))
+        from ghostsweep.orchestrator.extend import report_options
+
+        report = build_report(*records_from_sweep(args.sweep_dir), **report_options(SweepDir(args.sweep_dir)))
     paths = write_report(report, Path(out_dir))
-    print(paths["md"].read_text())
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    console = Console()
+    if not console.is_terminal:
+        console.width = 160  # a table piped to a file or a pager keeps its columns
+    console.print(terminal_report(report))
+    print(f"wrote {paths['html']} (open it in a browser), {paths['md']}, {paths['json']} and the plots as "
+          f"{Path(out_dir) / 'report-*.svg'} and .png")
     if args.wandb:
         from ghostsweep.orchestrator.report_wandb import log_report
 
-        print(f"logged to W&B: {log_report(report, paths)}")
+        print(f"logged to W&B: {log_report(report, paths, Path(out_dir))}")
     return 0
 
 

@@ -17,9 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ghostsweep.trials.files import atomic_write_json, read_json
+from ghostsweep.trials.trialdir import LEASE_FILE, atomic_write_json, read_json
 
-LEASE_FILE = "lease.json"
 STEAL_FILE = "lease.steal"
 HEARTBEAT_S = 10.0
 STALE_S = 120.0

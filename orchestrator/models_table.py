@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ghostsweep import model
 from ghostsweep.orchestrator.references import references_for
 
-GHOST_VARIANTS = [
-    {"first_layer": first_layer, "block_norm": block_norm}
-    for first_layer in ("conv", "ghost")
-    for block_norm in ("keep", "fused")
-]
+TABLE_OPTIONS = ("first_layer", "block_norm")  # the option columns: a row for each combination a model takes
 
 
 @dataclass
@@ -29,18 +27,15 @@ class ModelRow:
 
 
 def model_rows(names: Sequence[str] = ()) -> list[ModelRow]:
-    """One row per registered model (or per name given) and Ghost variant, counted from the built model."""
-    from ghostsweep import model  # torch: only when the table is built
-
+    """One row per registered model (or per name given) and stem/BN variant, counted from the built model."""
     known = model.available()
     for name in names:
         if name not in known:
             raise ValueError(f"models: unknown model {name!r}; valid: {', '.join(known)}")
     rows = []
     for name in names or known:
-        variants = GHOST_VARIANTS if name.startswith("ghost_") else [{}]
         paper = next((r for r in references_for(name) if r.params is not None), None)
-        for options in variants:
+        for options in table_variants(name):
             counted = model.complexity(model.build(name, **options))
             rows.append(ModelRow(
                 name, options.get("first_layer"), options.get("block_norm"), counted.params, counted.macs,
@@ -48,6 +43,13 @@ def model_rows(names: Sequence[str] = ()) -> list[ModelRow]:
                 paper.source.key if paper else None,
             ))
     return rows
+
+
+def table_variants(name: str) -> list[dict[str, object]]:
+    """Every combination of the option columns' values that the model takes; [{}] when it takes none of them."""
+    choices = model.option_choices(name)
+    columns = [option for option in TABLE_OPTIONS if option in choices]
+    return [dict(zip(columns, values, strict=True)) for values in itertools.product(*(choices[c] for c in columns))]
 
 
 def _millions(value: float | None, digits: int = 3) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from ghostsweep.model.registry import model_info
 from ghostsweep.orchestrator.spec import SweepSpec
 from ghostsweep.orchestrator.state import read_state
 from ghostsweep.orchestrator.sweepdir import SweepDir
@@ -87,7 +88,7 @@ def _configuration(trial: TrialConfig) -> str:
 
 
 def _reference_model(name: str) -> str:
-    return f"{name.rstrip('0123456789')}{REFERENCE_DEPTH}"
+    return model_info(name).at_depth(REFERENCE_DEPTH)
 
 
 def _variant_table(trials: list[TrialConfig], hours: list[float]) -> Table:

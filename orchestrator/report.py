@@ -1,29 +1,46 @@
-"""The reproduction report: one row per variant, seeds aggregated, beside the published numbers.
+"""The reproduction report: read a finished (or unfinished) sweep, conclude, and write it down.
 
-Per row: seeds done of planned; mean, sample std, 95% t-interval, min and max of the final test accuracy and
-of the best-val checkpoint's test accuracy; params, MACs, compute hours; then each reference with the
-difference and a verdict (the paper's value inside our interval: consistent). A row with missing seeds says
-so in its verdict; its statistics cover only the seeds that are done and are labelled with their n.
+Reading: one `TrialRecord` per trial, from a sweep directory (`records_from_sweep`) or from W&B runs
+(`report_wandb.records_from_wandb`). Concluding: `orchestrator/analysis.py` (statistics in `stats.py`).
+Writing: report.json (everything, numeric), report.md, report.html, and the terminal table.
+
+report.json: `title`, `generated_at`, `target_halfwidth_pp`, `answer` (one sentence per comparison),
+`rows` (per report group: seeds, `final_test_acc` / `best_val_test_acc` / `max_test_acc` summaries with CI,
+half-width, prediction interval and seeds needed; params, MACs, compute hours; each published number judged by
+its kind), `comparisons` (treatment − reference, paired by seed, Welch beside it, size ratios, the sources'
+claims), `extensions` (seeds added by `ghostsweep extend`), `sources`, `wandb`, `trials` (per trial: seed,
+accuracies, learning curve).
 """
 
 from __future__ import annotations
 
-import base64
+import hashlib
 import html
 import io
-import json
 import math
+import re
+import textwrap
 import time
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from ghostsweep.orchestrator.references import REFERENCES, references_for
+from ghostsweep.model.registry import model_info
+from ghostsweep.orchestrator.analysis import DEFAULT_TARGET_HALFWIDTH_PP, Metric, RowInput, analyse
+from ghostsweep.orchestrator.references import REFERENCES
 from ghostsweep.orchestrator.state import read_state
-from ghostsweep.orchestrator.sweepdir import SweepDir
-from ghostsweep.trials.files import atomic_write_json, atomic_write_text
+from ghostsweep.orchestrator.sweepdir import SweepDir, trial_settings
+from ghostsweep.trials.config import TrialConfig
+from ghostsweep.trials.trialdir import (
+    METRICS_FILE,
+    TrialResult,
+    TrialStatus,
+    atomic_write_json,
+    atomic_write_text,
+    read_lines,
+)
 
-PAPER_ITERATIONS = 64_000
 CURVE_METRIC = "val_acc"
 
 
@@ -41,8 +58,9 @@ class TrialRecord:
     seed: int
     iterations: int
     done: bool
-    result: dict[str, Any] = field(default_factory=dict)
+    result: TrialResult | None = None  # None before the trial (or its W&B run) has ended
     curve: list[tuple[int, float]] = field(default_factory=list)  # (iteration, val_acc)
+    settings: dict[str, Any] = field(default_factory=dict)  # sweepdir.trial_settings: what rows are compared by
 
 
 def records_from_sweep(sweep_dir: Path) -> tuple[str, list[TrialRecord], dict[str, Any]]:
@@ -57,116 +75,90 @@ def records_from_sweep(sweep_dir: Path) -> tuple[str, list[TrialRecord], dict[st
         records.append(TrialRecord(
             trial_id=trial_id, group=trial["group"], label=trial["label"], variant=trial["variant"],
             model=trial["model"], first_layer=trial["first_layer"], block_norm=trial["block_norm"],
-            seed=trial["seed"], iterations=trial["iterations"], done=state.state == "done",
-            result=state.result or {}, curve=_read_curve(trial_dir / "metrics.jsonl"),
+            seed=trial["seed"], iterations=trial["iterations"], done=state.state == TrialStatus.DONE,
+            result=state.result, curve=_read_curve(trial_dir / METRICS_FILE), settings=trial.get("settings", {}),
         ))
     return index["name"], records, index.get("wandb", {})
 
 
 def _read_curve(path: Path) -> list[tuple[int, float]]:
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        return []
-    rows = (json.loads(line) for line in lines if line.strip())
-    return [(row["iteration"], row[CURVE_METRIC]) for row in rows if row.get(CURVE_METRIC) is not None]
+    return [(row["iteration"], row[CURVE_METRIC]) for row in read_lines(path) if row.get(CURVE_METRIC) is not None]
 
 
-def summary_stats(values: list[float]) -> dict[str, float | int | None]:
-    """n, mean, sample std (ddof 1), 95% t-interval, min, max; std and interval need n >= 2."""
-    n = len(values)
-    if n == 0:
-        return {"n": 0, "mean": None, "std": None, "ci_low": None, "ci_high": None, "min": None, "max": None}
-    mean = math.fsum(values) / n
-    std = ci_low = ci_high = None
-    if n >= 2:
-        from scipy.special import stdtrit  # Student's t quantile; scipy.stats costs seconds to import
-
-        std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
-        half_width = float(stdtrit(n - 1, 0.975)) * std / math.sqrt(n)
-        ci_low, ci_high = mean - half_width, mean + half_width
-    return {"n": n, "mean": mean, "std": std, "ci_low": ci_low, "ci_high": ci_high, "min": min(values),
-            "max": max(values)}
+@cache
+def _defaults(model: str) -> dict[str, Any]:
+    """Every setting at its default for this model: which of two compared rows is the reference."""
+    return trial_settings(TrialConfig(model=model))
 
 
-def verdict(stats: dict[str, Any], paper: float, missing: int) -> str:
-    if missing:
-        return f"incomplete: {missing} seed(s) missing"
-    if stats["ci_low"] is None:
-        return "no interval (n < 2)"
-    if stats["ci_low"] <= paper <= stats["ci_high"]:
-        return "consistent"
-    if paper > stats["ci_high"]:
-        return f"paper above our CI by {paper - stats['ci_high']:.2f} pp"
-    return f"paper below our CI by {stats['ci_low'] - paper:.2f} pp"
+def _baseline_of(model: str) -> str | None:
+    return model_info(model).baseline
+
+
+def _row_input(members: list[TrialRecord]) -> RowInput:
+    first = members[0]
+    done = [m for m in members if m.done and m.result is not None and m.result.final_test_acc is not None]
+    values: dict[Metric, dict[int, float]] = {metric: {} for metric in Metric}
+    hours = {"GPU": 0.0, "CPU": 0.0}
+    for member in done:
+        result = member.result
+        for metric in Metric:
+            value = getattr(result, metric.value)
+            if value is not None:
+                values[metric][member.seed] = value
+        kind = "CPU" if (result.device or "cpu") == "cpu" else "GPU"
+        hours[kind] += (result.wall_time_s or 0.0) * (result.world_size or 1) / 3600
+    return RowInput(
+        group=first.group, label=first.label, variant=first.variant, model=first.model,
+        settings=first.settings, defaults=_defaults(first.model), seeds_planned=[m.seed for m in members],
+        values=values, params=next((m.result.params for m in done if m.result.params), None),
+        macs=next((m.result.macs for m in done if m.result.macs), None), gpu_hours=hours["GPU"],
+        cpu_hours=hours["CPU"], iterations=first.iterations,
+    )
 
 
 def build_report(
-    title: str, records: list[TrialRecord], wandb: dict[str, Any] | None = None
+    title: str, records: list[TrialRecord], wandb: dict[str, Any] | None = None,
+    target_halfwidth_pp: float = DEFAULT_TARGET_HALFWIDTH_PP, extensions: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Everything the report shows, as plain data (this is report.json)."""
     groups: dict[str, list[TrialRecord]] = {}
     for record in records:
         groups.setdefault(record.group, []).append(record)
-    rows = [_row(members) for members in groups.values()]
-    used = {ref["source"] for row in rows for ref in row["references"]}
+    conclusions = analyse([_row_input(members) for members in groups.values()], _baseline_of, target_halfwidth_pp)
+    for row in conclusions["rows"]:  # the plots group rows by family and Ghost options
+        member = groups[row["group"]][0]
+        row |= {"family": model_info(member.model).family, "first_layer": member.first_layer,
+                "block_norm": member.block_norm}
+    used = {ref["source"] for row in conclusions["rows"] for ref in row["references"]}
     sources = {ref.source.key: asdict(ref.source) for ref in REFERENCES if ref.source.key in used}
     return {
-        "title": title, "generated_at": time.time(), "rows": rows, "sources": sources, "wandb": wandb or {},
+        "title": title, "generated_at": time.time(), **conclusions, "extensions": extensions or [],
+        "sources": sources, "wandb": wandb or {},
         "trials": [{"trial_id": r.trial_id, "group": r.group, "seed": r.seed, "done": r.done,
-                    "final_test_acc": r.result.get("final_test_acc"),
-                    "best_val_test_acc": r.result.get("best_val_test_acc"), "curve": r.curve}
+                    **{m.value: None if r.result is None else getattr(r.result, m.value) for m in Metric},
+                    "curve": r.curve}
                    for r in records],
     }
 
 
-def _row(members: list[TrialRecord]) -> dict[str, Any]:
-    first = members[0]
-    done = [m for m in members if m.done and m.result.get("final_test_acc") is not None]
-    final = summary_stats([m.result["final_test_acc"] for m in done])
-    best = summary_stats([m.result["best_val_test_acc"] for m in done
-                          if m.result.get("best_val_test_acc") is not None])
-    missing = len(members) - final["n"]
-    hours = {"GPU": 0.0, "CPU": 0.0}
-    for member in done:
-        kind = "CPU" if member.result.get("device", "cpu") == "cpu" else "GPU"
-        hours[kind] += member.result.get("wall_time_s", 0.0) * member.result.get("world_size", 1) / 3600
-    references = []
-    for ref in references_for(first.model):
-        if ref.test_acc is None:
-            continue
-        references.append({
-            "source": ref.source.key, "test_acc": ref.test_acc, "test_acc_std": ref.test_acc_std,
-            "params": ref.params, "macs": ref.macs, "note": ref.note,
-            "difference": None if final["mean"] is None else final["mean"] - ref.test_acc,
-            "verdict": verdict(final, ref.test_acc, missing),
-        })
-    notes = []
-    if first.iterations != PAPER_ITERATIONS:
-        notes.append(f"{first.iterations:,} iterations, not the papers' {PAPER_ITERATIONS:,}")
-    return {
-        "group": first.group, "label": first.label, "variant": first.variant, "model": first.model,
-        "first_layer": first.first_layer, "block_norm": first.block_norm,
-        "seeds_planned": len(members), "seeds_done": final["n"],
-        "missing_seeds": sorted(m.seed for m in members if m not in done),
-        "final_test_acc": final, "best_val_test_acc": best,
-        "params": next((m.result["params"] for m in done if m.result.get("params")), None),
-        "macs": next((m.result["macs"] for m in done if m.result.get("macs")), None),
-        "gpu_hours": hours["GPU"], "cpu_hours": hours["CPU"], "references": references, "notes": notes,
-    }
+PLOTS = ("accuracy-vs-params", "accuracy-vs-macs", "differences", "learning-curves")
 
 
 def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
-    """report.json, report.md, the plots as PNG and a self-contained report.html (plots inlined)."""
+    """report.json, report.md, a self-contained report.html (plots inlined as SVG), and each plot as
+    report-NAME.svg and report-NAME.png (the raster one for W&B): `paths[NAME]` is the PNG, `paths[NAME-svg]`
+    the SVG, for every NAME in `PLOTS`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = render_plots(report)
     paths = {"json": out_dir / "report.json", "md": out_dir / "report.md", "html": out_dir / "report.html"}
     atomic_write_json(paths["json"], report)
     atomic_write_text(paths["md"], to_markdown(report))
     atomic_write_text(paths["html"], to_html(report, plots))
-    for name, png in plots.items():
-        paths[name] = out_dir / f"report-{name}.png"
-        paths[name].write_bytes(png)
+    for name, plot in plots.items():
+        paths[name], paths[f"{name}-svg"] = out_dir / f"report-{name}.png", out_dir / f"report-{name}.svg"
+        paths[name].write_bytes(plot.png)
+        atomic_write_text(paths[f"{name}-svg"], plot.svg)
     return paths
 
 
@@ -198,142 +190,529 @@ def _seeds(row: dict[str, Any]) -> str:
     return f"{text} (missing seeds {missing})" if missing else text
 
 
-def _reference_lines(row: dict[str, Any]) -> list[str]:
-    lines = []
-    for ref in row["references"]:
-        difference = "" if ref["difference"] is None else f", ours {ref['difference']:+.2f}"
-        lines.append(f"{ref['source']} {ref['test_acc']:.2f}{difference}: {ref['verdict']}")
-    return lines or ["no published number"]
+def _precision(stats: dict[str, Any]) -> str:
+    if stats["halfwidth"] is None:
+        return "—"
+    needed = "more than 1000" if stats["seeds_needed"] is None else str(stats["seeds_needed"])
+    return f"±{stats['halfwidth']:.2f} (needs {needed})"
+
+
+def _signed(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.2f}"
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table of the report, rendered alike as Markdown, HTML, W&B and rich."""
+
+    title: str
+    intro: str
+    columns: tuple[str, ...]
+    rows: list[list[str]]
+    grouped: bool = False  # consecutive rows with the same first cell belong to one row of the report
+    terminal: tuple[int, ...] | None = None  # the columns the terminal shows (None: all), so that ~150 columns hold it
 
 
 TABLE_COLUMNS = (
-    "variant", "seeds", "final test % mean ± std [95% CI]", "best-val test % mean ± std [95% CI]",
-    "final min–max", "params", "MACs", "compute", "papers (test %): verdict",
+    "variant", "seeds done / planned", "final test % mean ± std [95% CI]", "CI half-width (seeds for target)",
+    "best-val test % mean ± std [95% CI]", "final min–max", "params", "MACs", "compute",
 )
 
 
 def table_rows(report: dict[str, Any]) -> list[list[str]]:
-    """The report table as strings, shared by Markdown, HTML and W&B."""
+    """Our numbers per row (Markdown, HTML, W&B and the terminal)."""
     return [[
-        row["label"], _seeds(row), _pct(row["final_test_acc"]), _pct(row["best_val_test_acc"]),
-        _range(row["final_test_acc"]), _millions(row["params"], 3), _millions(row["macs"], 1), _hours(row),
-        "; ".join(_reference_lines(row)),
+        row["label"], _seeds(row), _pct(row["final_test_acc"]), _precision(row["final_test_acc"]),
+        _pct(row["best_val_test_acc"]), _range(row["final_test_acc"]), _millions(row["params"], 3),
+        _millions(row["macs"], 1), _hours(row),
     ] for row in report["rows"]]
 
 
+METRIC_NAMES = {Metric.FINAL: "final", Metric.BEST_VAL: "best-val", Metric.MAX_OVER_EVALS: "max over evals"}
+PUBLISHED_COLUMNS = (
+    "variant", "source", "published test %", "what the number is", "ours test % (which)", "ours − paper (pp)",
+    "verdict (by the method the kind calls for)",
+)
+
+
+def published_rows(report: dict[str, Any]) -> list[list[str]]:
+    """Each published number beside ours, one line per row and source."""
+    return [[
+        row["label"], ref["source"],
+        f"{ref['test_acc']:.2f}" + ("" if ref["test_acc_std"] is None else f" ± {ref['test_acc_std']:.2f}"),
+        ref["kind"] + (f", n={ref['runs']}" if ref["runs"] else ""),
+        "—" if ref["ours_mean"] is None else f"{ref['ours_mean']:.2f} ({METRIC_NAMES[Metric(ref['metric'])]})",
+        _signed(ref["ours_minus_paper"]), ref["verdict"],
+    ] for row in report["rows"] for ref in row["references"]]
+
+
+def _interval(interval: dict[str, Any] | None) -> str:
+    if interval is None:
+        return "—"
+    p = "" if interval.get("p_value") is None else f", p={interval['p_value']:.3g}"
+    return f"{interval['estimate']:+.2f} [{interval['low']:+.2f}, {interval['high']:+.2f}]{p}"
+
+
+def _ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}×"
+
+
+COMPARISON_COLUMNS = (
+    "Δ = treatment − reference", "seed pairs", "paired Δ pp [95% CI], p", "Welch Δ pp [95% CI], p",
+    "seeds for target", "params (treatment ÷ reference)", "MACs (treatment ÷ reference)",
+    "published Δ pp (source)", "verdict on the published Δ",
+)
+
+
+def comparison_rows(report: dict[str, Any]) -> list[list[str]]:
+    return [[
+        c["difference"], str(c["n_pairs"]), _interval(c["paired"]), _interval(c["welch"]),
+        "—" if c["seeds_needed"] is None else str(c["seeds_needed"]), _ratio(c["params_ratio"]),
+        _ratio(c["macs_ratio"]), "; ".join(f"{claim['delta']:+.2f} ({claim['source']})" for claim in c["claims"])
+        or "—", "; ".join(claim["verdict"] for claim in c["claims"]) or "—",
+    ] for c in report["comparisons"]]
+
+
+def report_tables(report: dict[str, Any]) -> list[Table]:
+    """The rows, the published numbers beside them, and the comparisons (the last two when there are any)."""
+    tables = [Table(
+        "Rows", "CIFAR-10 test accuracy (%): mean ± sample std [95% t-interval of the mean] over the seeds that "
+        f"are done; the seeds the observed spread needs for a ±{report['target_halfwidth_pp']:g} pp interval (the "
+        "target).", TABLE_COLUMNS, table_rows(report), terminal=(0, 1, 2, 3, 4, 6, 7, 8))]
+    if published := published_rows(report):
+        tables.append(Table(
+            "Published numbers", "Each published number is judged by the method its kind calls for (named in the "
+            "verdict); ours − paper uses the accuracy that method compares (final, or the max over evaluations for "
+            "a number selected on the test set).", PUBLISHED_COLUMNS, published, grouped=True))
+    if report["comparisons"]:
+        tables.append(Table(
+            "Comparisons", "Δ = treatment − reference, in percentage points of CIFAR-10 test accuracy, paired by "
+            "seed (the same seed gives both rows the same batches); Welch's unpaired interval beside it. A "
+            "published Δ (two single runs) is judged against the 95% prediction interval for one unpaired pair of "
+            "runs.", COMPARISON_COLUMNS, comparison_rows(report), terminal=(0, 1, 2, 4, 5, 6, 7, 8)))
+    return tables
+
+
+def _notes(report: dict[str, Any]) -> list[str]:
+    notes = [f"{row['label']}: {note}" for row in report["rows"] for note in row["notes"]]
+    return notes + [f"{row['label']}, {ref['source']}: {note}" for row in report["rows"]
+                    for ref in row["references"] for note in ref["notes"]]
+
+
+def _extensions(report: dict[str, Any]) -> list[str]:
+    """How n was chosen: one line per `ghostsweep extend`, oldest first."""
+    return [time.strftime("%Y-%m-%d", time.gmtime(e["at"])) + f": {e['note']}" for e in report["extensions"]]
+
+
+def _markdown_table(table: Table) -> list[str]:
+    lines = [f"## {table.title}", "", table.intro, "", "| " + " | ".join(table.columns) + " |",
+             "|" + "---|" * len(table.columns)]
+    return lines + ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in table.rows] + [""]
+
+
 def to_markdown(report: dict[str, Any]) -> str:
-    lines = [f"# Reproduction report: {report['title']}", "",
-             "CIFAR-10 test accuracy (%); mean ± sample std [95% t-interval] over the seeds that are done. "
-             "Verdict: the published value inside our interval is *consistent*.", "",
-             "| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in table_rows(report)]
-    notes = [f"- {row['label']}: {note}" for row in report["rows"] for note in row["notes"]]
-    if notes:
-        lines += ["", "Notes:", *notes]
+    lines = [f"# Reproduction report: {report['title']}", ""]
+    if report["answer"]:
+        lines += ["## The answer", "", *(f"- {sentence}" for sentence in report["answer"]), ""]
+    for table in report_tables(report):
+        lines += _markdown_table(table)
+    if extensions := _extensions(report):
+        lines += ["Seeds added (`ghostsweep extend`):", *(f"- {line}" for line in extensions), ""]
+    if notes := _notes(report):
+        lines += ["Notes:", *(f"- {note}" for note in notes), ""]
     sources = report["sources"].items()
-    lines += ["", "Sources:", *(f"- **{key}**: {s['title']}; {s['where']}" for key, s in sources)]
+    lines += ["Sources:", *(f"- **{key}**: {s['title']}; {s['where']}" for key, s in sources)]
     return "\n".join(lines) + "\n"
 
 
-def to_html(report: dict[str, Any], plots: dict[str, bytes]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in TABLE_COLUMNS)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>"
-                   for cells in table_rows(report))
-    images = "".join(f'<h2>{name.replace("-", " ")}</h2><img alt="{name}" '
-                     f'src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-                     for name, png in plots.items())
-    sources = "".join(f"<li><b>{html.escape(key)}</b>: {html.escape(s['title'] + '; ' + s['where'])}</li>"
+def terminal_report(report: dict[str, Any]) -> Any:
+    """What `ghostsweep report` prints (a rich renderable): the answer, then the tables; the files hold the
+    plots, notes and sources."""
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table as RichTable
+    from rich.text import Text
+
+    def styled(text: str, label: str = "") -> Text:
+        out = Text.assemble((label, "bold"), text.removeprefix(label))
+        for match in VERDICT.finditer(out.plain):
+            out.stylize("green" if match[1] == "consistent" else "red", match.start(1), match.end(1))
+        return out
+
+    parts: list[Any] = [Text(f"Reproduction report: {report['title']}", style="bold"), Text(),
+                        Text("The answer", style="bold underline")]
+    if not report["answer"]:
+        parts.append(Text("No comparison yet: no two rows differ in one factor with seeds done."))
+    for comparison, sentence in zip(report["comparisons"], report["answer"], strict=False):
+        label = comparison["difference"] if sentence.startswith(comparison["difference"]) else ""
+        parts.append(Text("• ").append_text(styled(sentence, label)))
+    for table in report_tables(report):
+        caption = table.intro + (" Some columns are left out here: report.md and report.html have them all."
+                                 if table.terminal else "")
+        out = RichTable(title=table.title, caption=caption, box=box.SIMPLE_HEAD, show_edge=False,
+                        title_justify="left", caption_justify="left", title_style="bold underline",
+                        header_style="bold")
+        shown = table.terminal or range(len(table.columns))
+        for j in shown:  # a column of numbers never wraps: its header is wrapped to the numbers' width instead
+            cells = [cells[j] for cells in table.rows]
+            if all(NUMBER.match(cell) for cell in cells):
+                header = table.columns[j].replace(" − ", "\xa0−\xa0")  # "ours − paper" stays on one line
+                width = max([len(cell) for cell in cells] + [len(word) for word in header.split(" ")] + [8])
+                out.add_column(textwrap.fill(header, width).replace("\xa0", " "), no_wrap=True)
+            else:  # labels keep one line up to 30 characters
+                out.add_column(table.columns[j], min_width=min(max(map(len, cells), default=0), 30), overflow="fold")
+        for i, cells in enumerate(table.rows):
+            repeated = table.grouped and i and cells[0] == table.rows[i - 1][0]
+            last = table.grouped and (i + 1 == len(table.rows) or table.rows[i + 1][0] != cells[0])
+            out.add_row(Text("" if repeated else cells[0], style="bold"), *(styled(cells[j]) for j in shown[1:]),
+                        end_section=last)
+        parts += [Text(), out]
+    return Group(*parts)
+
+
+NUMBER = re.compile(r"[\d±+\-−—]")  # a cell that starts like a number stays on one line
+VERDICT = re.compile(r"\b(not consistent|consistent|paper(?:'s Δ)? (?:above|below))\b")
+FACTOR_TITLES = {"model": "Ghost model − its baseline", "model_options": "Model options", "runtime": "Runtime",
+                 "recipe": "Recipe", "data": "Data"}
+CSS = """
+body{margin:0;background:#f3f4f6;color:#1f2328;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,
+"DejaVu Sans",sans-serif}
+main{max-width:1280px;margin:0 auto;padding:28px 48px 48px;background:#fff;min-height:100vh}
+h1{font-size:28px;margin:0}h2{font-size:22px;margin:36px 0 8px;border-bottom:1px solid #d8dee4;padding-bottom:4px}
+h3{font-size:16px;margin:16px 0 4px;color:#57606a}
+.meta,figcaption,.intro{color:#57606a;font-size:14px}
+.answer{background:#eef4ff;border-left:5px solid #2f6feb;border-radius:6px;padding:6px 24px 14px;margin-top:20px}
+.answer h2{border:0;margin-top:10px}.answer ul{margin:4px 0;padding-left:20px}.answer li{margin:4px 0}
+figure{margin:20px 0 32px}figure svg{display:block;width:100%;height:auto}
+table{border-collapse:collapse;width:100%;font-size:14px;margin:8px 0}
+th{background:#f0f2f5;text-align:left;vertical-align:bottom;font-weight:600}
+td,th{border-bottom:1px solid #e1e4e8;padding:5px 8px;vertical-align:top}
+td{font-variant-numeric:tabular-nums}td.label{font-weight:600}td.n{white-space:nowrap}
+.scroll{overflow-x:auto}
+.ok{color:#1a7f37;font-weight:600}.off{color:#cf222e;font-weight:600}
+"""
+
+
+def _verdicts(text: str) -> str:
+    """Escaped text with its verdict words coloured: green when consistent, red when not."""
+    return VERDICT.sub(lambda m: f'<span class="{"ok" if m[1] == "consistent" else "off"}">{m[1]}</span>',
+                       html.escape(text))
+
+
+def _html_table(table: Table) -> str:
+    """A grouped table shows its first cell once per group (rowspan); numbers do not wrap, words do."""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
+    body = []
+    for i, cells in enumerate(table.rows):
+        first = ""
+        if not (table.grouped and i and cells[0] == table.rows[i - 1][0]):
+            span = 1
+            while table.grouped and i + span < len(table.rows) and table.rows[i + span][0] == cells[0]:
+                span += 1
+            first = f"<td class=label rowspan={span}>{html.escape(cells[0])}</td>"
+        body.append("<tr>" + first + "".join(f"<td{' class=n' if NUMBER.match(cell) else ''}>{_verdicts(cell)}</td>"
+                                             for cell in cells[1:]) + "</tr>")
+    return (f"<h2>{html.escape(table.title)}</h2><p class=intro>{html.escape(table.intro)}</p>"
+            f"<div class=scroll><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
+
+
+def _answer_html(report: dict[str, Any]) -> str:
+    """The answer sentences, grouped by what the comparison varies, each led by its Δ label in bold."""
+    if not report["answer"]:
+        return "<p>No comparison yet: no two rows differ in one factor with seeds done. The rows are below.</p>"
+    groups: dict[str, list[str]] = {}
+    for comparison, sentence in zip(report["comparisons"], report["answer"], strict=False):
+        label, rest = comparison["difference"], sentence.removeprefix(comparison["difference"])
+        item = f"<b>{html.escape(label)}</b>{_verdicts(rest)}" if rest != sentence else _verdicts(sentence)
+        groups.setdefault(comparison["factor"], []).append(f"<li>{item}</li>")
+    return "".join(f"<h3>{html.escape(FACTOR_TITLES.get(factor, factor))}</h3><ul>{''.join(items)}</ul>"
+                   for factor, items in groups.items())
+
+
+def to_html(report: dict[str, Any], plots: dict[str, Plot]) -> str:
+    """One self-contained page: the answer first, then the plots (inline SVG), the tables, notes and sources."""
+    title = html.escape(report["title"])
+    generated = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(report["generated_at"]))
+    done = sum(row["seeds_done"] for row in report["rows"])
+    planned = sum(row["seeds_planned"] for row in report["rows"])
+    figures = "".join(f'<figure id="{name}">{plot.svg}<figcaption>{html.escape(plot.caption)}</figcaption></figure>'
+                      for name, plot in plots.items())
+    notes = "".join(f"<li>{html.escape(note)}</li>" for note in _notes(report))
+    extensions = "".join(f"<li>{html.escape(line)}</li>" for line in _extensions(report))
+    sources = "".join(f"<li><b>{html.escape(key)}</b>: {html.escape(s['title'])}; {html.escape(s['where'])}</li>"
                       for key, s in report["sources"].items())
-    notes = "".join(f"<li>{html.escape(row['label'])}: {html.escape(note)}</li>"
-                    for row in report["rows"] for note in row["notes"])
-    style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}img{max-width:100%}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(report['title'])}</title>"
-            f"<style>{style}</style></head><body><h1>Reproduction report: {html.escape(report['title'])}</h1>"
-            "<p>CIFAR-10 test accuracy (%); mean ± sample std [95% t-interval] over the seeds done.</p>"
-            f"<table><tr>{head}</tr>{body}</table><ul>{notes}</ul>{images}<h2>Sources</h2><ul>{sources}</ul>"
-            "</body></html>\n")
+    return (
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Reproduction report: {title}</title>"
+        f"<meta name=viewport content='width=device-width,initial-scale=1'><style>{CSS}</style></head><body><main>"
+        f"<h1>Reproduction report: {title}</h1><p class=meta>{len(report['rows'])} rows, {done} of {planned} "
+        f"trials done, {len(report['comparisons'])} comparisons; generated {generated}. CIFAR-10 test accuracy in "
+        f"%, differences in percentage points (pp).</p>"
+        f"<section class=answer><h2>The answer</h2>{_answer_html(report)}</section>"
+        f"<h2>Plots</h2>{figures}{''.join(_html_table(table) for table in report_tables(report))}"
+        + (f"<h2>Seeds added (ghostsweep extend)</h2><ul>{extensions}</ul>" if extensions else "")
+        + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else "")
+        + f"<h2>Sources</h2><ul>{sources}</ul></main></body></html>\n"
+    )
 
 
-def render_plots(report: dict[str, Any]) -> dict[str, bytes]:
-    """Accuracy vs params (ours with 95% CI, the papers' points overlaid) and mean learning curves per row."""
+@dataclass(frozen=True)
+class Plot:
+    """One figure twice: SVG (text kept as text) for report.html, PNG for W&B."""
+
+    caption: str
+    svg: str
+    png: bytes
+
+
+FIGURE_WIDTH_IN = 12.0  # at a 1200 px page, 1 pt = 1.39 px: 10 pt text shows at 14 px
+STYLE = {
+    "svg.fonttype": "none", "svg.hashsalt": "ghostsweep", "font.family": "sans-serif",
+    "font.sans-serif": ["DejaVu Sans", "Arial", "Helvetica"], "font.size": 11, "axes.titlesize": 12,
+    "axes.titleweight": "bold", "axes.labelsize": 11, "xtick.labelsize": 10, "ytick.labelsize": 10,
+    "legend.fontsize": 10, "figure.titlesize": 12, "axes.spines.top": False, "axes.spines.right": False,
+    "axes.grid": True, "grid.alpha": 0.3, "figure.constrained_layout.use": True,
+}
+SOURCE_MARKERS = ("D", "s", "^", "v", "P", "X")
+CLAIM_COLOR = "#cf222e"
+
+
+def render_plots(report: dict[str, Any]) -> dict[str, Plot]:
+    """Every plot in `PLOTS`, each series in one colour across plots; a plot without data says so."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plots = {}
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    series: dict[str, list[dict[str, Any]]] = {}
+    series = {row["group"]: _series(row) for row in report["rows"]}
+    colors = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(dict.fromkeys(series.values()))}
+    color_of = {group: colors[name] for group, name in series.items()}
+    with plt.rc_context(STYLE):
+        return {
+            "accuracy-vs-params": _accuracy_vs_size(report, "params", "parameters (millions)", color_of),
+            "accuracy-vs-macs": _accuracy_vs_size(report, "macs", "multiply–accumulates per image (millions)",
+                                                  color_of),
+            "differences": _forest(report, color_of),
+            "learning-curves": _learning_curves(report, color_of),
+        }
+
+
+def _series(row: dict[str, Any]) -> str:
+    """A row's line in the size plots: its family plus what the variant and the settings add
+    (`ghost_resnet-conv-keep`), so that depths of one kind join up."""
+    extra = row["label"][len(row["variant"]):].strip()
+    return row["family"] + row["variant"][len(row["model"]):] + (f" {extra}" if extra else "")
+
+
+def _accuracy_vs_size(report: dict[str, Any], size: str, axis_label: str, color_of: dict[str, Any]) -> Plot:
+    """Our mean final test accuracy (95% CI) against params or MACs, a line per series, the papers' points."""
+    import matplotlib.pyplot as plt
+
+    what = "params" if size == "params" else "MACs"
+    caption = (f"CIFAR-10 test accuracy against {what}: ours is the mean final test accuracy over seeds with its "
+               "95% t-interval (no bar: one seed), a line per model family and variant, the depth beside each "
+               "point; black hollow markers are the published numbers as printed.")
+    lines: dict[str, list[dict[str, Any]]] = {}
     for row in report["rows"]:
-        if row["params"] and row["final_test_acc"]["mean"] is not None:
-            family = " ".join(filter(None, [row["model"].rstrip("0123456789"), row["first_layer"],
-                                            row["block_norm"], row["label"][len(row["variant"]):].strip()]))
-            series.setdefault(family, []).append(row)
-    for family, rows in series.items():
-        rows.sort(key=lambda r: r["params"])
+        if row[size] and row["final_test_acc"]["mean"] is not None:
+            lines.setdefault(_series(row), []).append(row)
+    published: dict[str, set[tuple[float, float]]] = {}
+    for row in report["rows"]:
+        for ref in row["references"]:
+            if ref[size]:
+                published.setdefault(ref["source"], set()).add((ref[size], ref["test_acc"]))
+    if not lines and not published:
+        return _message(f"accuracy vs {what}: no finished trial with {what} recorded yet", caption)
+    figure, axes = plt.subplots(figsize=(FIGURE_WIDTH_IN, 5.2))
+    xs, handles = [], []
+    for name, rows in lines.items():
+        rows.sort(key=lambda r: r[size])
         stats = [r["final_test_acc"] for r in rows]
-        errors = [0.0 if s["ci_high"] is None else s["ci_high"] - s["mean"] for s in stats]
-        axes.errorbar([r["params"] / 1e6 for r in rows], [s["mean"] for s in stats], yerr=errors, marker="o",
-                      capsize=3, label=f"ours: {family}")
-    markers = iter("sD^vP*")
-    for source in report["sources"]:
-        points = {(ref["params"], ref["test_acc"]) for row in report["rows"] for ref in row["references"]
-                  if ref["source"] == source and ref["params"]}
-        if points:
-            xs, ys = zip(*sorted(points), strict=True)
-            axes.scatter([x / 1e6 for x in xs], ys, marker=next(markers, "x"), facecolors="none",
-                         edgecolors="black", label=f"paper: {source}")
-    axes.set(xlabel="params (M)", ylabel="CIFAR-10 test accuracy (%)", title="accuracy vs params (95% CI)")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=7)
-    figure.subplots_adjust(left=0.1, right=0.97, bottom=0.12, top=0.92)
-    plots["accuracy-vs-params"] = _png(figure)
+        x = [r[size] / 1e6 for r in rows]
+        xs += x
+        low = [0.0 if s["ci_low"] is None else s["mean"] - s["ci_low"] for s in stats]
+        high = [0.0 if s["ci_high"] is None else s["ci_high"] - s["mean"] for s in stats]
+        handles.append(axes.errorbar(x, [s["mean"] for s in stats], yerr=[low, high], marker="o", capsize=4, lw=1.8,
+                                     ms=6, color=color_of[rows[0]["group"]], label=f"ours: {name}"))
+        for row, xi, s in zip(rows, x, stats, strict=True):
+            axes.annotate(str(model_info(row["model"]).depth), (xi, s["mean"]), xytext=(6, -12),
+                          textcoords="offset points", fontsize=9, color="#57606a")
+    markers = dict(zip(report["sources"], SOURCE_MARKERS, strict=False))  # one marker per source in every plot
+    for source, points in published.items():
+        x, accuracies = zip(*sorted(points), strict=True)
+        x = [value / 1e6 for value in x]
+        xs += x
+        title = report["sources"].get(source, {}).get("title", source).split(",")[0]
+        handles.append(axes.scatter(x, accuracies, marker=markers.get(source, "o"), s=70, facecolors="none",
+                                    edgecolors="black", linewidths=1.5, zorder=3,
+                                    label=f"published: {source} ({title})"))
+    if max(xs) / min(xs) > 8:
+        _plain_log_axis(axes.xaxis)
+        axis_label += ", log scale"
+    axes.set(xlabel=axis_label, ylabel="CIFAR-10 test accuracy (%)",
+             title=f"Accuracy vs {what}: ours (mean, 95% CI) and the papers")
+    figure.legend(handles=handles, loc="outside right upper", frameon=False)
+    return _save(figure, caption)
+
+
+def _plain_log_axis(axis: Any) -> None:
+    """A log axis ticked at 1, 2 and 5 per decade, as plain numbers (0.2, 0.5, 1) rather than powers of ten."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.axes.set_xscale("log")
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _forest(report: dict[str, Any], color_of: dict[str, Any]) -> Plot:
+    """Every comparison's Δ with its 95% CI, 0 marked, and each source's published Δ with the interval it is
+    judged against."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    caption = ("Δ = treatment − reference (pp of CIFAR-10 test accuracy), one line per comparison: dot and bar are "
+               "our Δ and its 95% CI, paired by seed (hollow: Welch's unpaired interval, when fewer than two seeds "
+               "pair); red diamonds are the published Δ, the faint red band the 95% prediction interval for one "
+               "unpaired pair of runs that it is judged against.")
+    comparisons = report["comparisons"]
+    if not comparisons:
+        return _message("differences: no two rows differ in one factor yet", caption)
+    n = len(comparisons)
+    figure, axes = plt.subplots(figsize=(FIGURE_WIDTH_IN, 1.6 + 0.5 * n))
+    axes.axvline(0, color="#57606a", lw=1, ls="--", zorder=1)
+    welch_used = claims_used = False
+    for i, c in enumerate(comparisons):
+        y = n - 1 - i
+        if i and c["factor"] != comparisons[i - 1]["factor"]:
+            axes.axhline(y + 0.5, color="#d0d7de", lw=1)
+        interval, welch = c["paired"] or c["welch"], c["paired"] is None
+        color = color_of.get(c["treatment"], "black")
+        if interval is None:
+            axes.annotate("not enough seeds for an interval", (0, y), xytext=(6, 0), textcoords="offset points",
+                          va="center", fontsize=10, color="#57606a")
+        else:
+            welch_used |= welch
+            est = interval["estimate"]
+            axes.errorbar(est, y, xerr=[[est - interval["low"]], [interval["high"] - est]], fmt="o", ms=7,
+                          capsize=4, lw=2, color=color, mfc="white" if welch else color, zorder=3)
+            axes.annotate(f"{est:+.2f} [{interval['low']:+.2f}, {interval['high']:+.2f}]", (1, y),
+                          xycoords=("axes fraction", "data"), xytext=(8, 0), textcoords="offset points",
+                          va="center", fontsize=10)
+        for k, claim in enumerate(c["claims"]):
+            claims_used = True
+            yc = y - 0.25 * (k + 1) / len(c["claims"])
+            if claim["prediction"]:
+                axes.plot([claim["prediction"]["low"], claim["prediction"]["high"]], [yc, yc], color=CLAIM_COLOR,
+                          alpha=0.18, lw=7, solid_capstyle="butt", zorder=2)
+            axes.plot(claim["delta"], yc, marker="D", ms=7, color=CLAIM_COLOR, ls="none", zorder=4)
+    axes.set_yticks(range(n), [textwrap.fill(c["difference"], 52) for c in reversed(comparisons)])
+    axes.set_ylim(-0.7, n - 0.4)
+    axes.grid(axis="y", visible=False)
+    axes.set(xlabel="Δ CIFAR-10 test accuracy (pp) = treatment − reference",
+             title="Differences: our Δ with its 95% CI against the published Δ")
+    handles = [Line2D([], [], marker="o", color="black", lw=2, label="our Δ, paired by seed (95% CI)")]
+    if welch_used:
+        handles.append(Line2D([], [], marker="o", mfc="white", color="black", lw=2, label="our Δ, Welch (95% CI)"))
+    if claims_used:
+        handles += [Line2D([], [], marker="D", color=CLAIM_COLOR, ls="none", label="published Δ"),
+                    Line2D([], [], color=CLAIM_COLOR, alpha=0.18, lw=7,
+                           label="95% prediction interval for one pair of runs")]
+    figure.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
+    return _save(figure, caption)
+
+
+def _learning_curves(report: dict[str, Any], color_of: dict[str, Any]) -> Plot:
+    """A small panel per variant: validation accuracy, mean line and min–max band over seeds."""
+    import matplotlib.pyplot as plt
+
+    caption = (f"Learning curves: {CURVE_METRIC} (validation accuracy, %) against training iteration, per variant; "
+               "the line is the mean over seeds, the band their min–max.")
     curves = _mean_curves(report)
-    columns = min(4, max(1, len(curves)))
-    rows_n = max(1, math.ceil(len(curves) / columns))
-    figure, grid = plt.subplots(rows_n, columns, figsize=(3.2 * columns, 2.6 * rows_n), squeeze=False)
+    if not curves:
+        return _message("learning curves: no evaluation recorded yet", caption)
+    title_pt = 6.5 * max(map(len, curves)) + 30  # an 11 pt title (~6.5 pt a character), and some space between
+    columns = max(1, min(4, len(curves), int(FIGURE_WIDTH_IN * 72 // title_pt)))  # titles never overlap
+    rows = math.ceil(len(curves) / columns)
+    figure, grid = plt.subplots(rows, columns, figsize=(FIGURE_WIDTH_IN, 0.8 + 2.9 * rows), sharex=True,
+                                sharey=True, squeeze=False)
     for axes, (variant, lines) in zip(grid.flat, curves.items(), strict=False):
-        for label, (iterations, mean, low, high) in lines.items():
-            axes.plot(iterations, mean, label=label[len(variant):].strip() or None)
-            axes.fill_between(iterations, low, high, alpha=0.25)
-        axes.set_title(variant, fontsize=8)
-        axes.tick_params(labelsize=7)
+        for group, curve in lines.items():
+            color = color_of.get(group, "black")
+            x = [i / 1000 for i in curve.iterations]
+            axes.fill_between(x, curve.low, curve.high, color=color, alpha=0.2, lw=0)
+            name = curve.label[len(variant):].strip() or variant
+            axes.plot(x, curve.mean, color=color, lw=1.6, label=f"{name} ({curve.seeds} seeds)")
+        axes.set_title(variant, fontsize=11)
+        axes.tick_params(labelbottom=True, labelleft=True)
         if len(lines) > 1:
-            axes.legend(fontsize=6)
+            axes.legend(fontsize=9, loc="lower right")
+        else:
+            (curve,) = lines.values()
+            axes.text(0.97, 0.06, f"{curve.seeds} seeds", transform=axes.transAxes, ha="right", fontsize=10,
+                      color="#57606a")
     for axes in list(grid.flat)[len(curves):]:
         axes.axis("off")
-    figure.suptitle(f"learning curves: {CURVE_METRIC} (mean, min–max over seeds) vs iteration", fontsize=9)
-    figure.subplots_adjust(left=0.06, right=0.98, bottom=0.08, top=0.9, hspace=0.5, wspace=0.25)
-    plots["learning-curves"] = _png(figure)
-    return plots
+    figure.supxlabel("training iteration (thousands)")
+    figure.supylabel("validation accuracy (%)")
+    figure.suptitle("Learning curves: validation accuracy, mean (line) and min–max (band) over seeds",
+                    fontweight="bold")
+    return _save(figure, caption)
 
 
-Curve = tuple[list[int], list[float], list[float], list[float]]  # iterations, mean, min, max
+@dataclass(frozen=True)
+class Curve:
+    """One row's curve over its seeds at each evaluated iteration."""
+
+    label: str
+    seeds: int
+    iterations: list[int]
+    mean: list[float]
+    low: list[float]
+    high: list[float]
 
 
 def _mean_curves(report: dict[str, Any]) -> dict[str, dict[str, Curve]]:
-    """Per variant, per row label: the curve's mean, min and max over seeds at each eval iteration."""
+    """Per variant, per row (group): the curve's mean, min and max over the seeds that evaluated there."""
     rows = {row["group"]: row for row in report["rows"]}
     by_group: dict[str, dict[int, list[float]]] = {}
+    seeds: dict[str, set[int]] = {}
     for trial in report["trials"]:
         for iteration, value in trial["curve"]:
             by_group.setdefault(trial["group"], {}).setdefault(iteration, []).append(value)
+            seeds.setdefault(trial["group"], set()).add(trial["seed"])
     curves: dict[str, dict[str, Curve]] = {}
     for group, points in by_group.items():
         iterations = sorted(points)
-        curves.setdefault(rows[group]["variant"], {})[rows[group]["label"]] = (
-            iterations, [sum(points[i]) / len(points[i]) for i in iterations],
+        curves.setdefault(rows[group]["variant"], {})[group] = Curve(
+            rows[group]["label"], len(seeds[group]), iterations,
+            [sum(points[i]) / len(points[i]) for i in iterations],
             [min(points[i]) for i in iterations], [max(points[i]) for i in iterations],
         )
     return curves
 
 
-def _png(figure: Any) -> bytes:
+def _message(text: str, caption: str) -> Plot:
+    """A plot with nothing to show yet says so, so that every name in `PLOTS` always has a file."""
     import matplotlib.pyplot as plt
 
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=80)
-    plt.close(figure)
-    return buffer.getvalue()
+    figure, axes = plt.subplots(figsize=(FIGURE_WIDTH_IN, 1.0))
+    axes.axis("off")
+    axes.text(0.5, 0.5, text, ha="center", va="center", fontsize=12, color="#57606a")
+    return _save(figure, caption)
 
+
+def _save(figure: Any, caption: str) -> Plot:
+    """SVG for the page (its ids prefixed with a digest of the figure, so that several inline SVGs never share
+    one; no fixed size, so that CSS sets it to the page width) and PNG for W&B."""
+    import matplotlib.pyplot as plt
+
+    svg_buffer, png_buffer = io.BytesIO(), io.BytesIO()
+    figure.savefig(svg_buffer, format="svg", metadata={"Date": None})
+    figure.savefig(png_buffer, format="png", dpi=100)
+    plt.close(figure)
+    svg = svg_buffer.getvalue().decode()
+    prefix = "p" + hashlib.sha256(svg.encode()).hexdigest()[:6] + "-"
+    svg = svg[svg.index("<svg"):]
+    svg = re.sub(r'(\bid="|url\(#|href="#)', rf"\g<1>{prefix}", svg)
+    svg = re.sub(r'^<svg([^>]*?) width="[^"]*" height="[^"]*"', r'<svg\1 role="img"', svg, count=1)
+    return Plot(caption, svg, png_buffer.getvalue())

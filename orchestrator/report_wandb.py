@@ -1,26 +1,38 @@
-"""The report and W&B: log it to a summary run (`--wandb`), or build it from trial runs (`--from-wandb`).
+"""The report and W&B: log it to a report run (`--wandb`), or build it from the trial runs (`--from-wandb`).
 
-Trial runs are the runner's: name = trial id, config = `TrialConfig.to_dict()` plus `trial_id`, summary = the
-result fields, history = the eval rows at step = iteration.
+Trial runs are the runner's: name = trial id, group = `SWEEP/ROW LABEL` (`WandbConfig.run_group`), config =
+`TrialConfig.to_dict()` plus `trial_id` and the trial's facts (params, MACs, device, ...), summary = the result
+fields, history = the eval rows at step = iteration. A sweep's trials carry `wandb.sweep`, `wandb.row` and
+`wandb.position` (`sweepdir.sweep_trial_config`), so their runs group, label and order as the sweep's files do.
+
+The report run (job_type "report") is kept beside the report (SWEEP_DIR/wandb/): report.json's numbers as tables
+that sort and plot (`report_tables`), the plots, report.html, and the headline numbers in its summary.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
 
-from ghostsweep.orchestrator.report import CURVE_METRIC, TABLE_COLUMNS, TrialRecord, table_rows
+from ghostsweep.orchestrator.analysis import Metric
+from ghostsweep.orchestrator.report import CURVE_METRIC, PLOTS, TrialRecord
+from ghostsweep.trials.trialdir import Outcome, TrialResult
 
-PROJECT_PATH = re.compile(r"[\w.-]+/[\w.-]+")
-PLOTS = ("accuracy-vs-params", "learning-curves")
+WANDB_PATH = re.compile(r"(?P<entity>[\w.-]+)/(?P<project>[\w.-]+)(?:/(?P<sweep>[\w.-]+))?")
 TRIAL_CONFIG_KEYS = ("model", "seed", "model_options", "recipe", "data", "runtime")
 
 
 def records_from_wandb(path: str, api: Any | None = None) -> tuple[str, list[TrialRecord], dict[str, Any]]:
-    """Title, one record per trial id (a finished run preferred) and W&B settings, via the public API."""
-    if not PROJECT_PATH.fullmatch(path):
-        raise ValueError(f"--from-wandb: expected ENTITY/PROJECT, got {path!r}")
+    """Title, one record per trial (a finished run preferred) in plan order, and W&B settings, via the public API.
+
+    `path` is ENTITY/PROJECT, or ENTITY/PROJECT/SWEEP for one sweep of a project that holds several: a report
+    never mixes sweeps. Trials without a run (never started) are not in W&B, so not in this report."""
+    match = WANDB_PATH.fullmatch(path)
+    if match is None:
+        raise ValueError(f"--from-wandb: expected ENTITY/PROJECT or ENTITY/PROJECT/SWEEP, got {path!r}")
+    entity, project, sweep = match.group("entity", "project", "sweep")
     from ghostsweep.orchestrator.sweepdir import describe_trials
     from ghostsweep.trials.config import TrialConfig
 
@@ -28,50 +40,141 @@ def records_from_wandb(path: str, api: Any | None = None) -> tuple[str, list[Tri
         import wandb
 
         api = wandb.Api()
-    runs: dict[str, Any] = {}
-    for run in api.runs(path):
+    runs: dict[tuple[str | None, str], Any] = {}
+    for run in api.runs(f"{entity}/{project}"):
         trial_id = run.config.get("trial_id")
-        if trial_id and (trial_id not in runs or run.summary.get("status") == "done"):
-            runs[trial_id] = run
-    if not runs:
+        key = (_observed(run).get("sweep"), trial_id)
+        if trial_id and (key not in runs or run.summary.get("status") == Outcome.DONE):
+            runs[key] = run
+    sweeps = {name for name, _ in runs}
+    if sweep is None and len(sweeps) > 1:
+        names = ", ".join(sorted(name or "(runs outside a sweep)" for name in sweeps))
+        raise ValueError(f"--from-wandb: {path} holds the runs of several sweeps ({names}); "
+                         f"pick one: {path}/SWEEP")
+    chosen = [run for (name, _), run in runs.items() if sweep is None or name == sweep]
+    if not chosen:
         raise ValueError(f"--from-wandb: no trial runs in {path}")
+    chosen.sort(key=_position)  # stable: runs from before `position` keep the API's order
     configs = [TrialConfig.from_dict({k: v for k, v in run.config.items() if k in TRIAL_CONFIG_KEYS})
-               for run in runs.values()]
+               for run in chosen]
     described = describe_trials(configs)
     records = []
-    for config, run in zip(configs, runs.values(), strict=True):
+    for config, run in zip(configs, chosen, strict=True):
         trial = described[config.trial_id()]
-        summary = dict(run.summary)
+        result = _result_from_summary(dict(run.summary))
         curve = [(row["_step"], row[CURVE_METRIC]) for row in run.scan_history(keys=["_step", CURVE_METRIC])
                  if row.get(CURVE_METRIC) is not None]
         records.append(TrialRecord(
-            trial_id=config.trial_id(), group=trial["group"], label=trial["label"], variant=trial["variant"],
-            model=trial["model"], first_layer=trial["first_layer"], block_norm=trial["block_norm"],
-            seed=trial["seed"], iterations=trial["iterations"], done=summary.get("status") == "done",
-            result=summary, curve=curve,
+            trial_id=config.trial_id(), group=trial["group"], label=_observed(run).get("row") or trial["label"],
+            variant=trial["variant"], model=trial["model"], first_layer=trial["first_layer"],
+            block_norm=trial["block_norm"], seed=trial["seed"], iterations=trial["iterations"],
+            done=result is not None and result.done, result=result, curve=curve, settings=trial["settings"],
         ))
-    entity, project = path.split("/")
-    return path, records, {"entity": entity, "project": project}
+    title = _observed(chosen[0]).get("sweep") or path
+    return title, records, {"entity": entity, "project": project}
 
 
-def log_report(report: dict[str, Any], paths: dict[str, Path]) -> str:
-    """Log the table and the plots to one W&B run (job_type "report"); returns where it went."""
+def _observed(run: Any) -> dict[str, Any]:
+    """The run's `wandb` config section (WandbConfig as the trial ran with it)."""
+    return run.config.get("wandb") or {}
+
+
+def _position(run: Any) -> float:
+    position = _observed(run).get("position")
+    return math.inf if position is None else position
+
+
+def _result_from_summary(summary: dict[str, Any]) -> TrialResult | None:
+    """The result the runner logged to its run's summary; None while the run has not ended (no `status`)."""
+    try:
+        return TrialResult.from_dict(summary)
+    except ValueError:
+        return None
+
+
+def report_tables(report: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """report.json as flat tables of numbers (strings only for names and verdicts), one dict per table row:
+    `rows` (each accuracy summary as `<metric>_<stat>`), `references` (each published number against its row),
+    `comparisons` (paired Δ = treatment − reference, Welch beside it), `claims` (each source's Δ against ours),
+    `answer` (the report's opening sentences)."""
+    rows = [{
+        "group": row["group"], "label": row["label"], "variant": row["variant"], "model": row["model"],
+        "family": row["family"], "first_layer": row["first_layer"], "block_norm": row["block_norm"],
+        "seeds_planned": row["seeds_planned"], "seeds_done": row["seeds_done"],
+        "missing_seeds": " ".join(map(str, row["missing_seeds"])),
+        **{f"{metric.value}_{stat}": value for metric in Metric for stat, value in row[metric.value].items()},
+        "params": row["params"], "macs": row["macs"], "gpu_hours": row["gpu_hours"], "cpu_hours": row["cpu_hours"],
+        "notes": "; ".join(row["notes"]),
+    } for row in report["rows"]]
+    references = [{
+        "group": row["group"], "label": row["label"], "source": ref["source"], "kind": ref["kind"],
+        "runs": ref["runs"], "metric": ref["metric"], "test_acc": ref["test_acc"], "test_acc_std": ref["test_acc_std"],
+        "params": ref["params"], "macs": ref["macs"], "ours_mean": ref["ours_mean"],
+        "ours_minus_paper": ref["ours_minus_paper"], "interval_low": (ref["interval"] or {}).get("low"),
+        "interval_high": (ref["interval"] or {}).get("high"), "p_value": ref["p_value"], "method": ref["method"],
+        "consistent": ref["consistent"], "verdict": ref["verdict"],
+    } for row in report["rows"] for ref in row["references"]]
+    comparisons = [{
+        "factor": c["factor"], "difference": c["difference"], "treatment": c["treatment"],
+        "reference": c["reference"], "treatment_label": c["treatment_label"], "reference_label": c["reference_label"],
+        "differing": " ".join(c["differing"]), "n_pairs": c["n_pairs"], **_interval(c["paired"]),
+        **_interval(c["welch"], "welch_"), "seeds_needed": c["seeds_needed"], "params_ratio": c["params_ratio"],
+        "macs_ratio": c["macs_ratio"],
+    } for c in report["comparisons"]]
+    claims = [{
+        "difference": c["difference"], "treatment_label": c["treatment_label"],
+        "reference_label": c["reference_label"], "ours_delta": (c["paired"] or c["welch"] or {}).get("estimate"),
+        "source": claim["source"], "claim_delta": claim["delta"], "claim_params_ratio": claim["params_ratio"],
+        "claim_macs_ratio": claim["macs_ratio"], "prediction_low": (claim["prediction"] or {}).get("low"),
+        "prediction_high": (claim["prediction"] or {}).get("high"), "consistent": claim["consistent"],
+        "verdict": claim["verdict"],
+    } for c in report["comparisons"] for claim in c["claims"]]
+    answer = [{"difference": c["difference"], "sentence": sentence}
+              for c, sentence in zip(report["comparisons"], report["answer"], strict=True)]
+    return {"rows": rows, "references": references, "comparisons": comparisons, "claims": claims, "answer": answer}
+
+
+def _interval(interval: dict[str, Any] | None, prefix: str = "") -> dict[str, Any]:
+    """An analysis interval as columns: `delta` (its estimate), `low`, `high`, `halfwidth`, `p_value`."""
+    interval = interval or {}
+    names = {"delta": "estimate", "low": "low", "high": "high", "halfwidth": "halfwidth", "p_value": "p_value"}
+    return {f"{prefix}{column}": interval.get(key) for column, key in names.items()}
+
+
+def report_summary(report: dict[str, Any]) -> dict[str, float | int | None]:
+    """The headline numbers, one summary key each: per row its final test accuracy, per comparison its paired Δ."""
+    summary: dict[str, float | int | None] = {}
+    for row in report["rows"]:
+        final = row[Metric.FINAL.value]
+        summary |= {f"rows/{row['label']}/seeds_done": row["seeds_done"],
+                    **{f"rows/{row['label']}/{Metric.FINAL.value}_{stat}": final[stat]
+                       for stat in ("mean", "std", "ci_low", "ci_high", "halfwidth")}}
+    for comparison in report["comparisons"]:
+        summary |= {f"comparisons/{comparison['difference']}/{column}": value
+                    for column, value in _interval(comparison["paired"]).items()}
+        summary[f"comparisons/{comparison['difference']}/n_pairs"] = comparison["n_pairs"]
+    return summary
+
+
+def log_report(report: dict[str, Any], paths: dict[str, Path], out_dir: Path) -> str:
+    """Log the report to one W&B run (job_type "report") kept in `out_dir`/wandb: its tables, plots, report.html
+    and headline numbers. Returns the run's URL, or its folder when offline (for `wandb sync`)."""
     import wandb
 
     settings = report["wandb"]
     mode = settings.get("mode")
     run = wandb.init(
         project=settings.get("project", "ghostsweep"), entity=settings.get("entity"), job_type="report",
-        name=f"report-{report['title'].replace('/', '-')}", config={"sweep": report["title"]},
-        **({"mode": mode} if mode and mode != "disabled" else {}),
+        group=report["title"], name=f"report-{report['title'].replace('/', '-')}", dir=str(out_dir),
+        config={"sweep": report["title"], "target_halfwidth_pp": report["target_halfwidth_pp"]},
+        reinit="create_new", **({"mode": mode} if mode and mode != "disabled" else {}),
     )
+    tables = {f"report/{name}": wandb.Table(columns=list(lines[0]), data=[list(line.values()) for line in lines])
+              for name, lines in report_tables(report).items() if lines}
     images = {f"report/{name}": wandb.Image(str(paths[name])) for name in PLOTS}
-    run.log({"report/table": wandb.Table(columns=list(TABLE_COLUMNS), data=table_rows(report)), **images})
-    for row in report["rows"]:
-        stats = row["final_test_acc"]
-        run.summary[f"{row['label']}/final_test_acc_mean"] = stats["mean"]
-        run.summary[f"{row['label']}/final_test_acc_std"] = stats["std"]
-        run.summary[f"{row['label']}/seeds_done"] = row["seeds_done"]
+    page = wandb.Html(paths["html"].read_text(), inject=False)
+    run.log({**tables, **images, "report/html": page})
+    run.summary.update({key: value for key, value in report_summary(report).items() if value is not None})
     where = run.url or str(Path(run.dir).parent)
     run.finish()
     return where

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from ghostsweep.orchestrator.backends.base import Resources
 from ghostsweep.trials.config import TrialConfig, from_dict
 
 SPEC_KEYS = (
-    "name", "grids", "seeds", "recipe", "data", "runtime", "resources", "backend", "wandb", "data_dir",
+    "name", "grids", "seeds", "recipe", "data", "runtime", "resources", "backend", "wandb", "data_dir", "report",
 )
 REQUIRED_KEYS = ("name", "grids", "seeds")
 SECTIONS = ("recipe", "data", "runtime", "wandb")  # top-level overrides applied to every trial
@@ -38,6 +39,13 @@ RESOURCE_RANGES: dict[str, tuple[float, float]] = {
 
 
 @dataclass(frozen=True)
+class ReportSettings:
+    """The spec's `report:` section; `analysis.DEFAULT_TARGET_HALFWIDTH_PP` says why its default is 0.2 pp."""
+
+    target_halfwidth_pp: float  # the 95% CI half-width the report's "seeds needed" (and `extend`) aim at
+
+
+@dataclass(frozen=True)
 class SweepSpec:
     name: str
     trials: tuple[TrialConfig, ...]  # plan order, duplicates across grids merged
@@ -47,6 +55,7 @@ class SweepSpec:
     wandb: dict[str, Any]  # the spec's W&B overrides, reused by `report --wandb`
     data_dir: str | None
     text: str  # the file as written, frozen into the sweep directory
+    report: ReportSettings
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -111,6 +120,7 @@ def parse_spec(data: Any, text: str = "") -> SweepSpec:
     return SweepSpec(
         name=name, trials=tuple(trials), resources=_parse_resources(data.get("resources")), backend=backend,
         backend_options=backend_options, wandb=overrides["wandb"], data_dir=data_dir, text=text,
+        report=_parse_report(data.get("report")),
     )
 
 
@@ -243,4 +253,16 @@ def _parse_resources(resources: Any) -> Resources:
             raise ValueError(f"resources.{key}: must be in [{low}, {high}], got {value}")
     if parsed.trials_per_gpu > 1 and parsed.gpus_per_trial > 1:
         raise ValueError("resources.trials_per_gpu: packing needs gpus_per_trial <= 1")
+    return parsed
+
+
+def _parse_report(report: Any) -> ReportSettings:
+    # Imported here: analysis loads scipy (half a second), which only plan and submit, not every command, pay.
+    from ghostsweep.orchestrator.analysis import DEFAULT_TARGET_HALFWIDTH_PP
+
+    settings = _mapping(report, "report")
+    parsed = from_dict(ReportSettings, {"target_halfwidth_pp": DEFAULT_TARGET_HALFWIDTH_PP, **settings}, "report.")
+    if not (math.isfinite(parsed.target_halfwidth_pp) and parsed.target_halfwidth_pp > 0):
+        raise ValueError(f"report.target_halfwidth_pp: must be a number of percentage points > 0, "
+                         f"got {parsed.target_halfwidth_pp}")
     return parsed

@@ -13,78 +13,88 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ghostsweep.orchestrator.lease import LEASE_FILE, is_fresh
-from ghostsweep.trials.files import atomic_write_json, read_json
-
-STATES = ("pending", "queued", "running", "done", "failed", "preempted")
-QUEUED_FILE = "queued.json"
-RESULT_FILE = "result.json"
-PROGRESS_FILE = "progress.json"
+from ghostsweep.orchestrator.lease import is_fresh
+from ghostsweep.trials.trialdir import (
+    LEASE_FILE,
+    QUEUED_FILE,
+    RESULT_FILE,
+    Outcome,
+    ProgressRecord,
+    QueuedRecord,
+    TrialResult,
+    TrialStatus,
+    read_json,
+    read_progress,
+    read_queued,
+    read_result,
+    write_queued,
+)
 
 
 @dataclass(frozen=True)
 class TrialState:
     trial_id: str
-    state: str
+    state: TrialStatus
     reason: str | None = None
     backend: str | None = None
     job_id: str | None = None
     attempt: int = 0
-    progress: dict[str, Any] | None = None
-    result: dict[str, Any] | None = None
+    progress: ProgressRecord | None = None
+    result: TrialResult | None = None
     lease: dict[str, Any] | None = None
     node: str | None = None  # where it runs or ran: the lease's node, else the heartbeat's host (or the backend's)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", TrialStatus(self.state))  # a plain "done" is accepted, and checked
+
 
 def read_state(trial_dir: Path, now: float | None = None) -> TrialState:
+    """ValueError (naming the file) when result.json, queued.json or progress.json is not what a writer wrote."""
     trial_dir = Path(trial_dir)
-    result = read_json(trial_dir / RESULT_FILE)
-    queued = read_json(trial_dir / QUEUED_FILE) or {}
+    result = read_result(trial_dir)
+    queued = read_queued(trial_dir)
     lease = read_json(trial_dir / LEASE_FILE)
-    progress = read_json(trial_dir / PROGRESS_FILE)
-    common = {
-        "trial_id": trial_dir.name, "backend": queued.get("backend"), "job_id": queued.get("job_id"),
-        "attempt": queued.get("attempt", 0), "progress": progress, "result": result, "lease": lease,
-        "node": (lease or {}).get("node") or (lease or {}).get("host") or (progress or {}).get("host"),
+    progress = read_progress(trial_dir)
+    common: dict[str, Any] = {
+        "trial_id": trial_dir.name, "progress": progress, "result": result, "lease": lease,
+        "node": (lease or {}).get("node") or (lease or {}).get("host") or (progress.host if progress else None),
     }
-    if result and result.get("status") == "done":
-        return TrialState(state="done", **common)
+    if queued is not None:
+        common |= {"backend": queued.backend, "job_id": queued.job_id, "attempt": queued.attempt}
+    if result is not None and result.done:
+        return TrialState(state=TrialStatus.DONE, **common)
     if is_fresh(lease, now):
-        return TrialState(state="running", **common)
-    if result and not (queued and queued["submitted_at"] > os.stat(trial_dir / RESULT_FILE).st_mtime):
-        if result.get("status") == "interrupted":
-            return TrialState(state="preempted", reason=result.get("reason") or "interrupted", **common)
-        return TrialState(state="failed", reason=result.get("reason") or "failed", **common)
-    return TrialState(state="queued" if queued else "pending", **common)
+        return TrialState(state=TrialStatus.RUNNING, **common)
+    if result is not None and not _requeued(trial_dir, queued):
+        if result.status is Outcome.INTERRUPTED:
+            return TrialState(state=TrialStatus.PREEMPTED, reason=result.reason or "interrupted", **common)
+        return TrialState(state=TrialStatus.FAILED, reason=result.reason or "failed", **common)
+    return TrialState(state=TrialStatus.PENDING if queued is None else TrialStatus.QUEUED, **common)
+
+
+def _requeued(trial_dir: Path, queued: QueuedRecord | None) -> bool:
+    """A rerun that has not started yet: the submission is newer than the last attempt's result.json."""
+    return queued is not None and queued.submitted_at > os.stat(trial_dir / RESULT_FILE).st_mtime
 
 
 def mark_queued(trial_dir: Path, backend: str) -> None:
     """Record a submission before the backend places it, so a fast failure can never look older."""
-    previous = read_json(trial_dir / QUEUED_FILE) or {}
-    attempt = previous.get("attempt", 0) + 1
-    atomic_write_json(trial_dir / QUEUED_FILE, {
-        "backend": backend, "job_id": None, "submitted_at": time.time(), "attempt": attempt,
-    })
+    previous = read_queued(trial_dir)
+    attempt = (previous.attempt if previous else 0) + 1
+    write_queued(trial_dir, QueuedRecord(backend=backend, job_id=None, submitted_at=time.time(), attempt=attempt))
 
 
 def record_job_id(trial_dir: Path, job_id: str) -> None:
     """Attach the backend's job id to the current submission (keeps `submitted_at`)."""
-    queued = read_json(trial_dir / QUEUED_FILE)
-    if queued is not None and queued.get("job_id") != job_id:
-        atomic_write_json(trial_dir / QUEUED_FILE, queued | {"job_id": job_id})
+    queued = read_queued(trial_dir)
+    if queued is not None and queued.job_id != job_id:
+        write_queued(trial_dir, replace(queued, job_id=job_id))
 
 
 def unqueue(trial_dir: Path) -> None:
     """A submission cancelled before it started: the trial is pending again."""
-    (trial_dir / QUEUED_FILE).unlink(missing_ok=True)
-
-
-def record_failure(trial_dir: Path, reason: str) -> None:
-    """result.json for a trial whose runner could not write one itself (crash before start, killed worker)."""
-    atomic_write_json(trial_dir / RESULT_FILE, {
-        "status": "failed", "reason": reason, "trial_id": Path(trial_dir).name, "finished_at": time.time(),
-    })
+    (Path(trial_dir) / QUEUED_FILE).unlink(missing_ok=True)

@@ -10,17 +10,19 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ghostsweep.orchestrator.state import STATES, TrialState
+from ghostsweep.orchestrator.state import TrialState
+from ghostsweep.trials.trialdir import TrialStatus
+
+QUIET = (TrialStatus.DONE, TrialStatus.PENDING, TrialStatus.QUEUED)  # no table row without --all
 
 
 def eta_seconds(state: TrialState, trial: dict[str, Any]) -> float | None:
     """Remaining seconds at the trial's current speed, from its heartbeat."""
-    progress = state.progress or {}
-    images_per_s = progress.get("images_per_s")
-    if state.state != "running" or not images_per_s:
+    progress = state.progress
+    if state.state != TrialStatus.RUNNING or progress is None or not progress.images_per_s:
         return None
-    remaining = progress.get("iterations", trial["iterations"]) - progress.get("iteration", 0)
-    return max(0.0, remaining * trial["batch_size"] / images_per_s)
+    remaining = progress.iterations - progress.iteration
+    return max(0.0, remaining * trial["batch_size"] / progress.images_per_s)
 
 
 def summarize(states: list[TrialState], index: dict[str, Any]) -> dict[str, Any]:
@@ -28,24 +30,25 @@ def summarize(states: list[TrialState], index: dict[str, Any]) -> dict[str, Any]
     counts = Counter(s.state for s in states)
     trials: list[dict[str, Any]] = []
     for state in states:
-        progress = state.progress or {}
         trials.append({
             "trial_id": state.trial_id, "state": state.state, "reason": state.reason, "job_id": state.job_id,
-            "node": state.node, "attempt": state.attempt, "iteration": progress.get("iteration"),
+            "node": state.node, "attempt": state.attempt,
+            "iteration": None if state.progress is None else state.progress.iteration,
             "iterations": index["trials"][state.trial_id]["iterations"],
             "eta_s": eta_seconds(state, index["trials"][state.trial_id]),
         })
-    return {"name": index["name"], "counts": {s: counts.get(s, 0) for s in STATES}, "trials": trials,
+    return {"name": index["name"], "counts": {s: counts.get(s, 0) for s in TrialStatus}, "trials": trials,
             "eta_s": sweep_eta_seconds(states, trials)}
 
 
 def sweep_eta_seconds(states: list[TrialState], trials: list[dict[str, Any]]) -> float | None:
     """Rough time to finish: the running trials, then waves of queued ones as long as done trials took."""
     running_etas = [t["eta_s"] for t in trials if t["eta_s"] is not None]
-    walls = [s.result["wall_time_s"] for s in states if s.state == "done" and s.result.get("wall_time_s")]
+    walls = [s.result.wall_time_s for s in states
+             if s.state == TrialStatus.DONE and s.result is not None and s.result.wall_time_s]
     if not running_etas:
         return None
-    queued = sum(s.state == "queued" for s in states)
+    queued = sum(s.state == TrialStatus.QUEUED for s in states)
     if queued and not walls:
         return None
     waves = -(-queued // len(running_etas))
@@ -62,7 +65,7 @@ def render(states: list[TrialState], index: dict[str, Any], warnings: list[str],
     table = Table(box=None, pad_edge=False)
     for column in ("trial", "state", "progress", "ETA", "job", "node", "reason"):
         table.add_column(column, no_wrap=column != "reason", overflow="fold")
-    shown = [t for t in summary["trials"] if show_all or t["state"] not in ("done", "pending", "queued")]
+    shown = [t for t in summary["trials"] if show_all or t["state"] not in QUIET]
     for trial in shown:
         progress = "" if trial["iteration"] is None else f"{trial['iteration']}/{trial['iterations']}"
         eta = "" if trial["eta_s"] is None else _duration(trial["eta_s"])

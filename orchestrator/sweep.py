@@ -8,13 +8,14 @@ from dataclasses import replace
 from typing import Any
 
 from ghostsweep.orchestrator.backends import get_backend
-from ghostsweep.orchestrator.backends.base import Backend, JobInfo, Submission
+from ghostsweep.orchestrator.backends.base import Backend, JobInfo, JobPhase, Submission
 from ghostsweep.orchestrator.state import TrialState, mark_queued, read_state, record_job_id, unqueue
 from ghostsweep.orchestrator.sweepdir import SweepDir
+from ghostsweep.trials.trialdir import TrialStatus
 
-UNFINISHED = ("queued", "running")
-POLLED = ("queued", "preempted")  # states whose files cannot tell what the job does now
-RERUNNABLE = ("failed", "preempted", "pending")
+UNFINISHED = (TrialStatus.QUEUED, TrialStatus.RUNNING)
+POLLED = (TrialStatus.QUEUED, TrialStatus.PREEMPTED)  # states whose files cannot tell what the job does now
+RERUNNABLE = (TrialStatus.FAILED, TrialStatus.PREEMPTED, TrialStatus.PENDING)
 
 
 def backend_for(sweep: SweepDir, name: str | None = None, overrides: dict[str, Any] | None = None) -> Backend:
@@ -62,13 +63,14 @@ def refine_with_backends(sweep: SweepDir, states: list[TrialState]) -> tuple[lis
 
 def _refine(state: TrialState, info: JobInfo, backend_name: str) -> TrialState:
     node = info.node or state.node
-    if state.state == "preempted" and not info.final:
-        return replace(state, state="queued", reason=None, node=node)
-    if state.state == "preempted" and info.state == "CANCELLED":
-        return replace(state, state="failed", reason=info.reason or "cancelled", node=node)
-    if state.state == "queued" and info.final:
-        reason = info.reason or f"{backend_name} job {info.job_id} ended {info.state}, no result"
-        return replace(state, state="failed", reason=reason, node=node)
+    if state.state == TrialStatus.PREEMPTED and not info.final:
+        return replace(state, state=TrialStatus.QUEUED, reason=None, node=node)
+    if state.state == TrialStatus.PREEMPTED and info.phase == JobPhase.CANCELLED:
+        return replace(state, state=TrialStatus.FAILED, reason=info.reason or "cancelled", node=node)
+    if state.state == TrialStatus.QUEUED and info.final:
+        ended = info.scheduler_state or info.phase
+        reason = info.reason or f"{backend_name} job {info.job_id} ended {ended}, no result"
+        return replace(state, state=TrialStatus.FAILED, reason=reason, node=node)
     return replace(state, node=node)
 
 
@@ -97,12 +99,12 @@ def select_rerun(states: list[TrialState], failed_only: bool, trial_ids: Sequenc
         for trial_id in trial_ids:
             if trial_id not in by_id:
                 raise ValueError(f"--trial: no trial {trial_id!r} in this sweep")
-            if by_id[trial_id].state == "done":
+            if by_id[trial_id].state == TrialStatus.DONE:
                 raise ValueError(f"--trial: {trial_id} is done; nothing to rerun")
             if by_id[trial_id].state in UNFINISHED:
                 raise ValueError(f"--trial: {trial_id} is {by_id[trial_id].state}; cancel it first")
         return list(trial_ids)
-    wanted = ("failed", "preempted") if failed_only else RERUNNABLE
+    wanted = (TrialStatus.FAILED, TrialStatus.PREEMPTED) if failed_only else RERUNNABLE
     return [s.trial_id for s in states if s.state in wanted]
 
 
@@ -115,6 +117,6 @@ def cancel_sweep(sweep: SweepDir, states: list[TrialState]) -> list[str]:
     for backend_name, group in by_backend.items():
         backend_for(sweep, backend_name).cancel(sorted({s.job_id for s in group}))
     for state in active:
-        if state.state == "queued" and state.lease is None:
+        if state.state == TrialStatus.QUEUED and state.lease is None:
             unqueue(sweep.trial_dir(state.trial_id))
     return [s.trial_id for s in active]

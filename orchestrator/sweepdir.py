@@ -9,11 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ghostsweep.orchestrator.backends.base import Resources, TrialRef
-from ghostsweep.trials.files import atomic_write_json, atomic_write_text, read_json
+from ghostsweep.trials.trialdir import CONFIG_FILE, atomic_write_json, atomic_write_text, read_json
 
 if TYPE_CHECKING:
     from ghostsweep.orchestrator.spec import SweepSpec
@@ -21,8 +22,8 @@ if TYPE_CHECKING:
 
 SPEC_FILE = "spec.yaml"
 SWEEP_FILE = "sweep.json"
+EXTENSIONS_FILE = "extensions.json"  # what `ghostsweep extend` added, and why (orchestrator/extend.py)
 TRIALS_DIR = "trials"
-CONFIG_FILE = "config.json"
 
 
 class SweepDir:
@@ -52,6 +53,31 @@ class SweepDir:
     def resources(self) -> Resources:
         return Resources(**self.index()["resources"])
 
+    def extensions(self) -> list[dict[str, Any]]:
+        """extensions.json, oldest first; none before the first `ghostsweep extend`."""
+        return read_json(self.root / EXTENSIONS_FILE) or []
+
+    def extension_trials(self, spec_trials: Sequence[TrialConfig]) -> list[TrialConfig]:
+        """The seeds `extend` added to rows the spec still has, so that submitting the spec again keeps them.
+
+        A row the spec no longer has loses its added seeds as it loses the spec's; a trial folder deleted by hand
+        leaves the sweep."""
+        from ghostsweep.trials.config import TrialConfig
+
+        rows = {row_group(trial) for trial in spec_trials}
+        seen = {trial.trial_id() for trial in spec_trials}
+        kept = []
+        for trial_id in (trial_id for extension in self.extensions() for trial_id in extension["trial_ids"]):
+            config = read_json(self.trial_dir(trial_id) / CONFIG_FILE)
+            if trial_id in seen or config is None:
+                continue
+            config.pop("trial_id", None)
+            trial = TrialConfig.from_dict(config)
+            if row_group(trial) in rows:
+                kept.append(trial)
+                seen.add(trial_id)
+        return kept
+
     def materialize(self, spec: SweepSpec) -> None:
         """Write the frozen spec, the index and each trial's config.json; existing trial folders are kept."""
         previous = read_json(self.index_path)
@@ -59,11 +85,14 @@ class SweepDir:
             raise ValueError(
                 f"{self.root} holds sweep {previous['name']!r}, not {spec.name!r}; pick another --out"
             )
-        for trial in spec.trials:
+        trials = [*spec.trials, *self.extension_trials(spec.trials)]
+        described = describe_trials(trials)
+        for position, trial in enumerate(spec.trials):
             trial_dir = self.trial_dir(trial.trial_id())
             trial_dir.mkdir(parents=True, exist_ok=True)
             if not (trial_dir / CONFIG_FILE).exists():
-                atomic_write_json(trial_dir / CONFIG_FILE, trial.to_dict() | {"trial_id": trial.trial_id()})
+                row = described[trial.trial_id()]["label"]
+                atomic_write_json(trial_dir / CONFIG_FILE, sweep_trial_config(trial, spec.name, row, position))
         atomic_write_text(self.root / SPEC_FILE, spec.text)
         now = time.time()
         atomic_write_json(self.index_path, {
@@ -74,15 +103,24 @@ class SweepDir:
             "resources": spec.resources.__dict__,
             "backend": {"name": spec.backend, "options": spec.backend_options},
             "wandb": spec.wandb,
-            "trial_ids": [trial.trial_id() for trial in spec.trials],
-            "trials": describe_trials(list(spec.trials)),
+            "report": {"target_halfwidth_pp": spec.report.target_halfwidth_pp},
+            "trial_ids": [trial.trial_id() for trial in trials],
+            "trials": described,
         })
+
+
+def sweep_trial_config(trial: TrialConfig, sweep: str, row: str, position: int) -> dict[str, Any]:
+    """config.json of a sweep's trial: its config and id, and the W&B fields that make its run's group its report
+    row and let `report --from-wandb` order rows as the files do (`position`: its index in sweep.json's trial_ids)."""
+    config = trial.to_dict() | {"trial_id": trial.trial_id()}
+    config["wandb"] |= {"sweep": sweep, "row": row, "position": position}
+    return config
 
 
 def describe_trials(trials: list[TrialConfig]) -> dict[str, dict[str, Any]]:
     """Per trial: what the report groups by (its variant plus every non-seed setting) and how to label it."""
     ids = [trial.trial_id() for trial in trials]
-    flat = [_flatten({k: v for k, v in trial.identity_dict().items() if k != "seed"}) for trial in trials]
+    flat = [_seedless(trial) for trial in trials]
     by_variant: dict[str, list[dict[str, Any]]] = {}
     for trial, settings in zip(trials, flat, strict=True):
         by_variant.setdefault(trial.variant, []).append(settings)
@@ -103,8 +141,26 @@ def describe_trials(trials: list[TrialConfig]) -> dict[str, dict[str, Any]]:
             "label": " ".join([trial.variant, *(f"{k}={settings[k]}" for k in differing[trial.variant])]),
             "iterations": trial.recipe.iterations,
             "batch_size": trial.recipe.batch_size,
+            "settings": trial_settings(trial),
         }
     return described
+
+
+def row_group(trial: TrialConfig) -> str:
+    """The report group (row) a trial belongs to: a digest of everything but its seed."""
+    return _digest(_seedless(trial))
+
+
+def _seedless(trial: TrialConfig) -> dict[str, Any]:
+    return _flatten({k: v for k, v in trial.identity_dict().items() if k != "seed"})
+
+
+def trial_settings(trial: TrialConfig) -> dict[str, Any]:
+    """Everything but the seed that determines the result, one dotted key per value (model options included):
+    what the report compares rows by."""
+    identity = {k: v for k, v in trial.identity_dict().items() if k != "seed"}
+    options = identity.pop("model_options")
+    return _flatten(identity) | {f"model_options.{k}": v for k, v in sorted(options.items())}
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""`python -m ghostsweep.orchestrator.worker TRIAL_DIR [TRIAL_DIR ...]`: what every backend runs on a compute node.
+"""`python -P -m ghostsweep.orchestrator.worker TRIAL_DIR [TRIAL_DIR ...]`: what every backend runs on a node.
 
 For each trial: skip it when done or leased by a live worker, else hold its lease (with heartbeat) while
 `trials.runner.run_trial` runs it, resuming from its checkpoint. Several TRIAL_DIRs are packed trials: one
@@ -25,13 +25,22 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ghostsweep.orchestrator.lease import LEASE_FILE, Lease
-from ghostsweep.orchestrator.state import RESULT_FILE, record_failure
-from ghostsweep.orchestrator.sweepdir import CONFIG_FILE, SWEEP_FILE
-from ghostsweep.trials.files import read_json
+from ghostsweep.orchestrator.backends.base import SignalForwarder, worker_command
+from ghostsweep.orchestrator.lease import Lease
+from ghostsweep.orchestrator.sweepdir import SWEEP_FILE
 from ghostsweep.trials.stop import STOP_SIGNALS, StopRequest, ignore_late_signals, request_stop_on_signals
+from ghostsweep.trials.trialdir import (
+    CONFIG_FILE,
+    LEASE_FILE,
+    RESULT_FILE,
+    ExitCode,
+    Outcome,
+    TrialResult,
+    read_json,
+    read_result,
+    record_failure,
+)
 
-EXIT_DONE, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 3
 RUNNER_ENV = "GHOSTSWEEP_TRIAL_RUNNER"  # "module:function"; tests substitute a fake trial
 DEFAULT_RUNNER = "ghostsweep.trials.runner:run_trial"
 FORWARDED_SIGNALS = (*STOP_SIGNALS, signal.SIGINT)
@@ -43,8 +52,8 @@ MPS_PROBE = "import torch; torch.ones(1, device='cuda').sum().item()"
 def main(argv: list[str] | None = None) -> int:
     trial_dirs = [Path(arg) for arg in (sys.argv[1:] if argv is None else argv)]
     if not trial_dirs or any(str(d).startswith("-") for d in trial_dirs):
-        print("usage: python -m ghostsweep.orchestrator.worker TRIAL_DIR [TRIAL_DIR ...]", file=sys.stderr)
-        return EXIT_USAGE
+        print("usage: python -P -m ghostsweep.orchestrator.worker TRIAL_DIR [TRIAL_DIR ...]", file=sys.stderr)
+        return ExitCode.USAGE
     try:
         return run_trial_dir(trial_dirs[0]) if len(trial_dirs) == 1 else run_packed(trial_dirs)
     finally:
@@ -56,26 +65,16 @@ def run_packed(trial_dirs: list[Path]) -> int:
 
     A signal that arrives before every child has started (the MPS probe takes seconds) starts no more of them:
     the worker ends "interrupted", so the backend requeues it."""
-    children: list[subprocess.Popen[bytes]] = []
-    received: list[int] = []
-
-    def forward(signum: int, _frame: object) -> None:
-        received.append(signum)
-        for child in children:
-            child.send_signal(signum)
-
-    for signum in FORWARDED_SIGNALS:
-        signal.signal(signum, forward)
+    signals = SignalForwarder().install(FORWARDED_SIGNALS)  # never restored: main() then ignores them
     with mps_server() as env:
         for trial_dir in trial_dirs:
-            if received:
+            if signals.received:
                 break
-            worker = [sys.executable, "-m", "ghostsweep.orchestrator.worker", str(trial_dir)]
-            children.append(subprocess.Popen(worker, env=env))
-        codes = [child.wait() for child in children]
-    if EXIT_INTERRUPTED in codes or len(children) < len(trial_dirs):
-        return EXIT_INTERRUPTED
-    return EXIT_DONE if all(code == EXIT_DONE for code in codes) else EXIT_FAILED
+            signals.children.append(subprocess.Popen(worker_command([trial_dir]), env=env))
+        codes = [child.wait() for child in signals.children]
+    if ExitCode.INTERRUPTED in codes or len(codes) < len(trial_dirs):
+        return ExitCode.INTERRUPTED
+    return ExitCode.DONE if all(code == ExitCode.DONE for code in codes) else ExitCode.FAILED
 
 
 @contextlib.contextmanager
@@ -108,7 +107,7 @@ def _start_mps(env: dict[str, str]) -> bool:
         os.makedirs(env["CUDA_MPS_PIPE_DIRECTORY"])
         os.makedirs(env["CUDA_MPS_LOG_DIRECTORY"])
         subprocess.run([MPS_CONTROL, "-d"], env=env, check=True, timeout=30, capture_output=True)
-        subprocess.run([sys.executable, "-c", MPS_PROBE], env=env, check=True, timeout=120, capture_output=True)
+        subprocess.run([sys.executable, "-P", "-c", MPS_PROBE], env=env, check=True, timeout=120, capture_output=True)
     except (OSError, subprocess.SubprocessError) as error:
         print(f"packed trials share the GPU without MPS: {type(error).__name__}: {error}", flush=True)
         _stop_mps(env)
@@ -122,11 +121,11 @@ def _stop_mps(env: dict[str, str]) -> None:
         subprocess.run([MPS_CONTROL], input="quit\n", text=True, env=env, timeout=30, capture_output=True)
 
 
-def run_trial_dir(trial_dir: Path, runner: Callable[..., dict[str, Any]] | None = None) -> int:
+def run_trial_dir(trial_dir: Path, runner: Callable[..., TrialResult | dict[str, Any]] | None = None) -> ExitCode:
     """Run one trial, under its lease on rank 0; the exit code says done, failed or interrupted."""
     if _is_done(trial_dir):
         print(f"{trial_dir.name}: already done, skipped", flush=True)
-        return EXIT_DONE
+        return ExitCode.DONE
     from ghostsweep.trials.distributed import detect
 
     # Catch a preemption from the very start: a SIGTERM during imports or data loading would otherwise kill the
@@ -138,57 +137,53 @@ def run_trial_dir(trial_dir: Path, runner: Callable[..., dict[str, Any]] | None 
     if lease is None:
         holder = read_json(trial_dir / LEASE_FILE) or {}
         print(f"{trial_dir.name}: leased by {holder.get('host')}:{holder.get('pid')}, skipped", flush=True)
-        return EXIT_DONE
+        return ExitCode.DONE
     try:
         if _is_done(trial_dir):  # finished by another worker between our check and the lease
-            return EXIT_DONE
+            return ExitCode.DONE
         lease.start_heartbeat(on_lost=_abandon)
         return _run(trial_dir, runner or _load_runner(), stop, main_rank=True)
     finally:
         lease.release()
 
 
-def _run(trial_dir: Path, runner: Callable[..., dict[str, Any]], stop: StopRequest, main_rank: bool) -> int:
+def _run(trial_dir: Path, runner: Callable[..., TrialResult | dict[str, Any]], stop: StopRequest,
+         main_rank: bool) -> ExitCode:
     """Call the runner; on rank 0 a crash that left no newer result.json is recorded as the trial's failure."""
     started = time.time()
     try:
         from ghostsweep.trials.config import TrialConfig
+        from ghostsweep.trials.data import data_root
 
         config_data = read_json(trial_dir / CONFIG_FILE)
         if config_data is None:
             raise ValueError(f"no {CONFIG_FILE} in {trial_dir}")
         config_data.pop("trial_id", None)
-        result = runner(TrialConfig.from_dict(config_data), trial_dir, _data_dir(trial_dir), stop_event=stop)
+        sweep = read_json(trial_dir.parent.parent / SWEEP_FILE) or {}  # a sweep has no --data-dir; its spec may
+        data_dir = data_root(spec_data_dir=sweep.get("data_dir"))
+        result = runner(TrialConfig.from_dict(config_data), trial_dir, data_dir, stop_event=stop)
+        outcome = Outcome(result.status if isinstance(result, TrialResult) else result["status"])
     except Exception as error:
         traceback.print_exc()
         result_path = trial_dir / RESULT_FILE
         if main_rank and (not result_path.exists() or result_path.stat().st_mtime < started):
             record_failure(trial_dir, f"{type(error).__name__}: {error}")
-        return EXIT_FAILED
-    status = result.get("status")
-    return {"done": EXIT_DONE, "interrupted": EXIT_INTERRUPTED}.get(status, EXIT_FAILED)
+        return ExitCode.FAILED
+    return ExitCode.for_outcome(outcome)
 
 
 def _abandon(trial_dir: Path) -> None:
     """Another worker took our lease (we stalled past STALE_S): stop at once, writing nothing more."""
     print(f"{trial_dir.name}: lease taken over by another worker; exiting", file=sys.stderr, flush=True)
-    os._exit(EXIT_FAILED)
+    os._exit(ExitCode.FAILED)
 
 
 def _is_done(trial_dir: Path) -> bool:
-    result = read_json(trial_dir / RESULT_FILE)
-    return bool(result) and result.get("status") == "done"
+    result = read_result(trial_dir)
+    return result is not None and result.done
 
 
-def _data_dir(trial_dir: Path) -> Path | None:
-    """GHOSTSWEEP_DATA_DIR, else the spec's data_dir, else the runner's default."""
-    if os.environ.get("GHOSTSWEEP_DATA_DIR"):
-        return Path(os.environ["GHOSTSWEEP_DATA_DIR"])
-    sweep = read_json(trial_dir.parent.parent / SWEEP_FILE) or {}
-    return Path(sweep["data_dir"]) if sweep.get("data_dir") else None
-
-
-def _load_runner() -> Callable[..., dict[str, Any]]:
+def _load_runner() -> Callable[..., TrialResult | dict[str, Any]]:
     module, _, function = os.environ.get(RUNNER_ENV, DEFAULT_RUNNER).partition(":")
     return getattr(importlib.import_module(module), function)
 

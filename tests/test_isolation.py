@@ -84,7 +84,7 @@ def test_local_backend_ignores_the_users_modules(user_folder: Path) -> None:
 def test_ray_backend_ignores_the_users_modules(user_folder: Path) -> None:
     pytest.importorskip("ray")
     env = user_env(user_folder, RAY_ADDRESS="local")
-    run(user_folder, "submit", "tiny.yaml", "--backend", "ray", "--out", str(user_folder / "runs/tiny"), env=env)
+    run(user_folder, "submit", "tiny.yaml", "--backend", "ray", env=env)  # the default, relative sweep dir
     assert_all_done(user_folder, "runs/tiny", env)
 
 
@@ -116,8 +116,7 @@ def test_ray_on_slurm_ignores_the_users_modules(user_folder: Path, slurm_env: di
     pytest.importorskip("ray")
     job = subprocess.run(
         ["sbatch", "--parsable", "--wait", "--nodes=1", "--cpus-per-task=2", "--output=ray-job.out",
-         str(REPO / "slurm/ray-cluster.sbatch"), GHOSTSWEEP, "submit", "tiny.yaml", "--backend", "ray",
-         "--out", str(user_folder / "runs/tiny")],
+         str(REPO / "slurm/ray-cluster.sbatch"), GHOSTSWEEP, "submit", "tiny.yaml", "--backend", "ray"],
         cwd=user_folder, env=slurm_env, capture_output=True, text=True, timeout=500,
     )
     output = (user_folder / "ray-job.out").read_text() if (user_folder / "ray-job.out").exists() else ""

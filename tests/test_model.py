@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ghostsweep import model
-from ghostsweep.orchestrator.models_table import GHOST_VARIANTS
+from ghostsweep.orchestrator.models_table import table_variants
 
 RESNET_PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962, 1202: 19_421_274}
 GHOST_KEEP_PARAMS = {20: 140_458, 56: 442_186, 110: 894_778}
@@ -120,13 +120,8 @@ def test_init_follows_he_et_al() -> None:
 
 
 def _all_variants() -> list[tuple[str, dict]]:
-    cases = []
-    for name in model.available():
-        if name.startswith("ghost_"):
-            cases += [(name, options) for options in GHOST_VARIANTS]
-        else:
-            cases += [(name, {}), (name, {"shortcut": "B"})] if name == "resnet20" else [(name, {})]
-    return cases
+    cases = [(name, options) for name in model.available() for options in table_variants(name)]
+    return [*cases, ("resnet20", {"shortcut": "B"})]
 
 
 @pytest.mark.parametrize(("name", "options"), _all_variants(), ids=lambda v: str(v))
@@ -153,8 +148,10 @@ def test_any_6n_plus_2_depth_builds_by_name() -> None:
     ("name", "options", "message"),
     [
         ("vgg16", {}, "unknown model 'vgg16'; valid: resnet20"),
+        ("resnet", {}, "unknown model 'resnet'; valid: resnet20"),
         ("resnet21", {}, "depth 21 is not 6n+2"),
         ("ghost_resnet20", {"ratio": 1}, "ratio must be >= 2, got 1"),
+        ("ghost_resnet20", {"ratio": 2.5}, "ratio must be >= 2, got 2.5"),
         ("ghost_resnet20", {"cheap_kernel": 2}, "cheap_kernel must be a positive odd integer, got 2"),
         ("ghost_resnet20", {"cheap_kernel": 0}, "cheap_kernel must be a positive odd integer, got 0"),
         ("ghost_resnet20", {"first_layer": "dense"}, "unknown first_layer 'dense'; valid: conv, ghost"),
@@ -171,7 +168,7 @@ def test_bad_input_is_one_line_value_error(name: str, options: dict, message: st
 
 def test_models_cli_json_and_bad_input() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "ghostsweep.orchestrator", "models", "resnet56", "ghost_resnet56", "--format", "json"],
+        [sys.executable, "-m", "ghostsweep", "models", "resnet56", "ghost_resnet56", "--format", "json"],
         capture_output=True, text=True, check=True,
     )
     import json

@@ -1,24 +1,36 @@
-"""Report aggregation math, verdicts, missing seeds, and both W&B paths."""
+"""Report aggregation math, verdicts and missing seeds (the W&B paths: test_report_wandb.py)."""
 
 from __future__ import annotations
 
+import html
+import io
 import json
+import re
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from rich.console import Console
 from scipy import stats
 
-from ghostsweep.orchestrator.report import TrialRecord, build_report, summary_stats, verdict, write_report
-from ghostsweep.orchestrator.report_wandb import log_report, records_from_wandb
-
-RECORDED_RUNS = Path(__file__).parent / "data/wandb_runs.json"
+from ghostsweep.orchestrator.analysis import summarise
+from ghostsweep.orchestrator.cli import main
+from ghostsweep.orchestrator.report import (
+    PLOTS,
+    TrialRecord,
+    build_report,
+    records_from_sweep,
+    terminal_report,
+    write_report,
+)
+from ghostsweep.orchestrator.spec import load_spec
+from ghostsweep.orchestrator.sweepdir import SweepDir
+from ghostsweep.trials.trialdir import METRICS_FILE, Outcome, TrialResult, atomic_write_lines, write_result
 
 
 @pytest.mark.parametrize("values", [[93.1, 92.8, 93.4, 92.9, 93.3], [91.0, 92.5], [88.25, 90.0, 89.5]])
 def test_summary_stats_match_numpy_and_scipy(values):
-    got = summary_stats(values)
+    got = summarise(dict(enumerate(values)), target=0.2)
     sample = np.array(values)
     low, high = stats.t.interval(0.95, len(values) - 1, loc=sample.mean(), scale=stats.sem(sample))
     assert got["n"] == len(values)
@@ -29,22 +41,15 @@ def test_summary_stats_match_numpy_and_scipy(values):
 
 
 def test_one_seed_has_no_interval_and_none_has_no_mean():
-    assert summary_stats([92.0])["std"] is None and summary_stats([92.0])["ci_low"] is None
-    assert summary_stats([])["mean"] is None
-
-
-def test_verdicts():
-    ours = summary_stats([93.1, 92.8, 93.4, 92.9, 93.3])  # CI about [92.78, 93.42]
-    assert verdict(ours, 93.0, missing=0) == "consistent"
-    assert verdict(ours, 93.57, missing=0).startswith("paper above our CI by 0.1")
-    assert verdict(ours, 92.7, missing=0).startswith("paper below our CI by 0.0")
-    assert verdict(ours, 93.0, missing=1) == "incomplete: 1 seed(s) missing"
+    assert summarise({0: 92.0}, 0.2)["std"] is None and summarise({0: 92.0}, 0.2)["ci_low"] is None
+    assert summarise({}, 0.2)["mean"] is None
 
 
 def record(model: str, seed: int, acc: float | None, group: str = "g") -> TrialRecord:
     done = acc is not None
-    result = {"final_test_acc": acc, "best_val_test_acc": acc, "params": 853018, "macs": 125485696,
-              "wall_time_s": 3600.0, "device": "NVIDIA H200", "world_size": 1} if done else {}
+    result = TrialResult(status=Outcome.DONE, trial_id=f"{model}-s{seed}", final_test_acc=acc, best_val_test_acc=acc,
+                         params=853018, macs=125485696, wall_time_s=3600.0, device="NVIDIA H200",
+                         world_size=1) if done else None
     return TrialRecord(trial_id=f"{model}-s{seed}", group=group, label=model, variant=model, model=model,
                        first_layer=None, block_norm=None, seed=seed, iterations=64_000, done=done,
                        result=result, curve=[(32_000, 80.0 + seed), (64_000, 90.0 + seed)] if done else [])
@@ -65,39 +70,83 @@ def test_missing_seeds_are_marked_not_silently_averaged(tmp_path):
     assert json.loads(paths["json"].read_text())["rows"][0]["final_test_acc"]["n"] == 2
 
 
-class RecordedRun(SimpleNamespace):
-    def scan_history(self, keys: list[str]) -> list[dict]:
-        return [{k: row[k] for k in keys if k in row} for row in self.history]
+SPEC = """
+name: looks
+grids:
+  - model: [resnet56, ghost_resnet56]
+seeds: 3
+recipe: {iterations: 30, milestones: [20], eval_interval: 10}
+backend: {name: local}
+"""
+ACCURACY = {"resnet56": (92.9, 93.3, 93.0), "ghost_resnet56": (92.6, 92.9, 92.5)}
+SIZE = {"resnet56": (853_018, 125_485_696), "ghost_resnet56": (438_000, 65_300_000)}
 
 
-class RecordedApi:
-    """wandb.Api stand-in that serves recorded runs (see tests/data/wandb_runs.json for their provenance)."""
+def finished_sweep(tmp_path: Path) -> SweepDir:
+    """A sweep directory as `submit` lays it out, every trial done with a known accuracy and a learning curve."""
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(SPEC)
+    sweep = SweepDir(tmp_path / "sweep")
+    sweep.materialize(load_spec(spec_path))
+    index = sweep.index()
+    for trial_id in index["trial_ids"]:
+        trial = index["trials"][trial_id]
+        final = ACCURACY[trial["model"]][trial["seed"]]
+        params, macs = SIZE[trial["model"]]
+        atomic_write_lines(sweep.trial_dir(trial_id) / METRICS_FILE,
+                           [{"iteration": i, "val_acc": final - 30 / i} for i in (10, 20, 30)])
+        write_result(sweep.trial_dir(trial_id), TrialResult(
+            status=Outcome.DONE, trial_id=trial_id, variant=trial["variant"], model=trial["model"],
+            seed=trial["seed"], final_test_acc=final, best_val_test_acc=final, max_test_acc=final + 0.1,
+            params=params, macs=macs, wall_time_s=60.0, device="cpu", world_size=1))
+    return sweep
 
-    def runs(self, path: str) -> list[RecordedRun]:
-        assert path == "ghost-lab/ghostsweep-paper"
-        return [RecordedRun(**run) for run in json.loads(RECORDED_RUNS.read_text())["runs"]]
+
+AXIS_LABELS = ("parameters (millions)", "multiply–accumulates per image (millions)", "CIFAR-10 test accuracy (%)",
+               "Δ CIFAR-10 test accuracy (pp) = treatment − reference", "training iteration (thousands)",
+               "validation accuracy (%)")
 
 
-def test_report_from_recorded_wandb_runs():
-    title, records, settings = records_from_wandb("ghost-lab/ghostsweep-paper", api=RecordedApi())
-    report = build_report(title, records, settings)
-    rows = {row["label"]: row for row in report["rows"]}
-    assert set(rows) == {"resnet56", "ghost_resnet56-conv-keep"}
-    assert rows["resnet56"]["seeds_planned"] == 3 and rows["resnet56"]["missing_seeds"] == [2]
-    ghost = rows["ghost_resnet56-conv-keep"]["final_test_acc"]
-    assert (ghost["n"], ghost["mean"]) == (2, pytest.approx((92.51 + 92.77) / 2))
-    assert report["trials"][0]["curve"][-1] == (64000, 93.12)
-    with pytest.raises(ValueError, match="ENTITY/PROJECT"):
-        records_from_wandb("no-slash", api=RecordedApi())
+def test_html_opens_with_the_answer_and_inlines_every_plot_as_svg_text(tmp_path):
+    report = build_report(*records_from_sweep(finished_sweep(tmp_path).root))
+    paths = write_report(report, tmp_path / "out")
+    page = paths["html"].read_text()
+    assert page.index("The answer") < page.index("<svg") and report["answer"][0].split(":")[0] in page
+    assert page.count("<svg") == len(PLOTS) and all(f'<figure id="{name}">' in page for name in PLOTS)
+    assert not re.search(r"""<(?:img|script|link|iframe)\b|\bsrc=|(?:href=|url\()["']?https?:""", page)  # no assets
+    for label in AXIS_LABELS:  # text stays text (svg.fonttype none), so labels are readable and searchable
+        assert f">{html.escape(label)}" in page, label
+    ids = re.findall(r'\bid="([^"]+)"', page)
+    assert len(ids) == len(set(ids))  # several inline SVGs never share an id
+    assert "ghostnet" in page and "published Δ" in page  # the paper's claim is marked in the forest plot
+    for name in PLOTS:  # W&B logs the PNGs; the SVGs are the vector copies
+        assert paths[name].read_bytes().startswith(b"\x89PNG")
+        assert paths[f"{name}-svg"].read_text().startswith("<svg")
+    assert "\n| variant | seeds done / planned |" in paths["md"].read_text()  # report.md stays Markdown
 
 
-def test_wandb_flag_logs_table_and_plots_offline(tmp_path, monkeypatch):
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    report = build_report("t", [record("resnet56", 0, 93.1), record("resnet56", 1, 92.9)], {"project": "p"})
-    where = log_report(report, write_report(report, tmp_path / "out"))
-    run_dir = Path(where)
-    assert run_dir.name.startswith("offline-run-") and any(run_dir.glob("*.wandb"))
-    media = [p.name for p in run_dir.rglob("*") if p.is_file() and "media" in p.parts]
-    assert {name.split("_")[0] for name in media} == {"accuracy-vs-params", "learning-curves", "table"}, media
+def test_report_prints_tables_not_markdown(tmp_path, capsys):
+    sweep = finished_sweep(tmp_path)
+    assert main(["report", str(sweep.root)]) == 0
+    out = capsys.readouterr().out
+    assert out.index("The answer") < out.index("Rows") < out.index("Published numbers") < out.index("Comparisons")
+    assert "ghost_resnet56-conv-keep − resnet56: " in out
+    assert "| variant |" not in out and not any(line.startswith("|") for line in out.splitlines())
+    assert "ours − paper" in out and "Δ = treatment − reference" in out  # what minus what, in the headers
+    assert re.search(r"^ resnet56 +3/3 +93\.07 ± 0\.21", out, re.MULTILINE), out
+    assert f"wrote {sweep.root / 'report.html'}" in out
+
+
+def test_partial_and_empty_reports_render(tmp_path):
+    one_seed = build_report("t", [record("resnet56", 0, 93.1), record("ghost_resnet56", 0, None, group="h")])
+    nothing = build_report("t", [record("resnet56", 0, None)])
+    for i, report in enumerate((one_seed, nothing)):
+        paths = write_report(report, tmp_path / str(i))
+        page = paths["html"].read_text()
+        assert page.count("<svg") == len(PLOTS) and "No comparison yet" in page
+        assert "differences: no two rows differ in one factor yet" in page
+        assert all(paths[name].exists() for name in PLOTS)
+        console = Console(width=160, record=True, file=io.StringIO())
+        console.print(terminal_report(report))
+        assert "Rows" in console.export_text()
+    assert "learning curves: no evaluation recorded yet" in (tmp_path / "1" / "report.html").read_text()

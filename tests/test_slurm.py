@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ghostsweep.orchestrator.backends.base import Resources, TrialRef
-from ghostsweep.orchestrator.backends.slurm import SlurmBackend, expand_job_ids
+from ghostsweep.orchestrator.backends.base import JobPhase, Resources, TrialRef
+from ghostsweep.orchestrator.backends.slurm import SlurmBackend, SlurmOptions, expand_job_ids
 
 pytestmark = pytest.mark.slurm
 
@@ -209,7 +209,7 @@ def test_arrays_are_chunked_to_max_array_size(slurm_conf, tmp_path, monkeypatch)
     refs = [TrialRef(f"t{i}", sweep / "trials" / f"t{i}") for i in range(5)]
     for ref in refs:
         ref.trial_dir.mkdir(parents=True)
-    backend = SlurmBackend(Resources(**RESOURCES), {"signal_delay_s": 30})
+    backend = SlurmBackend(Resources(**RESOURCES), SlurmOptions(signal_delay_s=30))
     backend.validate()
     monkeypatch.setitem(backend._cluster, "MaxArraySize", "2")
     submissions = backend.submit(refs)
@@ -308,6 +308,18 @@ def test_packing_two_trials_share_one_array_task(cli, tmp_path):
     assert job_of(first) == job_of(second)
 
 
+def test_job_ignores_modules_in_the_sweep_directory(cli, tmp_path):
+    """Jobs run in SWEEP_DIR (--chdir) under `python -P`: a `ghostsweep.py`, `submitit.py` or `torch.py` there
+    shadows neither submitit's bootstrap nor the worker."""
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    for name in ("ghostsweep.py", "submitit.py", "torch.py"):
+        (sweep / name).write_text(f"raise SystemExit('imported the shadowing {name}')\n")
+    cli.env |= {"GHOSTSWEEP_TRIAL_RUNNER": "slurm_fixtures:timed_trial", "TIMED_TRIAL_S": "1"}
+    cli("submit", write_spec(tmp_path / "s.yaml", "s"), "--out", sweep)
+    assert {r["status"] for r in wait_ended(sweep, timeout=300).values()} == {"done"}
+
+
 def test_ddp_two_tasks_match_local_two_ranks(cli, tmp_path, data_dir):
     """A 2-task Slurm trial (gloo) and `torchrun --nproc-per-node 2` of the same config agree exactly."""
     spec = write_spec(tmp_path / "d.yaml", "d", options={"tasks_per_trial": 2})
@@ -371,7 +383,7 @@ def test_node_failure_requeues_on_the_other_node(data_dir, tmp_path, monkeypatch
         def requeued() -> bool:
             info = backend.poll([job]).get(job)
             assert info is None or not info.final, info  # NODE_FAIL included
-            return info is not None and info.state == "RUNNING" and info.node not in (None, node)
+            return info is not None and info.phase is JobPhase.ACTIVE and info.node not in (None, node)
 
         wait_for(requeued, 240, f"job {job} to run again on a node other than {node}", interval=3)
         ended = wait_ended(tmp_path / "sweep", timeout=400)

@@ -126,8 +126,8 @@ def test_plan_prints_table_and_gpu_hours_and_submits_nothing(tmp_path, capsys):
 @pytest.mark.parametrize(("flags", "message"), [
     (["--backend-option", "max_parallel=0"], "backend.options.max_parallel"),
     (["--backend-option", "max_parallel"], "--backend-option: expected KEY=VALUE"),
-    (["--ray-address", "auto"], "--ray-address: the backend is 'local'"),
-    (["--backend", "ray", "--ray-address", "auto", "--backend-option", "max_failures=-2"],
+    (["--backend-option", "address=auto"], "backend.options.address: unknown option; valid: max_parallel, gpus"),
+    (["--backend", "ray", "--backend-option", "address=auto", "--backend-option", "max_failures=-2"],
      "backend.options.max_failures"),
 ])
 def test_backend_option_overrides_are_validated_before_anything_is_written(flags, message, tmp_path, capsys):

@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 from ghostsweep.orchestrator import sweep, worker
-from ghostsweep.orchestrator.backends.base import JobInfo
-from ghostsweep.orchestrator.lease import LEASE_FILE, STALE_S, Lease, wait_until_released
-from ghostsweep.orchestrator.state import TrialState, mark_queued, read_state, record_failure, unqueue
+from ghostsweep.orchestrator.backends.base import JobInfo, JobPhase
+from ghostsweep.orchestrator.lease import STALE_S, Lease, wait_until_released
+from ghostsweep.orchestrator.state import TrialState, mark_queued, read_state, unqueue
 from ghostsweep.trials.config import TrialConfig
-from ghostsweep.trials.files import atomic_write_json, read_json
+from ghostsweep.trials.trialdir import LEASE_FILE, ExitCode, atomic_write_json, read_json, record_failure
 
 
 def test_state_follows_the_files(tmp_path):
@@ -61,11 +61,11 @@ def test_only_ddp_rank_0_takes_the_lease_and_writes_files(tmp_path, monkeypatch)
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
-    assert worker.run_trial_dir(trial, runner) == worker.EXIT_DONE
-    assert worker.run_trial_dir(trial, runner) == worker.EXIT_FAILED
+    assert worker.run_trial_dir(trial, runner) == ExitCode.DONE
+    assert worker.run_trial_dir(trial, runner) == ExitCode.FAILED
     assert not (trial / "result.json").exists()  # only rank 0 records a failure
     monkeypatch.setenv("RANK", "0")
-    assert worker.run_trial_dir(trial, runner) == worker.EXIT_DONE
+    assert worker.run_trial_dir(trial, runner) == ExitCode.DONE
     assert leases[:2] == [None, None] and leases[2]["pid"] == os.getpid()
 
 
@@ -73,9 +73,11 @@ def test_status_asks_the_backend_about_queued_and_preempted_trials(monkeypatch):
     """Requeued (job alive) -> queued; cancelled -> failed "cancelled"; out of requeues -> still preempted;
     a queued trial's dead job -> failed; nodes and poll notes come back from the backend."""
     jobs = {
-        "1": JobInfo("1", "PENDING"), "2": JobInfo("2", "CANCELLED", "n2", final=True, reason="cancelled"),
-        "3": JobInfo("3", "FAILED", final=True, reason="slurm job 3 ended FAILED"),
-        "4": JobInfo("4", "FAILED", final=True, reason="slurm job 4 ended FAILED"), "5": JobInfo("5", "RUNNING", "n5"),
+        "1": JobInfo("1", JobPhase.WAITING, scheduler_state="PENDING"),
+        "2": JobInfo("2", JobPhase.CANCELLED, "n2", reason="cancelled", scheduler_state="CANCELLED"),
+        "3": JobInfo("3", JobPhase.ENDED, reason="slurm job 3 ended FAILED", scheduler_state="FAILED"),
+        "4": JobInfo("4", JobPhase.ENDED, reason="slurm job 4 ended FAILED", scheduler_state="FAILED"),
+        "5": JobInfo("5", JobPhase.ACTIVE, "n5", scheduler_state="RUNNING"),
     }
 
     class FakeBackend:

@@ -91,6 +91,17 @@ def test_no_import_cycle_between_modules() -> None:
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
 
 
+def test_dependencies_point_one_way() -> None:
+    """orchestrator → trials → model: the model zoo knows no trial, a trial knows no sweep."""
+    modules = package_modules()
+    layer = {"model": 0, "trials": 1, "orchestrator": 2}
+    upward = [f"{name} -> {imported}" for name, path in modules.items() if name.count(".") >= 1
+              and name.split(".")[1] in layer
+              for imported in imported_modules(path, name, set(modules)) if imported.count(".") >= 1
+              and imported.split(".")[1] in layer and layer[imported.split(".")[1]] > layer[name.split(".")[1]]]
+    assert upward == []
+
+
 def test_every_import_names_the_package() -> None:
     """No module imports a bare `model`, `trials` or `orchestrator`: those would be the user's files."""
     bare = []

@@ -16,6 +16,7 @@ from test_trial_helpers import REPO, TRAIN, assert_same_state, checkpoint, metri
 
 from ghostsweep.orchestrator import plan, worker
 from ghostsweep.trials.config import DataConfig, Recipe, RuntimeConfig, TrialConfig
+from ghostsweep.trials.trialdir import ExitCode
 
 # ResNet-20, batch 32 at lr 0.025 (the recipe's lr 0.1 at batch 128, scaled linearly: the same step per image),
 # 200 iterations with a metrics row per iteration, so the loss curve is per iteration.
@@ -298,6 +299,6 @@ def test_a_signal_during_mps_start_starts_no_trial(tmp_path: Path, monkeypatch: 
         timer.cancel()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    assert code == worker.EXIT_INTERRUPTED
+    assert code == ExitCode.INTERRUPTED
     assert all(not any(trial_dir.iterdir()) for trial_dir in trial_dirs)
     assert [line.split()[0] for line in log.read_text().splitlines()] == ["start", "quit"]

@@ -25,11 +25,11 @@ from test_trial_helpers import (
     trial_env,
 )
 
-from ghostsweep.orchestrator.worker import EXIT_INTERRUPTED
 from ghostsweep.trials.checkpoint import CRASH_ENV
 from ghostsweep.trials.config import DataConfig, Recipe, RuntimeConfig, TrialConfig
 from ghostsweep.trials.files import CRASH_EXIT_CODE
 from ghostsweep.trials.stop import StopRequest, request_stop_on_signals
+from ghostsweep.trials.trialdir import ExitCode
 
 # An eval every 10 iterations, a checkpoint every 15: interruptions land between evals and checkpoints.
 RUN = [*SMOKE, "--iterations", "40", "--eval-interval", "10", "--checkpoint-interval", "15"]
@@ -155,7 +155,7 @@ def test_a_burst_of_signals_checkpoints_and_ends_interrupted(cifar10_dir: Path, 
     except subprocess.TimeoutExpired:
         worker.kill()
         pytest.fail("the trial hung under a burst of signals (a signal handler deadlocked)")
-    assert worker.returncode == EXIT_INTERRUPTED, output[-3000:]
+    assert worker.returncode == ExitCode.INTERRUPTED, output[-3000:]
     summary = result(trial_dir)
     assert summary["status"] == "interrupted" and summary["iterations"] == checkpoint(trial_dir)["iteration"] > 0
 

@@ -8,6 +8,9 @@ from pathlib import Path
 
 from test_trial_helpers import REPO, SMOKE, result, train, train_process, trial_env, wandb_run_record
 
+from ghostsweep.orchestrator.spec import parse_spec
+from ghostsweep.orchestrator.sweepdir import SweepDir
+
 SECRET = "local-" + "0123456789abcdef" * 2 + "deadbeef"  # shaped like a key; must never be written anywhere
 RUN = [*SMOKE, "--iterations", "4", "--eval-interval", "2", "--val-size", "100", "--test-size", "100"]
 
@@ -23,12 +26,32 @@ def test_offline_run_has_group_and_complexity_and_no_key(cifar10_dir: Path, tmp_
     assert run_dir.is_dir() and run_dir.name.startswith("offline-run-") and run_dir.is_relative_to(out)
     run = wandb_run_record(run_dir)
     config = {item.key: json.loads(item.value_json) for item in run.config.update}
-    assert run.run_group == summary["variant"] == "ghost_resnet8-conv-keep"
+    assert run.run_group == summary["variant"] == "ghost_resnet8-conv-keep"  # outside a sweep: the variant
     assert run.job_type == "trial" and run.project == "ghostsweep-test"
     assert (config["params"], config["macs"]) == (summary["params"], summary["macs"])
     assert config["trial_id"] == summary["trial_id"] and config["seed"] == 0
     leaked = [p for p in tmp_path.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
     assert not leaked and SECRET not in completed.stdout + completed.stderr
+
+
+def test_sweep_trial_run_is_grouped_by_its_report_row(cifar10_dir: Path, tmp_path: Path) -> None:
+    """A sweep's config.json names the trial's report row: its run's W&B group is `sweep/row label`."""
+    spec = parse_spec({"name": "tiny", "seeds": 1, "grids": [{"model": ["resnet8"], "recipe.lr": [0.05, 0.1]}],
+                       "recipe": {"iterations": 4, "eval_interval": 2, "batch_size": 32},
+                       "data": {"val_size": 100, "test_size": 100},
+                       "wandb": {"mode": "offline", "project": "ghostsweep-test"}})
+    sweep = SweepDir(tmp_path / "sweep")
+    sweep.materialize(spec)
+    trial_id = sweep.trial_ids()[0]
+    trial_dir = sweep.trial_dir(trial_id)
+    completed = train_process("--config", trial_dir / "config.json", "--data-dir", cifar10_dir, "--out", trial_dir,
+                              cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    run = wandb_run_record(Path(result(trial_dir)["wandb_run_dir"]))
+    config = {item.key: json.loads(item.value_json) for item in run.config.update}
+    assert run.run_group == "tiny/resnet8 recipe.lr=0.05" == f"tiny/{sweep.index()['trials'][trial_id]['label']}"
+    assert config["wandb"] | {"sweep": "tiny", "row": "resnet8 recipe.lr=0.05", "position": 0} == config["wandb"]
+    assert config["trial_id"] == trial_id
 
 
 def test_unreachable_wandb_does_not_fail_the_trial(cifar10_dir: Path, tmp_path: Path) -> None:

@@ -11,12 +11,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ghostsweep.model import registry
+from ghostsweep.trials.trialdir import ExitCode
+
 if TYPE_CHECKING:
     from ghostsweep.trials.config import TrialConfig
 
 HELP = "run one trial (resumes if DIR holds a checkpoint)"
-EXIT_CODES = {"done": 0, "failed": 1, "interrupted": 3}
-BAD_INPUT = 2
 
 # flag destination → (section, key) in the TrialConfig dict
 OVERRIDES = {
@@ -25,9 +26,6 @@ OVERRIDES = {
     "batch_size": ("recipe", "batch_size"), "weight_decay": ("recipe", "weight_decay"),
     "warmup_iterations": ("recipe", "warmup_iterations"), "eval_interval": ("recipe", "eval_interval"),
     "checkpoint_interval": ("recipe", "checkpoint_interval"),
-    "first_layer": ("model_options", "first_layer"), "block_norm": ("model_options", "block_norm"),
-    "ratio": ("model_options", "ratio"), "cheap_kernel": ("model_options", "cheap_kernel"),
-    "shortcut": ("model_options", "shortcut"),
     "val_size": ("data", "val_size"), "test_size": ("data", "test_size"),
     "split_seed": ("data", "split_seed"),
     "normalization": ("data", "normalization"),
@@ -38,12 +36,12 @@ OVERRIDES = {
     "wandb_mode": ("wandb", "mode"), "wandb_project": ("wandb", "project"),
     "wandb_entity": ("wandb", "entity"),
     "fail_at_iteration": ("faults", "fail_at_iteration"),
-}
+} | {option: ("model_options", option) for option in registry.known_options()}
 
 
 def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `train` on a subparsers object; the parsed args carry `handler` (returns the exit code)."""
-    from ghostsweep.trials import config as trial_config  # imports torch (through model): built only for `train` itself
+    from ghostsweep.trials import config as trial_config
 
     p = subparsers.add_parser("train", help=HELP,
                               description="Run one seeded trial of He et al.'s CIFAR-10 recipe.")
@@ -63,12 +61,10 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     recipe.add_argument("--warmup-iterations", type=int)
     recipe.add_argument("--eval-interval", type=int)
     recipe.add_argument("--checkpoint-interval", type=int)
-    options = p.add_argument_group("model options")
-    options.add_argument("--first-layer", choices=("conv", "ghost"))
-    options.add_argument("--block-norm", choices=("keep", "fused"))
-    options.add_argument("--ratio", type=int)
-    options.add_argument("--cheap-kernel", type=int)
-    options.add_argument("--shortcut", choices=("A", "B"))
+    options = p.add_argument_group("model options", "each model takes some of these (the registry's options)")
+    for name, option in registry.known_options().items():
+        options.add_argument(f"--{name.replace('_', '-')}", type=type(option.default), choices=option.choices or None,
+                             help=option.help)
     data = p.add_argument_group("data")
     data.add_argument("--val-size", type=int, help="0 trains on all 50k")
     data.add_argument("--split-seed", type=int)
@@ -137,11 +133,11 @@ def train_command(args: argparse.Namespace) -> int:
         result = run_trial(config, args.out, args.data_dir, download=args.download, stop_event=stop)
     except (ValueError, TrialInputError) as error:  # config, model, data and directory errors
         print(f"ghostsweep train: error: {error}", file=sys.stderr)
-        return BAD_INPUT
+        return ExitCode.USAGE
     finally:
         ignore_late_signals()
     if detect().is_main:
-        accuracy = result.get("final_test_acc")
-        summary = f"test {accuracy:.2f}%" if accuracy is not None else result.get("reason")
-        print(f"{result['status']}: {result['trial_id']} {summary}", flush=True)
-    return EXIT_CODES[result["status"]]
+        accuracy = result.final_test_acc
+        summary = f"test {accuracy:.2f}%" if accuracy is not None else result.reason
+        print(f"{result.status}: {result.trial_id} {summary}", flush=True)
+    return ExitCode.for_outcome(result.status)

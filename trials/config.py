@@ -70,6 +70,15 @@ class WandbConfig:
     job_type: str = "trial"
     tags: list[str] = field(default_factory=list)
     init_timeout_s: float = 30.0
+    # Written by the sweep into config.json (None outside a sweep), so that W&B groups runs by report row and
+    # `report --from-wandb` rebuilds the rows in the files' order.
+    sweep: str | None = None  # the sweep's name
+    row: str | None = None  # the label of the trial's report row
+    position: int | None = None  # the trial's place in the sweep's plan
+
+    def run_group(self, variant: str) -> str:
+        """The W&B group: the report row (`sweep/label`), or the variant for a trial outside a sweep."""
+        return f"{self.sweep}/{self.row}" if self.sweep and self.row else variant
 
 
 @dataclass
@@ -99,7 +108,7 @@ class TrialConfig:
 
     @property
     def depth(self) -> int:
-        return int("".join(c for c in self.model if c.isdigit()))
+        return model.model_info(self.model).depth
 
     @property
     def warmup_iterations(self) -> int:
@@ -110,15 +119,7 @@ class TrialConfig:
     @property
     def variant(self) -> str:
         """The model variant a seed belongs to: what the report and W&B group seeds by."""
-        options = model.model_options(self.model) | self.model_options
-        parts = [self.model]
-        if self.model.startswith("ghost_"):
-            parts += [options["first_layer"], options["block_norm"]]
-            if (options["ratio"], options["cheap_kernel"]) != (2, 3):
-                parts.append(f"s{options['ratio']}d{options['cheap_kernel']}")
-        if options["shortcut"] != "A":
-            parts.append(f"short{options['shortcut']}")
-        return "-".join(parts)
+        return model.variant_name(self.model, self.model_options)
 
     def resolved_model_options(self) -> dict[str, Any]:
         """Model options with defaults filled in, so identical models hash identically."""

@@ -19,6 +19,7 @@ TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
 IMAGES_PER_FILE = 10_000
 DEFAULT_CACHE = Path("~/.cache/ghostsweep/cifar10")
+DATA_DIR_ENV = "GHOSTSWEEP_DATA_DIR"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # akamaster's Normalize
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PAD = 4
@@ -28,15 +29,24 @@ class DataError(ValueError):
     """The data directory is missing or does not hold a valid CIFAR-10."""
 
 
+def data_root(flag: str | Path | None = None, spec_data_dir: str | Path | None = None) -> Path:
+    """Where CIFAR-10 is looked for, in the one precedence of `ghostsweep train` and every sweep worker:
+    `--data-dir`, else $GHOSTSWEEP_DATA_DIR, else the sweep spec's `data_dir`, else ~/.cache/ghostsweep/cifar10.
+
+    The variable beats the spec because it belongs to the machine (each cluster keeps its data elsewhere) while
+    one spec runs on many; a flag typed for this one run beats both. Path logic only: nothing is checked here.
+    """
+    return Path(flag or os.environ.get(DATA_DIR_ENV) or spec_data_dir or DEFAULT_CACHE).expanduser()
+
+
 def resolve_data_dir(data_dir: str | Path | None, download: bool | None = None) -> Path:
-    """`data_dir`, else $GHOSTSWEEP_DATA_DIR, else the user cache (downloaded there only when allowed).
+    """The `cifar-10-batches-py` folder under `data_root(data_dir)`, downloaded there only when allowed.
 
     Accepts the `cifar-10-batches-py` folder itself or its parent.
     """
     if download is None:
         download = os.environ.get("GHOSTSWEEP_DOWNLOAD", "") in ("1", "true", "yes")
-    explicit = data_dir or os.environ.get("GHOSTSWEEP_DATA_DIR")
-    root = Path(explicit or DEFAULT_CACHE).expanduser()
+    root = data_root(data_dir)
     folder = root if root.name == FOLDER or (root / TEST_FILE).exists() else root / FOLDER
     if not folder.exists() and download:
         import torchvision  # only needed to download
@@ -44,7 +54,10 @@ def resolve_data_dir(data_dir: str | Path | None, download: bool | None = None) 
         root.mkdir(parents=True, exist_ok=True)
         torchvision.datasets.CIFAR10(str(root), train=True, download=True)
     if not folder.exists():
-        how = "pass --download (or GHOSTSWEEP_DOWNLOAD=1) to fetch it" if not explicit else "check --data-dir"
+        if root == DEFAULT_CACHE.expanduser():
+            how = "pass --download (or GHOSTSWEEP_DOWNLOAD=1) to fetch it"
+        else:
+            how = f"check --data-dir, ${DATA_DIR_ENV} or the spec's data_dir"
         raise DataError(f"CIFAR-10 not found at {folder}: {how}")
     return folder
 

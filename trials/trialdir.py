@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from enum import IntEnum, StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ghostsweep.trials.files import (
     atomic_write_bytes,
@@ -38,9 +39,10 @@ from ghostsweep.trials.files import (
 
 __all__ = [
     "ATTEMPTS_FILE", "CHECKPOINT_FILE", "CONFIG_FILE", "LEASE_FILE", "METRICS_FILE", "PROGRESS_FILE",
-    "QUEUED_FILE", "RESULT_FILE", "WORKER_LOG", "ExitCode", "Outcome", "TrialResult", "TrialStatus",
-    "atomic_write_bytes", "atomic_write_json", "atomic_write_lines", "atomic_write_text", "read_json",
-    "read_lines", "read_result", "record_failure", "remove_stale_temporaries", "write_result",
+    "QUEUED_FILE", "RESULT_FILE", "WORKER_LOG", "ExitCode", "Outcome", "ProgressRecord", "QueuedRecord",
+    "TrialResult", "TrialStatus", "atomic_write_bytes", "atomic_write_json", "atomic_write_lines",
+    "atomic_write_text", "read_json", "read_lines", "read_progress", "read_queued", "read_result",
+    "record_failure", "remove_stale_temporaries", "write_progress", "write_queued", "write_result",
 ]
 
 CONFIG_FILE = "config.json"
@@ -102,6 +104,7 @@ class TrialResult:
     best_val_acc: float | None = None
     best_val_test_acc: float | None = None  # test accuracy of the best-validation checkpoint
     best_val_iteration: int | None = None
+    max_test_acc: float | None = None  # the best test accuracy over the evaluations: selected on the test set
     params: int | None = None
     macs: int | None = None
     iterations: int | None = None
@@ -130,17 +133,52 @@ class TrialResult:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrialResult:
         """Unknown keys (from a newer writer) are ignored; a missing or bad `status` is a ValueError."""
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
+        values = _known_fields(cls, data)
         values["status"] = Outcome(values.get("status"))
         values.setdefault("trial_id", "")
         return cls(**values)
 
 
+@dataclass(frozen=True)
+class QueuedRecord:
+    """queued.json: the current submission. `job_id` is None until the backend has placed it; `attempt` counts
+    submissions, so a rerun's is one more than the last."""
+
+    backend: str
+    job_id: str | None
+    submitted_at: float
+    attempt: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> QueuedRecord:
+        return cls(**_known_fields(cls, data))
+
+
+@dataclass(frozen=True)
+class ProgressRecord:
+    """progress.json: the runner's heartbeat, from which `status` shows progress and an ETA."""
+
+    iteration: int
+    iterations: int
+    images_per_s: float
+    updated_at: float | None = None
+    host: str | None = None
+    pid: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProgressRecord:
+        return cls(**_known_fields(cls, data))
+
+
 def read_result(trial_dir: Path) -> TrialResult | None:
     """The trial's result.json, or None when it has none yet."""
-    data = read_json(Path(trial_dir) / RESULT_FILE)
-    return None if data is None else TrialResult.from_dict(data)
+    return _read_record(Path(trial_dir) / RESULT_FILE, TrialResult.from_dict)
 
 
 def write_result(trial_dir: Path, result: TrialResult) -> None:
@@ -151,3 +189,44 @@ def write_result(trial_dir: Path, result: TrialResult) -> None:
 def record_failure(trial_dir: Path, reason: str) -> None:
     """result.json for a trial whose runner could not write one itself (crash before start, killed worker)."""
     write_result(trial_dir, TrialResult(status=Outcome.FAILED, trial_id=Path(trial_dir).name, reason=reason))
+
+
+def read_queued(trial_dir: Path) -> QueuedRecord | None:
+    """The current submission, or None when the trial is not submitted (or its submission was cancelled)."""
+    return _read_record(Path(trial_dir) / QUEUED_FILE, QueuedRecord.from_dict)
+
+
+def write_queued(trial_dir: Path, queued: QueuedRecord) -> None:
+    atomic_write_json(Path(trial_dir) / QUEUED_FILE, queued.to_dict())
+
+
+def read_progress(trial_dir: Path) -> ProgressRecord | None:
+    """The runner's last heartbeat, or None before its first."""
+    return _read_record(Path(trial_dir) / PROGRESS_FILE, ProgressRecord.from_dict)
+
+
+def write_progress(trial_dir: Path, progress: ProgressRecord) -> None:
+    atomic_write_json(Path(trial_dir) / PROGRESS_FILE, progress.to_dict())
+
+
+Record = TypeVar("Record")
+
+
+def _read_record(path: Path, parse: Callable[[dict[str, Any]], Record]) -> Record | None:
+    """None when the file does not exist (yet); a file that is not a valid record is a one-line ValueError
+    naming it, so the CLI says which trial to look at instead of printing a traceback."""
+    try:
+        data = read_json(path)
+        if data is None:
+            return None
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        return parse(data)
+    except (ValueError, TypeError) as error:  # bad JSON, bad status, a missing required field
+        raise ValueError(f"unreadable {path}: {error}") from error
+
+
+def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """Only the keys `cls` declares: a newer writer's extra keys must not break an older reader."""
+    known = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in known}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from typing import Any
 
 from ghostsweep.orchestrator.backends.base import Backend, Resources
@@ -14,8 +15,9 @@ BACKEND_MODULES = {
 }
 
 
-def get_backend(name: str, resources: Resources, options: dict[str, Any] | None = None) -> Backend:
-    """The backend class named `name` (its `name` ClassVar), built with these resources and options."""
+def get_backend(name: str, resources: Resources, options: Mapping[str, Any] | None = None) -> Backend:
+    """The backend class named `name` (its `name` ClassVar), built with these resources and the spec's options
+    (a ValueError naming `backend.options.KEY` when one is unknown or of the wrong type)."""
     if name not in BACKEND_MODULES:
         raise ValueError(f"unknown backend {name!r}; valid: {', '.join(BACKEND_MODULES)}")
     try:
@@ -24,5 +26,5 @@ def get_backend(name: str, resources: Resources, options: dict[str, Any] | None 
         raise ValueError(f"backend {name!r} is not available here: {error}") from None
     for value in vars(module).values():
         if isinstance(value, type) and issubclass(value, Backend) and getattr(value, "name", None) == name:
-            return value(resources, dict(options or {}))
+            return value.from_spec(resources, options or {})
     raise ValueError(f"{module.__name__} defines no Backend subclass with name = {name!r}")

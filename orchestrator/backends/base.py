@@ -1,18 +1,35 @@
-"""The one narrow interface every backend implements: validate, submit, poll, cancel.
+"""What every backend shares: the narrow interface (validate, submit, poll, cancel) and the mechanics behind it.
 
-A backend only places work: on a compute node every backend runs the same worker,
-`python -m ghostsweep.orchestrator.worker TRIAL_DIR [TRIAL_DIR ...]`, which owns the trial's lease, heartbeat and
-result files. State is read from those files, so nothing outside `orchestrator/backends/` knows which
-backend ran a trial.
+A backend only places work: on a compute node every backend runs the same worker, `worker_command`, which owns
+the trial's lease, heartbeat and result files. State is read from those files, so nothing outside
+`orchestrator/backends/` knows which backend ran a trial; where the files cannot tell, `poll` answers in
+`JobPhase`s, the same words for every scheduler.
+
+Shared mechanics live here once, as in submitit's core: the worker's command line and environment, signal
+forwarding to child workers, options dataclasses checked like the spec, and jobs that are one process on one
+host (`ProcessBackend`: local workers, the Ray driver). A backend adds small hooks on top.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import types
+import typing
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
+
+WORKER_MODULE = "ghostsweep.orchestrator.worker"
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+OUR_PROCESS_MARK = b"ghostsweep"  # in the command line of every process a job id may name
 
 
 @dataclass(frozen=True)
@@ -41,35 +58,100 @@ class Submission:
     job_id: str
 
 
+class JobPhase(StrEnum):
+    """Where a job is, in words every backend maps its scheduler's states onto; generic code tests only these."""
+
+    WAITING = "waiting"  # queued, or requeued after a preemption or a dead node: it will run
+    ACTIVE = "active"  # running now
+    ENDED = "ended"  # over for good: completed, failed, timed out, its process gone
+    CANCELLED = "cancelled"  # over for good because someone cancelled it
+
+
 @dataclass(frozen=True)
 class JobInfo:
-    """The scheduler's view of a trial's job, when the files alone cannot tell (e.g. cancelled before start)."""
+    """The scheduler's view of a trial's job, for when the files alone cannot tell (e.g. cancelled before start)."""
 
     job_id: str
-    state: str  # scheduler's word: PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, TIMEOUT, NODE_FAIL, ...
+    phase: JobPhase
     node: str | None = None
-    final: bool = False  # True when the job will never run (again) on its own
-    reason: str | None = None
+    reason: str | None = None  # why an ended job ended, for `status`
+    scheduler_state: str | None = None  # the scheduler's own word (Slurm's NODE_FAIL, ...), shown, never tested
+
+    @property
+    def final(self) -> bool:
+        """The job will never run (again) on its own."""
+        return self.phase in (JobPhase.ENDED, JobPhase.CANCELLED)
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """A backend's `backend.options`, one dataclass field each, checked like the spec: an unknown key or a wrong
+    type is one line naming `backend.options.KEY`. `field(metadata={"min": n})` bounds a number."""
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any]) -> Self:
+        hints = typing.get_type_hints(cls)
+        valid = [f.name for f in fields(cls)]
+        for key, value in options.items():
+            if key not in valid:
+                raise ValueError(f"backend.options.{key}: unknown option; valid: {', '.join(valid) or 'none'}")
+            if not _matches(value, hints[key]):
+                raise ValueError(f"backend.options.{key}: must be {_describe(hints[key])}, got {value!r}")
+        return cls(**options)
+
+    def __post_init__(self) -> None:
+        for option in fields(self):
+            minimum, value = option.metadata.get("min"), getattr(self, option.name)
+            if minimum is not None and value is not None and value < minimum:
+                raise ValueError(f"backend.options.{option.name}: must be >= {minimum}, got {value!r}")
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """`value` (plain YAML/JSON data) fits the type hint; a string must not be empty, a bool is no number."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in args)
+    if origin is list:
+        return isinstance(value, list) and all(_matches(item, args[0]) for item in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(_matches(k, args[0]) and _matches(v, args[1]) for k, v in value.items())
+    if hint is type(None):
+        return value is None
+    if hint is str:
+        return isinstance(value, str) and bool(value)
+    return isinstance(value, hint) and not isinstance(value, bool)
+
+
+def _describe(hint: Any, plural: bool = False) -> str:
+    """A type hint in words: `int | None` is "an integer", `list[int]` "a list of integers"."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arg, plural) for arg in args if arg is not type(None))
+    if origin is list:
+        return f"a list of {_describe(args[0], plural=True)}"
+    if origin is dict:
+        return f"a mapping of {_describe(args[0], plural=True)} to {_describe(args[1], plural=True)}"
+    words = {int: ("an integer", "integers"), str: ("a non-empty string", "strings")}
+    return words.get(hint, (hint.__name__, hint.__name__))[plural]
 
 
 @dataclass
 class Backend(ABC):
-    """Base of local, slurm and ray. `options` is the spec's `backend.options` mapping, validated by `validate`."""
+    """Base of local, slurm and ray. A backend declares its options dataclass as the type of `options`."""
 
     name: ClassVar[str]
     resources: Resources
-    options: dict[str, Any] = field(default_factory=dict)
+    options: BackendOptions = field(default_factory=BackendOptions)
     warnings: list[str] = field(default_factory=list, init=False)  # one-line notes from `poll`, for `status`
 
-    def reject_unknown_options(self, valid: Sequence[str]) -> None:
-        """One line naming the first option this backend does not know, for `validate`."""
-        for key in self.options:
-            if key not in valid:
-                raise ValueError(f"backend.options.{key}: unknown option; valid: {', '.join(valid)}")
+    @classmethod
+    def from_spec(cls, resources: Resources, options: Mapping[str, Any]) -> Self:
+        """This backend with the spec's `backend.options` (and `--backend-option`s) checked and parsed."""
+        options_type: type[BackendOptions] = typing.get_type_hints(cls)["options"]
+        return cls(resources, options_type.parse(options))
 
-    @abstractmethod
-    def validate(self) -> None:
-        """Raise ValueError (one line) for anything that would fail after submission: bad options, bad partition."""
+    def validate(self) -> None:  # noqa: B027  (a hook: most backends have nothing more to check)
+        """Raise ValueError (one line) for what would fail only after submission: a bad layout, a bad partition."""
 
     @abstractmethod
     def submit(self, trials: Sequence[TrialRef]) -> list[Submission]:
@@ -83,3 +165,113 @@ class Backend(ABC):
     @abstractmethod
     def cancel(self, job_ids: Sequence[str]) -> None:
         """Stop these jobs; their trials keep their checkpoints for a later rerun."""
+
+
+def worker_command(trial_dirs: Iterable[Path | str]) -> list[str]:
+    """The command every backend runs on a node. `-P`: the working directory is not put on sys.path, so a user's
+    `ghostsweep.py` (or `torch.py`) there cannot shadow the installed package; $PYTHONPATH is the user's to set."""
+    return [sys.executable, "-P", "-m", WORKER_MODULE, *map(str, trial_dirs)]
+
+
+def worker_env(cpu_threads: int | None = None, **overrides: str) -> dict[str, str]:
+    """This process's environment for a worker. `cpu_threads` sizes the CPU thread pools unless the user already
+    did, so CPU results do not depend on the backend."""
+    env = dict(os.environ)
+    if cpu_threads is not None:
+        for variable in THREAD_VARIABLES:
+            env.setdefault(variable, str(cpu_threads))
+    return env | overrides
+
+
+@dataclass
+class SignalForwarder:
+    """Passes the signals it is installed for on to `children` (which may grow), as `send` or as received.
+
+    A worker's children (packed trials) and a backend's workers must all hear a preemption: only the process
+    that Slurm or the user signalled would otherwise stop. Signals are recorded in `received`, in order."""
+
+    children: list[subprocess.Popen] = field(default_factory=list)
+    send: signal.Signals | None = None
+    received: list[int] = field(default_factory=list)
+    previous: dict[int, Any] = field(default_factory=dict)  # the handlers replaced, e.g. submitit's requeue
+
+    def install(self, signums: Iterable[int]) -> Self:
+        self.previous |= {signum: signal.signal(signum, self._forward) for signum in signums}
+        return self
+
+    def restore(self) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def _forward(self, signum: int, _frame: object) -> None:
+        self.received.append(signum)
+        for child in self.children:
+            child.send_signal(self.send or signum)  # a child that has exited is skipped by Popen
+
+
+@dataclass(frozen=True)
+class ProcessJob:
+    """A job that is one process on one host (a local worker, a Ray driver): `<backend>:<host>:<pid>`."""
+
+    backend: str
+    host: str
+    pid: int
+
+    def __str__(self) -> str:
+        return f"{self.backend}:{self.host}:{self.pid}"
+
+    @classmethod
+    def here(cls, backend: str, pid: int) -> ProcessJob:
+        return cls(backend, socket.gethostname(), pid)
+
+    @classmethod
+    def parse(cls, job_id: str) -> ProcessJob | None:
+        backend, _, rest = job_id.partition(":")
+        host, _, pid = rest.rpartition(":")
+        return cls(backend, host, int(pid)) if host and pid.isdigit() else None
+
+    @property
+    def on_this_host(self) -> bool:
+        return self.host == socket.gethostname()
+
+    def is_running(self) -> bool:
+        """On this host, alive, and one of ours: a recycled pid must never be signalled."""
+        if not self.on_this_host:
+            return False
+        try:
+            return OUR_PROCESS_MARK in Path(f"/proc/{self.pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+
+
+class ProcessBackend(Backend):
+    """A backend whose jobs are processes on the submitting host: `poll` asks whether they live, `cancel`
+    sends them `stop_signal`. Processes on another host are unknown here; their trials' files decide."""
+
+    stop_signal: ClassVar[signal.Signals] = signal.SIGTERM
+
+    def job_id(self, pid: int) -> str:
+        return str(ProcessJob.here(self.name, pid))
+
+    def gone_reason(self, job: ProcessJob) -> str:
+        """Why a queued trial failed when its process is gone (a hook: say what to do about it)."""
+        return f"{self.name} process {job.pid} on {job.host} is gone"
+
+    def poll(self, job_ids: Sequence[str]) -> dict[str, JobInfo]:
+        infos = {}
+        for job_id in job_ids:
+            job = ProcessJob.parse(job_id)
+            if job is None or not job.on_this_host:
+                continue
+            if job.is_running():
+                infos[job_id] = JobInfo(job_id, JobPhase.ACTIVE, node=job.host)
+            else:
+                infos[job_id] = JobInfo(job_id, JobPhase.ENDED, node=job.host, reason=self.gone_reason(job))
+        return infos
+
+    def cancel(self, job_ids: Sequence[str]) -> None:
+        for job_id in job_ids:
+            job = ProcessJob.parse(job_id)
+            if job is not None and job.is_running():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(job.pid, self.stop_signal)

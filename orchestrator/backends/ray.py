@@ -1,13 +1,16 @@
 """`ray`: the sweep as one Ray Tune experiment, on a running Ray cluster or on one started here.
 
-Each trial is a Tune trial whose function trainable runs the shared worker (`python -m ghostsweep.orchestrator.worker
-TRIAL_DIR`) as a child process and forwards its metrics.jsonl to `tune.report`. A child, not a call, because
-the runner checkpoints on SIGTERM only in a main thread, and Tune runs trainables in a side thread: the child
-gets SIGTERM when its actor dies (PDEATHSIG; Ray's own SIGKILL of an exiting actor's children is turned off),
-so a stopped trial always ends "interrupted" with a checkpoint. An interrupted driver exits only once those
-workers let go of their trials, so an immediate `rerun` resumes them all.
-Multi-GPU trials call `TorchTrainer.fit()` inside the trainable instead (Ray 2.60 refuses
-`Tuner(TorchTrainer)`); see `ray_ddp.py`.
+Each trial is a Tune trial whose function trainable runs the shared worker (`base.worker_command`) as a child
+process and forwards its metrics.jsonl to `tune.report`. A child, not a call, because the runner checkpoints on
+SIGTERM only in a main thread, and Tune runs trainables in a side thread: the child gets SIGTERM when its actor
+dies (PDEATHSIG; Ray's own SIGKILL of an exiting actor's children is turned off), so a stopped trial always
+ends "interrupted" with a checkpoint. An interrupted driver exits only once those workers let go of their
+trials, so an immediate `rerun` resumes them all.
+
+Multi-GPU (DDP) trials call `TorchTrainer.fit()` inside the trainable instead (Ray 2.60 refuses
+`Tuner(TorchTrainer)`): Ray Train starts one actor per rank, sets RANK/WORLD_SIZE/LOCAL_RANK and creates the
+process group, which the runner joins as it is. Every rank runs the worker in-process; it holds the lease and
+writes the files on rank 0 only.
 
 Retries (`max_failures`) rerun the worker, which resumes from the trial's own checkpoint.pt; Ray's own
 checkpoints are not used. The Tune experiments live in SWEEP_DIR/ray/tune-<n>; a submission whose trials are
@@ -24,26 +27,39 @@ import contextlib
 import ctypes
 import os
 import signal
-import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ghostsweep.orchestrator.backends.base import Backend, JobInfo, Submission, TrialRef
+from ghostsweep.orchestrator.backends.base import (
+    BackendOptions,
+    ProcessBackend,
+    ProcessJob,
+    Submission,
+    TrialRef,
+    worker_command,
+    worker_env,
+)
 from ghostsweep.orchestrator.lease import STALE_S, break_dead_lease, wait_until_released
-from ghostsweep.orchestrator.state import RESULT_FILE, read_state, record_failure, record_job_id, unqueue
-from ghostsweep.trials.files import read_json, read_lines
+from ghostsweep.orchestrator.state import read_state, record_job_id, unqueue
+from ghostsweep.trials.trialdir import (
+    METRICS_FILE,
+    WORKER_LOG,
+    ExitCode,
+    Outcome,
+    TrialStatus,
+    read_lines,
+    read_result,
+    record_failure,
+)
 
-OPTIONS = ("address", "max_failures", "max_concurrent_trials")
-DEFAULT_MAX_FAILURES = 1
 POLL_INTERVAL_S = 1.0
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # so Ray workers import this same code, installed or not
 EXPERIMENTS_DIR = "ray"
-METRICS = "metrics.jsonl"
 FORWARDED_ENV_PREFIXES = ("GHOSTSWEEP_", "WANDB_")  # driver settings the trial workers need (data dir, W&B)
 # Ray SIGKILLs an actor's child processes when the actor exits, which is how Tune stops a trial: the trial's
 # worker would lose everything since its last checkpoint. It gets SIGTERM instead (PDEATHSIG) and saves.
@@ -55,23 +71,21 @@ class TrialFailed(RuntimeError):
     """The worker ended without a done result; Tune retries it up to max_failures times."""
 
 
-@dataclass
-class RayBackend(Backend):
-    name: ClassVar[str] = "ray"
+@dataclass(frozen=True)
+class RayOptions(BackendOptions):
+    address: str | None = None  # `auto`, `HOST:PORT`, `ray://HOST:10001`; default: $RAY_ADDRESS, else a private Ray
+    max_failures: int = field(default=1, metadata={"min": -1})  # Tune retries per trial; -1: forever
+    max_concurrent_trials: int | None = field(default=None, metadata={"min": 1})  # default: as resources allow
 
-    def validate(self) -> None:
-        self.reject_unknown_options(OPTIONS)
-        address = self.options.get("address")
-        if address is not None and not isinstance(address, str):
-            raise ValueError(f"backend.options.address: must be a Ray address string, got {address!r}")
-        failures = self.options.get("max_failures", DEFAULT_MAX_FAILURES)
-        if type(failures) is not int or failures < -1:
-            raise ValueError(f"backend.options.max_failures: must be an integer >= -1, got {failures!r}")
-        concurrent = self.options.get("max_concurrent_trials")
-        if concurrent is not None and (type(concurrent) is not int or concurrent < 1):
-            raise ValueError(
-                f"backend.options.max_concurrent_trials: must be an integer >= 1, got {concurrent!r}"
-            )
+
+@dataclass
+class RayBackend(ProcessBackend):
+    name: ClassVar[str] = "ray"
+    stop_signal: ClassVar[signal.Signals] = signal.SIGINT  # Tune saves the experiment, then stops every trial
+    options: RayOptions = field(default_factory=RayOptions)
+
+    def gone_reason(self, job: ProcessJob) -> str:
+        return f"ray driver {job.pid} on {job.host} is gone; run again to resume"
 
     @property
     def ddp_workers(self) -> int:
@@ -96,9 +110,15 @@ class RayBackend(Backend):
         started_ray = not ray.is_initialized()
         if started_ray:
             # "local" starts a private cluster even when another user's `ray start` runs on this machine
-            address = self.options.get("address") or os.environ.get("RAY_ADDRESS") or "local"
-            ray.init(address=address, include_dashboard=False, runtime_env=_runtime_env())
-        job_id = f"ray:{socket.gethostname()}:{os.getpid()}"
+            address = self.options.address or os.environ.get("RAY_ADDRESS") or "local"
+            # Ray puts the driver's working directory on every worker's sys.path (and a local Ray's workers
+            # start there): connect from the sweep's own folder, so a user's `ghostsweep.py` or `model.py`
+            # beside their spec is never imported by a trial.
+            neutral = trials[0].trial_dir.parent.resolve().parent / EXPERIMENTS_DIR
+            neutral.mkdir(parents=True, exist_ok=True)
+            with contextlib.chdir(neutral):
+                ray.init(address=address, include_dashboard=False, runtime_env=_runtime_env())
+        job_id = self.job_id(os.getpid())
         for trial in trials:  # now, not on return: a trial this driver leaves unfinished must poll as gone
             record_job_id(trial.trial_dir, job_id)
         try:
@@ -111,7 +131,8 @@ class RayBackend(Backend):
             # they let go would show them running to an immediate `rerun`, which would skip them.
             held = wait_until_released([t.trial_dir for t in trials], POLL_INTERVAL_S, timeout_s=STALE_S)
             for trial in trials:  # never started: pending again
-                if read_state(trial.trial_dir).state == "queued" and not (trial.trial_dir / METRICS).exists():
+                never_ran = not (trial.trial_dir / METRICS_FILE).exists()
+                if read_state(trial.trial_dir).state == TrialStatus.QUEUED and never_ran:
                     unqueue(trial.trial_dir)
         if held:
             print(f"ray: {len(held)} trial worker(s) still saving after {STALE_S:.0f} s: "
@@ -124,11 +145,10 @@ class RayBackend(Backend):
         """Restore the latest experiment when it holds every trial unfinished, else start a new one."""
         from ray import tune
 
-        from ghostsweep.orchestrator.backends.ray_ddp import ddp_trial
-
         function = ddp_trial if self.ddp_workers > 1 else worker_trial
         trainable = tune.with_resources(function, self.trial_resources())
-        storage = trials[0].trial_dir.parent.parent / EXPERIMENTS_DIR
+        trials_root = trials[0].trial_dir.parent.resolve()  # the same path in every actor, whatever its cwd
+        storage = trials_root.parent / EXPERIMENTS_DIR
         latest = max(storage.glob("tune-*"), key=lambda p: int(p.name.split("-")[1]), default=None)
         if latest is not None and tune.Tuner.can_restore(latest):
             wanted = {t.trial_id for t in trials}
@@ -143,14 +163,13 @@ class RayBackend(Backend):
         return tune.Tuner(
             trainable,
             param_space={"trial_id": tune.grid_search([t.trial_id for t in trials]),
-                         "trials_root": str(trials[0].trial_dir.parent),
+                         "trials_root": str(trials_root),
                          "ddp_workers": self.ddp_workers, "use_gpu": self.resources.gpus_per_trial > 0},
-            tune_config=tune.TuneConfig(max_concurrent_trials=self.options.get("max_concurrent_trials"),
+            tune_config=tune.TuneConfig(max_concurrent_trials=self.options.max_concurrent_trials,
                                         trial_dirname_creator=_trial_dirname),
             run_config=tune.RunConfig(
                 name=name, storage_path=str(storage), verbose=1,
-                failure_config=tune.FailureConfig(
-                    max_failures=self.options.get("max_failures", DEFAULT_MAX_FAILURES)),
+                failure_config=tune.FailureConfig(max_failures=self.options.max_failures),
             ),
         )
 
@@ -163,50 +182,67 @@ class RayBackend(Backend):
             result = by_id.get(trial.trial_id)
             if result is not None and result.error is not None:
                 break_dead_lease(trial.trial_dir)
-                own = read_json(trial.trial_dir / RESULT_FILE) or {}
-                if own.get("status") != "failed":
+                own = read_result(trial.trial_dir)
+                if own is None or own.status is not Outcome.FAILED:
                     record_failure(trial.trial_dir, f"ray: {_one_line(result.error)}")
             elif result is None or not result.metrics.get("done"):
                 interrupted = True
         return interrupted
-
-    def poll(self, job_ids: Sequence[str]) -> dict[str, JobInfo]:
-        """Drivers on this host only; another host's driver is unknown here (its trials' files decide)."""
-        infos = {}
-        for job_id in job_ids:
-            host, pid = _driver(job_id)
-            if host != socket.gethostname():
-                continue
-            if pid is not None and _is_driver(pid):
-                infos[job_id] = JobInfo(job_id, "RUNNING", node=host)
-            else:
-                infos[job_id] = JobInfo(job_id, "GONE", node=host, final=True,
-                                        reason=f"ray driver {pid} on {host} is gone; run again to resume")
-        return infos
-
-    def cancel(self, job_ids: Sequence[str]) -> None:
-        for job_id in job_ids:
-            host, pid = _driver(job_id)
-            if host == socket.gethostname() and pid is not None and _is_driver(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGINT)
 
 
 def worker_trial(config: dict[str, Any]) -> None:
     """Tune's function trainable: run the worker for one trial, reporting each eval line as it lands."""
     trial_dir = Path(config["trials_root"]) / config["trial_id"]
     wait_until_released([trial_dir], POLL_INTERVAL_S)  # an earlier attempt's worker may still be checkpointing
-    with open(trial_dir / "worker.log", "a") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ghostsweep.orchestrator.worker", str(trial_dir)],
-            stdout=log, stderr=subprocess.STDOUT, env=os.environ | {"PYTHONPATH": _pythonpath()},
-            cwd=PACKAGE_ROOT, start_new_session=True, preexec_fn=_terminate_with_parent,
-        )
+    with open(trial_dir / WORKER_LOG, "a") as log:
+        process = subprocess.Popen(worker_command([trial_dir]), stdout=log, stderr=subprocess.STDOUT,
+                                   env=worker_env(), start_new_session=True, preexec_fn=_terminate_with_parent)
     try:
         follow_trial(trial_dir, process.poll)
     finally:
         if process.poll() is None:  # this thread is being torn down: let the worker checkpoint
             process.terminate()
+
+
+def ddp_trial(config: dict[str, Any]) -> None:
+    """Tune's function trainable for a DDP trial: fit in a thread, report the trial's metrics meanwhile."""
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    trial_dir = Path(config["trials_root"]) / config["trial_id"]
+    wait_until_released([trial_dir], POLL_INTERVAL_S)  # an earlier attempt's worker may still be checkpointing
+    trainer = TorchTrainer(
+        _ddp_rank,
+        train_loop_config={"trial_dir": str(trial_dir)},
+        scaling_config=ScalingConfig(num_workers=config["ddp_workers"], use_gpu=config["use_gpu"]),
+        run_config=RunConfig(name=trial_dir.name,
+                             storage_path=str(trial_dir.parents[1] / EXPERIMENTS_DIR / "train")),
+    )
+    errors: list[BaseException] = []
+
+    def fit() -> None:
+        try:
+            trainer.fit()
+        except Exception as error:  # noqa: BLE001  (follow_trial reports the trial's own reason)
+            errors.append(error)
+
+    thread = threading.Thread(target=fit, name=f"fit-{trial_dir.name}", daemon=True)
+    thread.start()
+    try:
+        follow_trial(trial_dir, lambda: None if thread.is_alive() else len(errors))
+    except TrialFailed as failure:
+        raise TrialFailed(f"{failure}; ray train: {errors[0] if errors else 'ok'}") from None
+
+
+def _ddp_rank(loop_config: dict[str, Any]) -> None:
+    """One DDP rank inside a Ray Train worker: the worker in-process, in the group Ray Train set up."""
+    import ray.train
+
+    from ghostsweep.orchestrator import worker
+
+    code = worker.run_trial_dir(Path(loop_config["trial_dir"]))
+    if code != ExitCode.DONE:
+        raise TrialFailed(f"rank {ray.train.get_context().get_world_rank()} worker exited {code}")
 
 
 def follow_trial(trial_dir: Path, exit_code: Callable[[], int | None]) -> None:
@@ -216,21 +252,22 @@ def follow_trial(trial_dir: Path, exit_code: Callable[[], int | None]) -> None:
     seen = 0
     while True:
         code = exit_code()
-        for row in read_lines(trial_dir / METRICS):
+        for row in read_lines(trial_dir / METRICS_FILE):
             if row["iteration"] > seen:
                 seen = row["iteration"]
                 tune.report({"trial_id": trial_dir.name, **row})
         if code is not None:
             break
         time.sleep(POLL_INTERVAL_S)
-    result = read_json(trial_dir / RESULT_FILE) or {}
-    if result.get("status") != "done":
-        raise TrialFailed(f"{result.get('status', 'no result')}: {result.get('reason')} (worker exit {code})")
+    result = read_result(trial_dir)
+    if result is None or not result.done:
+        status, reason = (result.status, result.reason) if result else ("no result", None)
+        raise TrialFailed(f"{status}: {reason} (worker exit {code})")
     import ray
 
     node = ray.get_runtime_context().get_node_id()  # which Ray node ran it, for the Tune results
-    tune.report({"trial_id": trial_dir.name, "status": "done", "ray_node_id": node,
-                 **{k: result.get(k) for k in FINAL_FIELDS}})
+    tune.report({"trial_id": trial_dir.name, "status": Outcome.DONE.value, "ray_node_id": node,
+                 **{k: getattr(result, k) for k in FINAL_FIELDS}})
 
 
 def _terminate_with_parent() -> None:
@@ -239,12 +276,10 @@ def _terminate_with_parent() -> None:
 
 
 def _runtime_env() -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
-    return {"env_vars": env | {"PYTHONPATH": _pythonpath(), **KEEP_WORKER_ON_ACTOR_EXIT}}
-
-
-def _pythonpath() -> str:
-    return os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))
+    """What every Ray worker process gets: our settings, and the user's own PYTHONPATH (ghostsweep itself is
+    installed on every node; $PYTHONPATH only adds the user's modules, e.g. a stand-in trial runner)."""
+    env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES) or k == "PYTHONPATH"}
+    return {"env_vars": env | KEEP_WORKER_ON_ACTOR_EXIT}
 
 
 def _trial_dirname(trial: Any) -> str:
@@ -260,18 +295,3 @@ def _one_line(error: BaseException) -> str:
     """The last line of a Ray error (its traceback precedes it), short enough for `status`."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return (lines[-1] if lines else type(error).__name__)[:300]
-
-
-def _driver(job_id: str) -> tuple[str | None, int | None]:
-    prefix, _, rest = job_id.partition(":")
-    host, _, pid = rest.rpartition(":")
-    return (host, int(pid)) if prefix == "ray" and pid.isdigit() else (None, None)
-
-
-def _is_driver(pid: int) -> bool:
-    """Alive, and one of ours (a recycled pid must never be signalled)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return b"python" in cmdline or b"ghostsweep" in cmdline

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -22,29 +23,44 @@ from typing import Any, ClassVar
 import submitit
 from submitit.core.utils import DelayedSubmission
 
-from ghostsweep.orchestrator.backends.base import Backend, JobInfo, Resources, Submission, TrialRef
-from ghostsweep.orchestrator.lease import LEASE_FILE, break_dead_lease, wait_until_released
-from ghostsweep.orchestrator.state import RESULT_FILE
-from ghostsweep.trials.files import read_json
+from ghostsweep.orchestrator.backends.base import (
+    Backend,
+    BackendOptions,
+    JobInfo,
+    JobPhase,
+    SignalForwarder,
+    Submission,
+    TrialRef,
+    worker_command,
+    worker_env,
+)
+from ghostsweep.orchestrator.lease import break_dead_lease, wait_until_released
+from ghostsweep.trials.trialdir import LEASE_FILE, ExitCode, read_result
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # jobs import this same code, installed or not
-EXIT_INTERRUPTED = 3  # the worker's "interrupted, requeue me"
-STRING_OPTIONS = ("partition", "account", "qos", "constraint", "gres")
-INT_OPTIONS = {  # name: (default, minimum)
-    "array_parallelism": (256, 1),
-    "signal_delay_s": (120, 1),
-    "max_requeues": (3, 0),
-    "tasks_per_trial": (0, 0),  # 0: one rank per GPU (gpus_per_trial), at least one
-    "sacct_timeout_s": (20, 1),
-}
+SBATCH_OPTIONS = ("partition", "account", "qos", "constraint", "gres")  # passed to sbatch as they are
 # Scheduler states after which the job never runs again on its own. NODE_FAIL and PREEMPTED are absent on
-# purpose: our jobs are submitted with --requeue, so Slurm puts them back in the queue.
-FINAL_STATES = frozenset({
-    "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "REVOKED",
+# purpose: our jobs are submitted with --requeue, so Slurm puts them back in the queue (WAITING).
+ENDED_STATES = frozenset({"COMPLETED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "REVOKED"})
+ACTIVE_STATES = frozenset({
+    "RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT", "RESIZING",
 })
 COMMAND_TIMEOUT_S = 60
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 LEASE_WAIT_S = 5.0
+
+
+@dataclass(frozen=True)
+class SlurmOptions(BackendOptions):
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    gres: str | None = None  # replaces the GPU request (--gpus-per-node)
+    array_parallelism: int = field(default=256, metadata={"min": 1})  # tasks of one array running at once
+    signal_delay_s: int = field(default=120, metadata={"min": 1})  # USR2 this long before the time limit
+    max_requeues: int = field(default=3, metadata={"min": 0})  # timeouts and preemptions together, per job
+    tasks_per_trial: int = field(default=0, metadata={"min": 0})  # ranks per trial; 0: one per GPU, at least 1
+    sacct_timeout_s: int = field(default=20, metadata={"min": 1})  # then `status` falls back to squeue
+    sbatch: dict[str, str | int] = field(default_factory=dict)  # any other sbatch flags, passed through
 
 
 class SlurmError(RuntimeError):
@@ -68,34 +84,15 @@ def slurm_command(args: Sequence[str], timeout: float = COMMAND_TIMEOUT_S) -> st
 @dataclass
 class SlurmBackend(Backend):
     name: ClassVar[str] = "slurm"
+    options: SlurmOptions = field(default_factory=SlurmOptions)
     _cluster: dict[str, str] | None = field(default=None, init=False, repr=False)
-
-    def option(self, key: str) -> Any:
-        default = INT_OPTIONS[key][0] if key in INT_OPTIONS else {} if key == "sbatch" else None
-        return self.options.get(key, default)
 
     @property
     def tasks_per_trial(self) -> int:
-        return self.option("tasks_per_trial") or max(1, self.resources.gpus_per_trial)
+        return self.options.tasks_per_trial or max(1, self.resources.gpus_per_trial)
 
     def validate(self) -> None:
-        """Options, resources and the cluster itself (partition, array size), before anything is submitted."""
-        for key, value in self.options.items():
-            if key in STRING_OPTIONS:
-                if not isinstance(value, str) or not value:
-                    raise ValueError(f"backend.options.{key}: must be a non-empty string, got {value!r}")
-            elif key in INT_OPTIONS:
-                minimum = INT_OPTIONS[key][1]
-                if type(value) is not int or value < minimum:
-                    raise ValueError(f"backend.options.{key}: must be an integer >= {minimum}, got {value!r}")
-            elif key == "sbatch":
-                if not isinstance(value, dict) or not all(
-                    isinstance(k, str) and isinstance(v, str | int) for k, v in value.items()
-                ):
-                    raise ValueError(f"backend.options.sbatch: must map flags to values, got {value!r}")
-            else:
-                valid = ", ".join((*STRING_OPTIONS, *INT_OPTIONS, "sbatch"))
-                raise ValueError(f"backend.options.{key}: unknown option; valid: {valid}")
+        """The layout and the cluster itself (partition, array size), before anything is submitted."""
         resources = self.resources
         if self.tasks_per_trial % resources.nodes:
             raise ValueError(
@@ -104,9 +101,9 @@ class SlurmBackend(Backend):
             )
         if self.tasks_per_trial > 1 and resources.trials_per_gpu > 1:
             raise ValueError("resources.trials_per_gpu: packing and multi-rank (DDP) trials do not mix")
-        if self.option("signal_delay_s") >= resources.time_limit_min * 60:
+        if self.options.signal_delay_s >= resources.time_limit_min * 60:
             raise ValueError(
-                f"backend.options.signal_delay_s: {self.option('signal_delay_s')} s leaves no time to run "
+                f"backend.options.signal_delay_s: {self.options.signal_delay_s} s leaves no time to run "
                 f"within resources.time_limit_min={resources.time_limit_min}"
             )
         self._check_cluster()
@@ -119,7 +116,7 @@ class SlurmBackend(Backend):
             config = _parse_config(slurm_command(["scontrol", "show", "config"]))
         except SlurmError as error:
             raise ValueError(f"slurm backend: {error}") from None
-        partition = self.option("partition")
+        partition = self.options.partition
         if partition is not None and partition not in partitions:
             raise ValueError(
                 f"backend.options.partition: no partition {partition!r} on this cluster; "
@@ -153,17 +150,22 @@ class SlurmBackend(Backend):
                     submissions += [Submission(t.trial_id, job.job_id) for t in group]
         except Exception:
             if submissions:
-                self.cancel(sorted({s.job_id.partition("_")[0] for s in submissions}))
+                self.cancel(sorted({_array_job(s.job_id) for s in submissions}))
             raise
         return submissions
 
     def _task(self, group: list[TrialRef]) -> TrialTask:
-        return TrialTask([str(Path(t.trial_dir).resolve()) for t in group], self.option("max_requeues"))
+        trial_dirs = [str(Path(t.trial_dir).resolve()) for t in group]
+        return TrialTask(trial_dirs, self.options.max_requeues, self.resources.cpus_per_trial)
 
     def _executor(self, sweep_dir: Path) -> submitit.SlurmExecutor:
-        """sbatch parameters from the spec; submitit's files (pickles, logs) go to SWEEP_DIR/slurm/."""
-        resources: Resources = self.resources
-        executor = submitit.SlurmExecutor(sweep_dir / "slurm", max_num_timeout=self.option("max_requeues"))
+        """sbatch parameters from the spec; submitit's files (pickles, logs) go to SWEEP_DIR/slurm/.
+
+        The job's python is this one with `-P`: the job runs in SWEEP_DIR, and a module there must not shadow
+        ghostsweep, submitit or their dependencies (the package itself is installed, so no PYTHONPATH is set)."""
+        resources, options = self.resources, self.options
+        executor = submitit.SlurmExecutor(sweep_dir / "slurm", max_num_timeout=options.max_requeues,
+                                          python=f"{shlex.quote(sys.executable)} -P")
         per_task = resources.trials_per_gpu
         tasks_per_node = self.tasks_per_trial // resources.nodes
         parameters: dict[str, Any] = {
@@ -173,16 +175,12 @@ class SlurmBackend(Backend):
             "ntasks_per_node": tasks_per_node,
             "cpus_per_task": resources.cpus_per_trial * per_task,
             "mem": f"{int(resources.mem_gb * per_task * tasks_per_node * 1024)}MB",
-            "signal_delay_s": self.option("signal_delay_s"),
-            "array_parallelism": self.option("array_parallelism"),
-            "setup": [  # this checkout's code; CPU threads per trial as on the local backend
-                f"export PYTHONPATH={PACKAGE_ROOT}${{PYTHONPATH:+:$PYTHONPATH}}",
-                *(f"export {var}=${{{var}:-{resources.cpus_per_trial}}}" for var in THREAD_VARIABLES),
-            ],
-            "additional_parameters": {"requeue": True, "chdir": str(sweep_dir), **self.option("sbatch")},
+            "signal_delay_s": options.signal_delay_s,
+            "array_parallelism": options.array_parallelism,
+            "additional_parameters": {"requeue": True, "chdir": str(sweep_dir), **options.sbatch},
         }
-        parameters |= {key: self.options[key] for key in STRING_OPTIONS if key in self.options}
-        if resources.gpus_per_trial and "gres" not in self.options:
+        parameters |= {key: getattr(options, key) for key in SBATCH_OPTIONS if getattr(options, key) is not None}
+        if resources.gpus_per_trial and options.gres is None:
             parameters["gpus_per_node"] = max(1, resources.gpus_per_trial // resources.nodes)
         executor.update_parameters(**parameters)
         return executor
@@ -192,11 +190,11 @@ class SlurmBackend(Backend):
         wanted = set(job_ids)
         if not wanted:
             return {}
-        parents = ",".join(sorted({job_id.partition("_")[0] for job_id in wanted}))
+        parents = ",".join(sorted({_array_job(job_id) for job_id in wanted}))
         try:
             out = slurm_command(
                 ["sacct", "-n", "-P", "-X", "-j", parents, "-o", "JobID,State,NodeList,Reason"],
-                timeout=self.option("sacct_timeout_s"),
+                timeout=self.options.sacct_timeout_s,
             )
         except SlurmError as error:
             return self._poll_squeue(parents, wanted, str(error))
@@ -214,8 +212,7 @@ class SlurmBackend(Backend):
 
     def _poll_squeue(self, parents: str, wanted: set[str], why: str) -> dict[str, JobInfo]:
         """Without sacct, only live jobs are known; a job missing here is left to the trial's heartbeat."""
-        note = f"sacct unavailable ({why}); falling back to squeue + heartbeats"
-        self.warnings.append(note)
+        self.warnings.append(f"sacct unavailable ({why}); falling back to squeue + heartbeats")
         try:
             out = slurm_command(["squeue", "-h", "-r", "-j", parents, "-o", "%i|%T|%N"])
         except SlurmError as error:
@@ -226,7 +223,7 @@ class SlurmBackend(Backend):
         for line in out.splitlines():
             job_id, state, node = (line.split("|") + ["", ""])[:3]
             if job_id in wanted:
-                infos[job_id] = JobInfo(job_id, state, node or None, final=False, reason=note)
+                infos[job_id] = _job_info(job_id, state, node, "")
         return infos
 
     def cancel(self, job_ids: Sequence[str]) -> None:
@@ -235,15 +232,29 @@ class SlurmBackend(Backend):
             slurm_command(["scancel", *sorted(set(job_ids))])
 
 
-def _job_info(job_id: str, state: str, node: str, reason: str) -> JobInfo:
-    final = state in FINAL_STATES
-    why = None
+def _array_job(job_id: str) -> str:
+    """The array job of an array task id (`123_4` -> `123`); other ids as they are."""
+    return job_id.partition("_")[0]
+
+
+def _job_phase(state: str) -> JobPhase:
+    """Slurm's word for a job in the words every backend uses."""
     if state == "CANCELLED":
+        return JobPhase.CANCELLED
+    if state in ENDED_STATES:
+        return JobPhase.ENDED
+    return JobPhase.ACTIVE if state in ACTIVE_STATES else JobPhase.WAITING
+
+
+def _job_info(job_id: str, state: str, node: str, reason: str) -> JobInfo:
+    phase = _job_phase(state)
+    why = None
+    if phase is JobPhase.CANCELLED:
         why = "cancelled"
-    elif final and state != "COMPLETED":
+    elif phase is JobPhase.ENDED and state != "COMPLETED":
         why = f"slurm job {job_id} ended {state}" + (f" ({reason})" if reason not in ("", "None") else "")
     node_name = None if node in ("", "None assigned") else node
-    return JobInfo(job_id, state, node_name, final=final, reason=why)
+    return JobInfo(job_id, phase, node_name, reason=why, scheduler_state=state)
 
 
 def _parse_config(text: str) -> dict[str, str]:
@@ -275,55 +286,48 @@ class TrialTask(submitit.helpers.Checkpointable):
     and writes the files on rank 0 only, and rank 0 alone requeues (as submitit does).
     """
 
-    def __init__(self, trial_dirs: list[str], max_requeues: int, requeues: int = 0) -> None:
+    def __init__(self, trial_dirs: list[str], max_requeues: int, cpu_threads: int, requeues: int = 0) -> None:
         self.trial_dirs = trial_dirs
         self.max_requeues = max_requeues
+        self.cpu_threads = cpu_threads
         self.requeues = requeues
 
     def __call__(self) -> int:
-        requeue = signal.getsignal(signal.SIGUSR2)  # submitit's checkpoint_and_try_requeue
-        received: set[int] = set()
-        children: list[subprocess.Popen] = []
-
-        def forward(signum: int, _frame: object) -> None:
-            received.add(signum)
-            for child in children:
-                child.send_signal(signum)  # the runner treats repeated signals as one
-
-        for signum in (signal.SIGUSR2, signal.SIGTERM):
-            signal.signal(signum, forward)
+        signals = SignalForwarder().install((signal.SIGUSR2, signal.SIGTERM))
+        requeue = signals.previous[signal.SIGUSR2]  # submitit's checkpoint_and_try_requeue
         main_rank = os.environ.get("SLURM_PROCID", "0") == "0"
-        command = [sys.executable, "-m", "ghostsweep.orchestrator.worker", *self.trial_dirs]
+        env = worker_env(self.cpu_threads, **distributed_env())
         while True:
             if main_rank:
                 for trial_dir in self.trial_dirs:  # its holder died with its node (same host: at once)
                     break_dead_lease(Path(trial_dir))
-            children[:] = [subprocess.Popen(command, env=os.environ | distributed_env())]
-            code = children[0].wait()
+            worker = subprocess.Popen(worker_command(self.trial_dirs), env=env)
+            signals.children[:] = [worker]
+            code = worker.wait()
             blocked = [Path(d) for d in self.trial_dirs if main_rank and _leased_elsewhere(Path(d))]
-            if code != 0 or received or not blocked:
+            if code != ExitCode.DONE or signals.received or not blocked:
                 break
-            wait_until_released(blocked, LEASE_WAIT_S, stop=lambda: bool(received))  # e.g. a dead node's, until stale
-        if code == 0 and not blocked:
+            wait_until_released(blocked, LEASE_WAIT_S, stop=lambda: bool(signals.received))  # e.g. a dead node's
+        if code == ExitCode.DONE and not blocked:
             return code
-        if code in (0, EXIT_INTERRUPTED) and received == {signal.SIGUSR2}:
+        if code in (ExitCode.DONE, ExitCode.INTERRUPTED) and set(signals.received) == {signal.SIGUSR2}:
             if not main_rank:
                 return code  # rank 0 requeues the whole job
             if callable(requeue):
                 requeue(signal.SIGUSR2, None)  # checkpoint() + `scontrol requeue` + exit
-        raise RuntimeError(f"worker exited with code {code} (signals received: {sorted(received)})")
+        raise RuntimeError(f"worker exited with code {code} (signals received: {sorted(set(signals.received))})")
 
     def checkpoint(self) -> DelayedSubmission | None:
         """The state lives in the trial dirs; we only count requeues (None: no more, the job ends)."""
         if self.requeues >= self.max_requeues:
             return None
-        return DelayedSubmission(TrialTask(self.trial_dirs, self.max_requeues, self.requeues + 1))
+        return DelayedSubmission(TrialTask(self.trial_dirs, self.max_requeues, self.cpu_threads, self.requeues + 1))
 
 
 def _leased_elsewhere(trial_dir: Path) -> bool:
     """Not done, and another worker's lease (ours is released when our worker exits)."""
-    result = read_json(trial_dir / RESULT_FILE) or {}
-    return result.get("status") != "done" and (trial_dir / LEASE_FILE).exists()
+    result = read_result(trial_dir)
+    return not (result is not None and result.done) and (trial_dir / LEASE_FILE).exists()
 
 
 def distributed_env() -> dict[str, str]:

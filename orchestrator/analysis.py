@@ -1,0 +1,298 @@
+"""What the report concludes: per-row statistics, each published number judged by the matching method, and the
+paired comparisons that answer the paper's relative claim. Plain data in, plain data (report.json) out.
+
+A *row* is one report group: a variant plus every recipe/data/runtime setting that differs within the sweep,
+over its seeds. A *comparison* is two rows that differ in one factor only:
+- the model: a Ghost model against its baseline at the same depth (the registry says which), all else equal;
+- one section of settings: a model option (`first_layer`, `block_norm`, ...), the runtime, the recipe, the data.
+Its Δ is *treatment − reference*: the Ghost model minus its baseline; otherwise the row that leaves more of the
+differing settings at their defaults is the reference. Δ is paired by seed (seed s of both rows saw the same
+batches); Welch's interval is given beside it, and alone when fewer than two seeds pair.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from ghostsweep.orchestrator import stats
+from ghostsweep.orchestrator.references import Reference, ReferenceKind, references_for
+
+DEFAULT_TARGET_HALFWIDTH_PP = 0.2  # two-thirds of the paper's 0.3 pp Ghost − ResNet gap: resolves it from 0
+PAPER_ITERATIONS = 64_000
+
+
+class Metric(StrEnum):
+    """Which test accuracy of a trial a number is about."""
+
+    FINAL = "final_test_acc"  # after the last iteration: what He et al. and (we assume) GhostNet report
+    BEST_VAL = "best_val_test_acc"  # of the checkpoint with the best validation accuracy: honest selection
+    MAX_OVER_EVALS = "max_test_acc"  # the best test accuracy over the evaluations: selected on the test set
+
+
+@dataclass
+class RowInput:
+    """One row's trials, as the analysis needs them (from a sweep directory or from W&B)."""
+
+    group: str
+    label: str
+    variant: str
+    model: str
+    settings: dict[str, Any]  # flattened non-seed identity: "recipe.lr", "runtime.compile", "model_options.ratio"
+    defaults: dict[str, Any]  # the same keys at their default values (for the comparison's orientation)
+    seeds_planned: list[int]
+    values: dict[Metric, dict[int, float]]  # per metric, per done seed
+    params: int | None = None
+    macs: int | None = None
+    gpu_hours: float = 0.0
+    cpu_hours: float = 0.0
+    iterations: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def interval_dict(interval: stats.Interval | None) -> dict[str, Any] | None:
+    if interval is None:
+        return None
+    return asdict(interval) | {"halfwidth": interval.halfwidth}
+
+
+def summarise(by_seed: Mapping[int, float], target: float) -> dict[str, Any]:
+    """n, mean, std, the 95% CI of the mean and its half-width, the 95% prediction interval for one more run,
+    min, max, and the seeds this spread needs for a CI half-width of `target` pp."""
+    values = [by_seed[s] for s in sorted(by_seed)]
+    if not values:
+        return {"n": 0, "mean": None, "std": None, "ci_low": None, "ci_high": None, "halfwidth": None,
+                "pi_low": None, "pi_high": None, "min": None, "max": None, "seeds_needed": None}
+    sample = stats.Sample.of(values)
+    ci, pi = stats.mean_interval(values), stats.prediction_interval(values)
+    return {
+        "n": sample.n, "mean": sample.mean, "std": sample.std,
+        "ci_low": ci and ci.low, "ci_high": ci and ci.high, "halfwidth": ci and ci.halfwidth,
+        "pi_low": pi and pi.low, "pi_high": pi and pi.high, "min": min(values), "max": max(values),
+        "seeds_needed": stats.seeds_for_halfwidth(sample.std, target),
+    }
+
+
+def judge_reference(ref: Reference, row: RowInput, missing: int) -> dict[str, Any]:
+    """The published number against ours, by the method its kind calls for; the verdict names the method."""
+    metric = Metric.MAX_OVER_EVALS if ref.kind is ReferenceKind.TEST_SELECTED else Metric.FINAL
+    values = [row.values[metric][s] for s in sorted(row.values[metric])]
+    notes = [ref.note] if ref.note else []
+    if metric is Metric.MAX_OVER_EVALS and not values:  # sweeps from before per-eval test accuracy was recorded
+        metric, values = Metric.FINAL, [row.values[Metric.FINAL][s] for s in sorted(row.values[Metric.FINAL])]
+        notes.append("no per-evaluation test accuracy recorded: compared with the final one")
+    if ref.kind is ReferenceKind.TEST_SELECTED:
+        notes.append("selected on the test set: optimistic, compared with our own max over evaluations")
+    if ref.kind is ReferenceKind.UNKNOWN:
+        notes.append("the source does not say how many runs: treated as a single run")
+    interval: stats.Interval | None = None
+    if len(values) >= 2:
+        if ref.kind is ReferenceKind.MEAN_OF_N:
+            published = stats.Sample(ref.runs or 1, ref.test_acc, ref.test_acc_std)
+            welch = stats.welch_interval(stats.Sample.of(values), published)
+            # Judge the paper's mean against ours ± the Welch half-width: inside iff the difference CI holds 0.
+            interval = welch and stats.Interval(stats.Sample.of(values).mean, ref.test_acc + welch.low,
+                                                ref.test_acc + welch.high, welch.method, welch.n, welch.df,
+                                                welch.p_value)
+        elif ref.kind is ReferenceKind.BEST_OF_N:
+            interval = stats.best_of_interval(values, ref.runs or 1)
+        else:
+            interval = stats.prediction_interval(values)
+    mean = sum(values) / len(values) if values else None
+    if missing:
+        verdict, consistent = f"incomplete: {missing} seed(s) missing", None
+    elif interval is None:
+        verdict, consistent = "no interval (fewer than 2 seeds)", None
+    elif interval.contains(ref.test_acc):
+        verdict, consistent = f"consistent: inside our {_short(interval.method)}", True
+    elif ref.test_acc > interval.high:
+        verdict = f"paper above our {_short(interval.method)} by {ref.test_acc - interval.high:.2f} pp"
+        consistent = False
+    else:
+        verdict = f"paper below our {_short(interval.method)} by {interval.low - ref.test_acc:.2f} pp"
+        consistent = False
+    return {
+        "source": ref.source.key, "kind": ref.kind.value, "runs": ref.runs, "test_acc": ref.test_acc,
+        "test_acc_std": ref.test_acc_std, "params": ref.params, "macs": ref.macs, "metric": metric.value,
+        "ours_mean": mean, "ours_minus_paper": None if mean is None else mean - ref.test_acc,
+        "interval": interval_dict(interval), "method": interval.method if interval else None,
+        "p_value": interval.p_value if interval else None, "verdict": verdict, "consistent": consistent,
+        "notes": notes,
+    }
+
+
+def _short(method: str) -> str:
+    return {"Welch interval of the difference of means": "Welch 95% interval (paper's mean ± std)"}.get(
+        method, f"95% {method}")
+
+
+def analyse_row(row: RowInput, target: float) -> dict[str, Any]:
+    done_seeds = sorted(row.values[Metric.FINAL])
+    missing = [s for s in row.seeds_planned if s not in row.values[Metric.FINAL]]
+    summaries = {metric.value: summarise(row.values[metric], target) for metric in Metric}
+    notes = list(row.notes)
+    if row.iterations is not None and row.iterations != PAPER_ITERATIONS:
+        notes.append(f"{row.iterations:,} iterations, not the papers' {PAPER_ITERATIONS:,}")
+    references = [judge_reference(ref, row, len(missing)) for ref in references_for(row.model)
+                  if ref.test_acc is not None]
+    return {
+        "group": row.group, "label": row.label, "variant": row.variant, "model": row.model,
+        "settings": row.settings, "seeds_planned": len(row.seeds_planned), "seeds_done": len(done_seeds),
+        "seeds": done_seeds, "missing_seeds": missing, **summaries, "params": row.params, "macs": row.macs,
+        "gpu_hours": row.gpu_hours, "cpu_hours": row.cpu_hours, "references": references, "notes": notes,
+    }
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """Two rows that differ in one factor: Δ = treatment − reference."""
+
+    factor: str  # "model", "model_options", "runtime", "recipe", "data"
+    treatment: RowInput
+    reference: RowInput
+    differing: tuple[str, ...]
+
+
+def find_pairings(rows: Sequence[RowInput], baseline_of: Callable[[str], str | None]) -> list[Pairing]:
+    """Every pair of rows that differ in exactly one factor, in plan order of the treatment row."""
+    pairings = []
+    for i, a in enumerate(rows):
+        for b in rows[i + 1:]:
+            pairing = _pair(a, b, baseline_of, a_is_later=False) or _pair(b, a, baseline_of, a_is_later=True)
+            if pairing is not None:
+                pairings.append(pairing)
+    return pairings
+
+
+def _pair(a: RowInput, b: RowInput, baseline_of: Callable[[str], str | None], a_is_later: bool) -> Pairing | None:
+    """a as the treatment and b as its reference, when that is how they differ; between equals, the later row in
+    plan order is the treatment."""
+    differing = tuple(sorted(k for k in a.settings.keys() | b.settings.keys()
+                             if json.dumps(a.settings.get(k)) != json.dumps(b.settings.get(k))))
+    if not differing:
+        return None
+    if a.model != b.model:
+        rest = [k for k in differing if k != "model" and not k.startswith("model_options.")]
+        if baseline_of(a.model) == b.model and not rest:
+            return Pairing("model", a, b, differing)
+        return None
+    sections = {k.partition(".")[0] for k in differing}
+    if len(sections) != 1:
+        return None
+    a_defaults = sum(a.settings.get(k) == a.defaults.get(k) for k in differing)
+    b_defaults = sum(b.settings.get(k) == b.defaults.get(k) for k in differing)
+    if b_defaults > a_defaults or (b_defaults == a_defaults and a_is_later):
+        return Pairing(sections.pop(), a, b, differing)
+    return None
+
+
+def describe_difference(pairing: Pairing) -> str:
+    """What minus what, in words: `ghost_resnet56 − resnet56`, `first_layer ghost − conv`."""
+    if pairing.factor == "model":
+        return f"{pairing.treatment.label} − {pairing.reference.label}"
+    parts_t = ", ".join(f"{_key(k)}={pairing.treatment.settings.get(k)}" for k in pairing.differing)
+    parts_r = ", ".join(f"{_key(k)}={pairing.reference.settings.get(k)}" for k in pairing.differing)
+    return f"{pairing.treatment.variant}: {parts_t} − {parts_r}"
+
+
+def _key(key: str) -> str:
+    return key.partition(".")[2] if key.startswith("model_options.") else key
+
+
+def analyse_pairing(pairing: Pairing, target: float) -> dict[str, Any]:
+    """Δ of the final test accuracy, paired by seed (and Welch), the size ratios, and the paper's claim."""
+    t_values, r_values = pairing.treatment.values[Metric.FINAL], pairing.reference.values[Metric.FINAL]
+    paired = stats.paired_interval(t_values, r_values)
+    welch = None
+    if len(t_values) >= 2 and len(r_values) >= 2:
+        welch = stats.welch_interval(stats.Sample.of(list(t_values.values())),
+                                     stats.Sample.of(list(r_values.values())))
+    common = sorted(set(t_values) & set(r_values))
+    differences = [t_values[s] - r_values[s] for s in common]
+    spread = stats.Sample.of(differences).std if len(differences) >= 2 else None
+    params_ratio = _ratio(pairing.treatment.params, pairing.reference.params)
+    macs_ratio = _ratio(pairing.treatment.macs, pairing.reference.macs)
+    return {
+        "factor": pairing.factor, "treatment": pairing.treatment.group, "reference": pairing.reference.group,
+        "treatment_label": pairing.treatment.label, "reference_label": pairing.reference.label,
+        "difference": describe_difference(pairing), "differing": list(pairing.differing),
+        "n_pairs": len(common), "paired": interval_dict(paired), "welch": interval_dict(welch),
+        "seeds_needed": stats.seeds_for_halfwidth(spread, target),
+        "params_ratio": params_ratio, "macs_ratio": macs_ratio,
+        "claims": [_judge_claim(pairing, ref_t, ref_r) for ref_t, ref_r in _claim_references(pairing)],
+    }
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
+def _claim_references(pairing: Pairing) -> list[tuple[Reference, Reference]]:
+    """Pairs of published numbers from one source for the two models: the source's own Δ (a model comparison
+    only; a source does not publish our option or runtime variants)."""
+    if pairing.factor != "model":
+        return []
+    by_source = {ref.source.key: ref for ref in references_for(pairing.reference.model) if ref.test_acc}
+    return [(ref, by_source[ref.source.key]) for ref in references_for(pairing.treatment.model)
+            if ref.test_acc and ref.source.key in by_source]
+
+
+def _judge_claim(pairing: Pairing, ref_t: Reference, ref_r: Reference) -> dict[str, Any]:
+    """The source's Δ (two single runs, unpaired) against the prediction interval of such a difference."""
+    claim = ref_t.test_acc - ref_r.test_acc
+    t_values, r_values = pairing.treatment.values[Metric.FINAL], pairing.reference.values[Metric.FINAL]
+    interval = None
+    if len(t_values) >= 2 and len(r_values) >= 2:
+        interval = stats.difference_prediction_interval(list(t_values.values()), list(r_values.values()))
+    if interval is None:
+        verdict, consistent = "no interval (fewer than 2 seeds per row)", None
+    elif interval.contains(claim):
+        verdict, consistent = "consistent", True
+    else:
+        verdict, consistent = ("paper's Δ above" if claim > interval.high else "paper's Δ below") + \
+            " our 95% prediction interval for one unpaired pair of runs", False
+    return {
+        "source": ref_t.source.key, "delta": claim, "params_ratio": _ratio(ref_t.params, ref_r.params),
+        "macs_ratio": _ratio(ref_t.macs, ref_r.macs), "prediction": interval_dict(interval),
+        "verdict": verdict, "consistent": consistent,
+    }
+
+
+def answer_sentence(comparison: dict[str, Any]) -> str:
+    """One sentence per comparison, for the top of the report."""
+    paired, welch = comparison["paired"], comparison["welch"]
+    if paired is not None:
+        ours = f"{paired['estimate']:+.2f} pp [{paired['low']:+.2f}, {paired['high']:+.2f}] (paired, n={paired['n']})"
+    elif welch is not None:
+        ours = f"{welch['estimate']:+.2f} pp [{welch['low']:+.2f}, {welch['high']:+.2f}] (Welch, unpaired)"
+    else:
+        return f"{comparison['difference']}: not enough seeds for an interval yet."
+    sentence = f"{comparison['difference']}: {ours}"
+    if comparison["params_ratio"] and comparison["factor"] == "model":
+        sentence += f", at {comparison['params_ratio']:.2f}× the params and {comparison['macs_ratio']:.2f}× the MACs"
+    for claim in comparison["claims"]:
+        prediction = claim["prediction"]
+        if prediction is None:
+            sentence += f"; {claim['source']}'s Δ {claim['delta']:+.1f} pp: no interval yet"
+            continue
+        where = "lies inside" if claim["consistent"] else "lies outside"
+        sentence += (f"; {claim['source']}'s {claim['delta']:+.1f} pp {where} the 95% prediction interval "
+                     f"[{prediction['low']:+.2f}, {prediction['high']:+.2f}] for one unpaired pair of runs: "
+                     f"{'consistent' if claim['consistent'] else 'not consistent'}")
+    return sentence + "."
+
+
+def analyse(rows: Sequence[RowInput], baseline_of: Callable[[str], str | None],
+            target: float = DEFAULT_TARGET_HALFWIDTH_PP) -> dict[str, Any]:
+    """report.json's conclusions: rows, comparisons, and the answer sentences that open the report."""
+    comparisons = [analyse_pairing(p, target) for p in find_pairings(rows, baseline_of)]
+    comparisons.sort(key=lambda c: c["factor"] != "model")  # the paper's question first
+    return {
+        "target_halfwidth_pp": target,
+        "rows": [analyse_row(row, target) for row in rows],
+        "comparisons": comparisons,
+        "answer": [answer_sentence(c) for c in comparisons],
+    }

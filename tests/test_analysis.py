@@ -1,0 +1,139 @@
+"""The report's conclusions on a synthetic sweep directory with known values, checked against scipy.stats:
+each published number judged by its kind, the comparisons paired by seed, their orientation and the claim."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from ghostsweep.orchestrator.analysis import Metric, RowInput, analyse, judge_reference
+from ghostsweep.orchestrator.references import references_for
+from ghostsweep.orchestrator.report import build_report, records_from_sweep
+from ghostsweep.orchestrator.spec import parse_spec
+from ghostsweep.orchestrator.sweepdir import SweepDir
+from ghostsweep.trials.trialdir import Outcome, TrialResult, write_result
+
+SEEDS = (0, 1, 2, 3, 4)
+# Final test accuracy per (row, seed): a shared per-seed offset (data order) plus a per-model mean.
+SHARED = {0: 0.21, 1: -0.35, 2: 0.08, 3: 0.40, 4: -0.12}
+TRUTH = {("resnet56", None): 93.0, ("ghost_resnet56", "conv"): 92.6, ("ghost_resnet56", "ghost"): 92.45}
+JITTER = {0: 0.03, 1: -0.05, 2: 0.06, 3: -0.02, 4: 0.01}
+
+
+def accuracy(model: str, first_layer: str | None, seed: int) -> float:
+    own = JITTER[seed] * (2 if first_layer == "ghost" else 1 if first_layer else -1)
+    return TRUTH[(model, first_layer)] + SHARED[seed] + own
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """resnet56 and ghost_resnet56 (stem conv and ghost), 5 seeds each, all done with known accuracies."""
+    root = tmp_path_factory.mktemp("sweep")
+    spec = parse_spec({"name": "known", "seeds": len(SEEDS), "grids": [
+        {"model": ["resnet56"]}, {"model": ["ghost_resnet56"], "first_layer": ["conv", "ghost"]}]})
+    sweep = SweepDir(root)
+    sweep.materialize(spec)
+    for trial in spec.trials:
+        first_layer = trial.resolved_model_options().get("first_layer")
+        final = accuracy(trial.model, first_layer, trial.seed)
+        write_result(sweep.trial_dir(trial.trial_id()), TrialResult(
+            status=Outcome.DONE, trial_id=trial.trial_id(), model=trial.model, seed=trial.seed,
+            final_test_acc=final, best_val_test_acc=final - 0.1, max_test_acc=final + 0.2,
+            params=853018 if trial.model == "resnet56" else 430_000, macs=125_485_696 if trial.model == "resnet56"
+            else 63_000_000, device="cpu", wall_time_s=60.0, world_size=1))
+    return root
+
+
+@pytest.fixture(scope="module")
+def report(sweep: Path) -> dict:
+    return build_report(*records_from_sweep(sweep))
+
+
+def values(model: str, first_layer: str | None) -> list[float]:
+    return [accuracy(model, first_layer, s) for s in SEEDS]
+
+
+def test_rows_match_scipy(report: dict) -> None:
+    row = next(r for r in report["rows"] if r["model"] == "resnet56")
+    sample = values("resnet56", None)
+    final = row["final_test_acc"]
+    low, high = scipy_stats.t.interval(0.95, 4, loc=np.mean(sample), scale=scipy_stats.sem(sample))
+    assert (final["ci_low"], final["ci_high"]) == (pytest.approx(low, abs=1e-9), pytest.approx(high, abs=1e-9))
+    pi = scipy_stats.t.interval(0.95, 4, loc=np.mean(sample), scale=np.std(sample, ddof=1) * math.sqrt(1.2))
+    assert (final["pi_low"], final["pi_high"]) == (pytest.approx(pi[0], abs=1e-9), pytest.approx(pi[1], abs=1e-9))
+    needed = final["seeds_needed"]
+    halfwidth = lambda n: scipy_stats.t.ppf(0.975, n - 1) * np.std(sample, ddof=1) / math.sqrt(n)  # noqa: E731
+    assert halfwidth(needed) <= report["target_halfwidth_pp"] < halfwidth(needed - 1)
+
+
+def test_each_published_number_is_judged_by_its_kind(report: dict) -> None:
+    row = next(r for r in report["rows"] if r["model"] == "resnet56")
+    by_source = {ref["source"]: ref for ref in row["references"]}
+    ghostnet, akamaster, he = by_source["ghostnet"], by_source["akamaster"], by_source["he2016"]
+    assert ghostnet["kind"].startswith("unknown") and ghostnet["method"] == "prediction interval for one run"
+    assert ghostnet["interval"]["low"] == pytest.approx(row["final_test_acc"]["pi_low"])
+    assert any("treated as a single run" in note for note in ghostnet["notes"])
+    assert he["kind"] == "single run" and he["method"] == "prediction interval for one run"
+    assert akamaster["metric"] == Metric.MAX_OVER_EVALS  # its selection, ours the same way
+    maxes = [v + 0.2 for v in values("resnet56", None)]
+    assert akamaster["interval"]["low"] == pytest.approx(
+        scipy_stats.t.interval(0.95, 4, loc=np.mean(maxes), scale=np.std(maxes, ddof=1) * math.sqrt(1.2))[0])
+    assert any("optimistic" in note for note in akamaster["notes"])
+    consistent = ghostnet["interval"]["low"] <= 93.0 <= ghostnet["interval"]["high"]
+    assert ghostnet["consistent"] is consistent and ghostnet["verdict"].startswith(
+        "consistent" if consistent else "paper")
+
+
+def row_input(model: str, finals: list[float]) -> RowInput:
+    by_seed = dict(enumerate(finals))
+    return RowInput(group=model, label=model, variant=model, model=model, settings={"model": model},
+                    defaults={}, seeds_planned=list(by_seed), values={Metric.FINAL: by_seed,
+                    Metric.BEST_VAL: {}, Metric.MAX_OVER_EVALS: {}})
+
+
+def test_mean_of_n_uses_welch_and_best_of_n_the_predictive_maximum() -> None:
+    ours = [93.1, 93.5, 93.3, 93.6, 93.2]
+    row = row_input("resnet110", ours)
+    mean_ref, best_ref = references_for("resnet110")[0:2]
+    mean = judge_reference(mean_ref, row, missing=0)
+    welch = scipy_stats.ttest_ind_from_stats(np.mean(ours), np.std(ours, ddof=1), 5, 93.39, 0.16, 5,
+                                             equal_var=False)
+    assert mean["kind"] == "mean of n runs ± std" and mean["p_value"] == pytest.approx(welch.pvalue, abs=1e-12)
+    assert mean["consistent"] is bool(welch.pvalue >= 0.05)
+    best = judge_reference(best_ref, row, missing=0)
+    assert best["method"].startswith("predictive interval of the best of 5")
+    assert best["interval"]["estimate"] > max(ours) - 0.1  # the best of 5 sits near our top, not our mean
+
+
+def test_comparisons_are_paired_by_seed_and_oriented(report: dict) -> None:
+    by_difference = {c["difference"]: c for c in report["comparisons"]}
+    assert set(by_difference) == {
+        "ghost_resnet56-conv-keep − resnet56", "ghost_resnet56-ghost-keep − resnet56",
+        "ghost_resnet56-ghost-keep: first_layer=ghost − first_layer=conv"}
+    model = by_difference["ghost_resnet56-conv-keep − resnet56"]
+    expected = scipy_stats.ttest_rel(values("ghost_resnet56", "conv"), values("resnet56", None))
+    ci = expected.confidence_interval(0.95)
+    assert model["n_pairs"] == 5 and model["paired"]["p_value"] == pytest.approx(expected.pvalue, abs=1e-12)
+    assert (model["paired"]["low"], model["paired"]["high"]) == (pytest.approx(ci.low), pytest.approx(ci.high))
+    assert model["welch"]["halfwidth"] > 3 * model["paired"]["halfwidth"]  # the shared seed noise is removed
+    assert model["params_ratio"] == pytest.approx(430_000 / 853018)
+    (claim,) = model["claims"]
+    assert claim["source"] == "ghostnet" and claim["delta"] == pytest.approx(-0.3)
+    assert claim["params_ratio"] == pytest.approx(0.43 / 0.85) and claim["macs_ratio"] == pytest.approx(63 / 125)
+    assert claim["consistent"] is (claim["prediction"]["low"] <= -0.3 <= claim["prediction"]["high"])
+    assert report["answer"][0].startswith("ghost_resnet56-conv-keep − resnet56: -0.")
+    assert "(paired, n=5)" in report["answer"][0] and "ghostnet's -0.3 pp" in report["answer"][0]
+
+
+def test_rows_that_differ_in_two_sections_are_not_compared() -> None:
+    a, b = row_input("resnet20", [91.0, 91.2]), row_input("resnet20", [91.1, 91.3])
+    a.settings, b.settings = {"recipe.lr": 0.1, "runtime.compile": "off"}, {"recipe.lr": 0.05, "runtime.compile": "x"}
+    assert analyse([a, b], lambda name: None)["comparisons"] == []
+    b.settings = {"recipe.lr": 0.05, "runtime.compile": "off"}
+    a.defaults = b.defaults = {"recipe.lr": 0.1, "runtime.compile": "off"}
+    (comparison,) = analyse([a, b], lambda name: None)["comparisons"]
+    assert comparison["difference"] == "resnet20: recipe.lr=0.05 − recipe.lr=0.1"  # the default is the reference

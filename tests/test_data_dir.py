@@ -1,0 +1,45 @@
+"""One data-directory precedence for `ghostsweep train` and sweep workers alike (trials.data.data_root):
+--data-dir, else $GHOSTSWEEP_DATA_DIR, else the sweep spec's data_dir, else ~/.cache/ghostsweep/cifar10."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ghostsweep.orchestrator import worker
+from ghostsweep.trials.config import TrialConfig
+from ghostsweep.trials.data import DEFAULT_CACHE, data_root
+from ghostsweep.trials.trialdir import ExitCode, atomic_write_json
+
+
+def test_flag_then_variable_then_spec_then_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GHOSTSWEEP_DATA_DIR", raising=False)
+    assert data_root() == DEFAULT_CACHE.expanduser()
+    assert data_root(spec_data_dir="/spec") == Path("/spec")
+    monkeypatch.setenv("GHOSTSWEEP_DATA_DIR", "/machine")
+    assert data_root(spec_data_dir="/spec") == Path("/machine")
+    assert data_root("/flag", spec_data_dir="/spec") == Path("/flag")
+
+
+@pytest.mark.parametrize(("variable", "expected"), [(None, "/spec/cifar"), ("/machine/cifar", "/machine/cifar")])
+def test_worker_hands_the_runner_the_same_choice(
+    variable: str | None, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep has no --data-dir: its worker picks between the variable and the spec's data_dir."""
+    if variable is None:
+        monkeypatch.delenv("GHOSTSWEEP_DATA_DIR", raising=False)
+    else:
+        monkeypatch.setenv("GHOSTSWEEP_DATA_DIR", variable)
+    atomic_write_json(tmp_path / "sweep.json", {"data_dir": "/spec/cifar"})
+    trial = tmp_path / "trials" / "t"
+    trial.mkdir(parents=True)
+    atomic_write_json(trial / "config.json", TrialConfig(model="resnet20").to_dict())
+    seen = []
+
+    def runner(_config: TrialConfig, out_dir: Path, data_dir: Path, **_: object) -> dict:
+        seen.append(data_dir)
+        return {"status": "done"}
+
+    assert worker.run_trial_dir(trial, runner) == ExitCode.DONE
+    assert seen == [Path(expected)]

@@ -1,0 +1,73 @@
+"""A fixed seed gives the numbers it always gave: the training loop may be restructured, never re-rounded.
+
+The constants were recorded from commit 3dcfdef7edf99c40c987d0532595bc599ffe0408, before `_train` was split into
+named steps, on CPU with one thread (torch 2.14.1). They are exact floats: another torch version or CPU kernel
+may round differently, but a change to the runner must not. Test accuracy at every evaluation was added after
+the recording (it draws no random numbers and changes no weights): rows before the last are compared without it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_trial_helpers import checkpoint, metrics, result, train
+
+# Warm-up, a milestone mid-run and a best validation accuracy before the end (so the best weights are restored
+# to evaluate `best_val_test_acc`): every branch of the loop that touches the numbers runs.
+RUN = ["--seed", "0", "--batch-size", "32", "--val-size", "200", "--test-size", "200", "--iterations", "60",
+       "--eval-interval", "15", "--checkpoint-interval", "30", "--warmup-iterations", "5", "--milestones", "40",
+       "--device", "cpu"]
+ROW_KEYS = ("iteration", "lr", "train_loss", "train_acc", "val_acc", "test_acc")
+RESULT_KEYS = ("final_val_acc", "final_test_acc", "best_val_acc", "best_val_test_acc", "best_val_iteration",
+               "iterations", "params", "macs")
+
+EXPECTED: dict[str, dict[str, Any]] = {
+    "resnet8": {
+        "result": {"final_val_acc": 19.0, "final_test_acc": 27.0, "best_val_acc": 23.5, "best_val_test_acc": 18.5,
+                   "best_val_iteration": 45, "iterations": 60, "params": 75290, "macs": 12239488},
+        "rows": [
+            (15, 0.1, 2.3691821257273356, 15.416666666666666, 17.5, None),
+            (30, 0.1, 2.309099284807841, 18.958333333333332, 14.0, None),
+            (45, 0.010000000000000002, 2.1382757584253946, 19.375, 23.5, None),
+            (60, 0.010000000000000002, 2.000912078221639, 21.875, 19.0, 27.0),
+        ],
+        "weights": "a5b70cf6e4871a0dda56b019b5c03f2ebb1f43e556248c3990baad67d84c727b",
+    },
+    "ghost_resnet8": {
+        "result": {"final_val_acc": 23.0, "final_test_acc": 29.5, "best_val_acc": 23.0, "best_val_test_acc": 24.5,
+                   "best_val_iteration": 45, "iterations": 60, "params": 39882, "macs": 6599296},
+        "rows": [
+            (15, 0.1, 2.383486000696818, 14.791666666666666, 10.5, None),
+            (30, 0.1, 2.2457454840342206, 17.291666666666668, 18.5, None),
+            (45, 0.010000000000000002, 2.1030842622121173, 22.291666666666668, 23.0, None),
+            (60, 0.010000000000000002, 2.029656155904134, 22.916666666666668, 23.0, 29.5),
+        ],
+        "weights": "b7d73724482c869d40a1ac517dac486fad4360205abff9557d90dcec9e444ca3",
+    },
+}
+
+
+def weights_digest(out: Path) -> str:
+    """sha256 of the final and the best weights in the checkpoint, tensor bytes in key order."""
+    state, digest = checkpoint(out), hashlib.sha256()
+    for part in ("model", "best_state"):
+        for key, tensor in sorted(state[part].items()):
+            digest.update(key.encode())
+            digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize("model", EXPECTED)
+def test_fixed_seed_gives_the_recorded_numbers(model: str, cifar10_dir: Path, tmp_path: Path) -> None:
+    assert train(*RUN, "--model", model, "--data-dir", cifar10_dir, "--out", tmp_path) == 0
+    expected = EXPECTED[model]
+    assert {k: result(tmp_path)[k] for k in RESULT_KEYS} == expected["result"]
+    rows = metrics(tmp_path)
+    assert [tuple(row.get(k) for k in ROW_KEYS[:-1]) for row in rows] == [r[:-1] for r in expected["rows"]]
+    assert rows[-1]["test_acc"] == expected["rows"][-1][-1]
+    assert all(row["test_acc"] is not None for row in rows)
+    assert result(tmp_path)["max_test_acc"] == max(row["test_acc"] for row in rows)
+    assert weights_digest(tmp_path) == expected["weights"]
