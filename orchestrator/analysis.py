@@ -5,8 +5,8 @@ A *row* is one report group: a variant plus every recipe/data/runtime setting th
 over its seeds. A *comparison* is two rows that differ in one factor only:
 - the model: a Ghost model against its baseline at the same depth (the registry says which), all else equal;
 - one section of settings: a model option (`first_layer`, `block_norm`, ...), the runtime, the recipe, the data.
-Its Δ is *treatment − reference*: the Ghost model minus its baseline; otherwise the row that leaves more of the
-differing settings at their defaults is the reference. Δ is paired by seed (seed s of both rows saw the same
+Its Δ is *treatment − reference*: the Ghost model minus its baseline; otherwise the reference is the row that
+leaves the differing settings at their defaults. Δ is paired by seed (seed s of both rows saw the same
 batches); Welch's interval is given beside it, and alone when fewer than two seeds pair.
 """
 
@@ -157,19 +157,24 @@ class Pairing:
 
 
 def find_pairings(rows: Sequence[RowInput], baseline_of: Callable[[str], str | None]) -> list[Pairing]:
-    """Every pair of rows that differ in exactly one factor, in plan order of the treatment row."""
+    """Every pair of rows that differ in exactly one factor, in plan order."""
     pairings = []
     for i, a in enumerate(rows):
         for b in rows[i + 1:]:
-            pairing = _pair(a, b, baseline_of, a_is_later=False) or _pair(b, a, baseline_of, a_is_later=True)
+            pairing = _pair(a, b, baseline_of) or _pair(b, a, baseline_of)
             if pairing is not None:
                 pairings.append(pairing)
     return pairings
 
 
-def _pair(a: RowInput, b: RowInput, baseline_of: Callable[[str], str | None], a_is_later: bool) -> Pairing | None:
-    """a as the treatment and b as its reference, when that is how they differ; between equals, the later row in
-    plan order is the treatment."""
+def _pair(a: RowInput, b: RowInput, baseline_of: Callable[[str], str | None]) -> Pairing | None:
+    """a as the treatment and b as its reference, when that is how they differ.
+
+    A Ghost model's reference is its baseline, all else equal. Otherwise the reference leaves every differing
+    setting at its default, and the settings differ in one section (the fast runtime changes several runtime
+    fields at once) or in one model option: two options changed at once answer no single question, and two
+    non-default values (lr 0.05 against lr 0.2) are each compared with the default instead.
+    """
     differing = tuple(sorted(k for k in a.settings.keys() | b.settings.keys()
                              if json.dumps(a.settings.get(k)) != json.dumps(b.settings.get(k))))
     if not differing:
@@ -180,13 +185,11 @@ def _pair(a: RowInput, b: RowInput, baseline_of: Callable[[str], str | None], a_
             return Pairing("model", a, b, differing)
         return None
     sections = {k.partition(".")[0] for k in differing}
-    if len(sections) != 1:
+    if len(sections) != 1 or (sections == {"model_options"} and len(differing) > 1):
         return None
-    a_defaults = sum(a.settings.get(k) == a.defaults.get(k) for k in differing)
-    b_defaults = sum(b.settings.get(k) == b.defaults.get(k) for k in differing)
-    if b_defaults > a_defaults or (b_defaults == a_defaults and a_is_later):
-        return Pairing(sections.pop(), a, b, differing)
-    return None
+    if not all(json.dumps(b.settings.get(k)) == json.dumps(b.defaults.get(k)) for k in differing):
+        return None
+    return Pairing(sections.pop(), a, b, differing)
 
 
 def describe_difference(pairing: Pairing) -> str:

@@ -105,7 +105,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     report.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR", nargs="?",
                         help="the sweep (with --from-wandb: where to write the report)")
     report.add_argument("--wandb", action="store_true", help="also log the table and plots to a W&B run")
-    report.add_argument("--from-wandb", metavar="ENTITY/PROJECT", help="aggregate W&B runs instead of files")
+    report.add_argument("--from-wandb", metavar="ENTITY/PROJECT[/SWEEP]",
+                        help="aggregate the trial runs of one sweep in W&B instead of the files")
     report.set_defaults(handler=run_report)
     return parser
 
@@ -285,7 +286,7 @@ def run_report(args: argparse.Namespace) -> int:
         report = build_report(*records_from_wandb(args.from_wandb))
     else:
         if args.sweep_dir is None:
-            raise ValueError("report: give SWEEP_DIR (or --from-wandb ENTITY/PROJECT)")
+            raise ValueError("report: give SWEEP_DIR (or --from-wandb ENTITY/PROJECT[/SWEEP])")
         from ghostsweep.orchestrator.report import records_from_sweep
 
         out_dir = args.sweep_dir

@@ -244,7 +244,8 @@ def apply_extension(sweep: SweepDir, extension: Extension) -> list[str]:
     for new in extension.new_trials:
         trial_dir = sweep.trial_dir(new.trial_id)
         trial_dir.mkdir(parents=True, exist_ok=True)
-        if not (trial_dir / CONFIG_FILE).exists():
+        if not (trial_dir / CONFIG_FILE).exists():  # its W&B run is ordered where sweep.json lists it
+            new.config.setdefault("wandb", {})["position"] = len(index["trial_ids"])
             atomic_write_json(trial_dir / CONFIG_FILE, new.config)
         index["trial_ids"].append(new.trial_id)
         index["trials"][new.trial_id] = new.entry

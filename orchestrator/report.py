@@ -203,7 +203,7 @@ def _signed(value: float | None) -> str:
 
 @dataclass(frozen=True)
 class Table:
-    """One table of the report, rendered alike as Markdown, HTML, W&B and rich."""
+    """One table of the report, rendered alike as Markdown, HTML and rich."""
 
     title: str
     intro: str
@@ -220,7 +220,7 @@ TABLE_COLUMNS = (
 
 
 def table_rows(report: dict[str, Any]) -> list[list[str]]:
-    """Our numbers per row (Markdown, HTML, W&B and the terminal)."""
+    """Our numbers per row."""
     return [[
         row["label"], _seeds(row), _pct(row["final_test_acc"]), _precision(row["final_test_acc"]),
         _pct(row["best_val_test_acc"]), _range(row["final_test_acc"]), _millions(row["params"], 3),
@@ -379,10 +379,11 @@ body{margin:0;background:#f3f4f6;color:#1f2328;font:16px/1.5 system-ui,-apple-sy
 "DejaVu Sans",sans-serif}
 main{max-width:1280px;margin:0 auto;padding:28px 48px 48px;background:#fff;min-height:100vh}
 h1{font-size:28px;margin:0}h2{font-size:22px;margin:36px 0 8px;border-bottom:1px solid #d8dee4;padding-bottom:4px}
-h3{font-size:16px;margin:16px 0 4px;color:#57606a}
 .meta,figcaption,.intro{color:#57606a;font-size:14px}
 .answer{background:#eef4ff;border-left:5px solid #2f6feb;border-radius:6px;padding:6px 24px 14px;margin-top:20px}
-.answer h2{border:0;margin-top:10px}.answer ul{margin:4px 0;padding-left:20px}.answer li{margin:4px 0}
+.answer h2{border:0;margin-top:10px}
+summary{font-weight:600;color:#57606a;margin-top:12px;cursor:pointer}
+.answer ul{margin:4px 0;padding-left:20px}.answer li{margin:4px 0}
 figure{margin:20px 0 32px}figure svg{display:block;width:100%;height:auto}
 table{border-collapse:collapse;width:100%;font-size:14px;margin:8px 0}
 th{background:#f0f2f5;text-align:left;vertical-align:bottom;font-weight:600}
@@ -425,8 +426,10 @@ def _answer_html(report: dict[str, Any]) -> str:
         label, rest = comparison["difference"], sentence.removeprefix(comparison["difference"])
         item = f"<b>{html.escape(label)}</b>{_verdicts(rest)}" if rest != sentence else _verdicts(sentence)
         groups.setdefault(comparison["factor"], []).append(f"<li>{item}</li>")
-    return "".join(f"<h3>{html.escape(FACTOR_TITLES.get(factor, factor))}</h3><ul>{''.join(items)}</ul>"
-                   for factor, items in groups.items())
+    return "".join(  # the paper's question stays open; a long list of other comparisons folds away
+        f"<details{' open' if factor == 'model' or len(items) <= 12 else ''}><summary>"
+        f"{html.escape(FACTOR_TITLES.get(factor, factor))} ({len(items)})</summary><ul>{''.join(items)}</ul></details>"
+        for factor, items in groups.items())
 
 
 def to_html(report: dict[str, Any], plots: dict[str, Plot]) -> str:
@@ -473,6 +476,8 @@ STYLE = {
     "axes.grid": True, "grid.alpha": 0.3, "figure.constrained_layout.use": True,
 }
 SOURCE_MARKERS = ("D", "s", "^", "v", "P", "X")
+MAX_LEGEND_SERIES = 12  # beyond this many of our series a legend is a wall of text
+MAX_FOREST_ROWS = 40  # a forest plot taller than a few screens helps nobody; the table has every comparison
 CLAIM_COLOR = "#cf222e"
 
 
@@ -506,6 +511,7 @@ def _series(row: dict[str, Any]) -> str:
 def _accuracy_vs_size(report: dict[str, Any], size: str, axis_label: str, color_of: dict[str, Any]) -> Plot:
     """Our mean final test accuracy (95% CI) against params or MACs, a line per series, the papers' points."""
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     what = "params" if size == "params" else "MACs"
     caption = (f"CIFAR-10 test accuracy against {what}: ours is the mean final test accuracy over seeds with its "
@@ -533,7 +539,7 @@ def _accuracy_vs_size(report: dict[str, Any], size: str, axis_label: str, color_
         high = [0.0 if s["ci_high"] is None else s["ci_high"] - s["mean"] for s in stats]
         handles.append(axes.errorbar(x, [s["mean"] for s in stats], yerr=[low, high], marker="o", capsize=4, lw=1.8,
                                      ms=6, color=color_of[rows[0]["group"]], label=f"ours: {name}"))
-        for row, xi, s in zip(rows, x, stats, strict=True):
+        for row, xi, s in zip(rows, x, stats, strict=True) if len(lines) <= MAX_LEGEND_SERIES else ():
             axes.annotate(str(model_info(row["model"]).depth), (xi, s["mean"]), xytext=(6, -12),
                           textcoords="offset points", fontsize=9, color="#57606a")
     markers = dict(zip(report["sources"], SOURCE_MARKERS, strict=False))  # one marker per source in every plot
@@ -550,6 +556,9 @@ def _accuracy_vs_size(report: dict[str, Any], size: str, axis_label: str, color_
         axis_label += ", log scale"
     axes.set(xlabel=axis_label, ylabel="CIFAR-10 test accuracy (%)",
              title=f"Accuracy vs {what}: ours (mean, 95% CI) and the papers")
+    if len(lines) > MAX_LEGEND_SERIES:  # a sweep over a setting: one series per value, too many to name
+        handles[MAX_LEGEND_SERIES:len(lines)] = [Line2D([], [], ls="none", label=(
+            f"… and {len(lines) - MAX_LEGEND_SERIES} more series (rows table)"))]
     figure.legend(handles=handles, loc="outside right upper", frameon=False)
     return _save(figure, caption)
 
@@ -574,9 +583,11 @@ def _forest(report: dict[str, Any], color_of: dict[str, Any]) -> Plot:
                "our Δ and its 95% CI, paired by seed (hollow: Welch's unpaired interval, when fewer than two seeds "
                "pair); red diamonds are the published Δ, the faint red band the 95% prediction interval for one "
                "unpaired pair of runs that it is judged against.")
-    comparisons = report["comparisons"]
+    comparisons = report["comparisons"][:MAX_FOREST_ROWS]  # the model comparisons come first
     if not comparisons:
         return _message("differences: no two rows differ in one factor yet", caption)
+    if len(report["comparisons"]) > MAX_FOREST_ROWS:
+        caption += f" The first {MAX_FOREST_ROWS} of {len(report['comparisons'])} comparisons: all are in the table."
     n = len(comparisons)
     figure, axes = plt.subplots(figsize=(FIGURE_WIDTH_IN, 1.6 + 0.5 * n))
     axes.axvline(0, color="#57606a", lw=1, ls="--", zorder=1)
@@ -644,12 +655,11 @@ def _learning_curves(report: dict[str, Any], color_of: dict[str, Any]) -> Plot:
             axes.plot(x, curve.mean, color=color, lw=1.6, label=f"{name} ({curve.seeds} seeds)")
         axes.set_title(variant, fontsize=11)
         axes.tick_params(labelbottom=True, labelleft=True)
-        if len(lines) > 1:
+        if 1 < len(lines) <= MAX_LEGEND_SERIES // 2:
             axes.legend(fontsize=9, loc="lower right")
-        else:
-            (curve,) = lines.values()
-            axes.text(0.97, 0.06, f"{curve.seeds} seeds", transform=axes.transAxes, ha="right", fontsize=10,
-                      color="#57606a")
+        else:  # one row: its seeds; many (a sweep over a setting): how many lines
+            note = f"{next(iter(lines.values())).seeds} seeds" if len(lines) == 1 else f"{len(lines)} rows"
+            axes.text(0.97, 0.06, note, transform=axes.transAxes, ha="right", fontsize=10, color="#57606a")
     for axes in list(grid.flat)[len(curves):]:
         axes.axis("off")
     figure.supxlabel("training iteration (thousands)")
@@ -708,6 +718,7 @@ def _save(figure: Any, caption: str) -> Plot:
 
     svg_buffer, png_buffer = io.BytesIO(), io.BytesIO()
     figure.savefig(svg_buffer, format="svg", metadata={"Date": None})
+    figure.set_layout_engine("none")  # laid out once: the PNG reuses the SVG's positions
     figure.savefig(png_buffer, format="png", dpi=100)
     plt.close(figure)
     svg = svg_buffer.getvalue().decode()

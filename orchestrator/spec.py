@@ -26,6 +26,7 @@ SPEC_KEYS = (
 )
 REQUIRED_KEYS = ("name", "grids", "seeds")
 SECTIONS = ("recipe", "data", "runtime", "wandb")  # top-level overrides applied to every trial
+SWEEP_WRITTEN_WANDB_KEYS = {"sweep", "row", "position"}  # WandbConfig fields materialize fills in
 GRID_SECTIONS = (*SECTIONS, "faults")  # sections a grid may vary with dotted keys (`recipe.lr`)
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 RESOURCE_RANGES: dict[str, tuple[float, float]] = {
@@ -111,6 +112,8 @@ def parse_spec(data: Any, text: str = "") -> SweepSpec:
     name = _parse_name(data["name"])
     seeds = _parse_seeds(data["seeds"])
     overrides = {section: _mapping(data.get(section), section) for section in SECTIONS}
+    for key in SWEEP_WRITTEN_WANDB_KEYS & set(overrides["wandb"]):
+        raise ValueError(f"wandb.{key}: written by the sweep (the W&B group is the report row); remove it")
     TrialConfig.from_dict(copy.deepcopy(overrides))  # the top-level sections alone, before any grid
     trials = _expand_grids(data["grids"], seeds, overrides)
     backend, backend_options = _parse_backend(data.get("backend"))

@@ -202,14 +202,15 @@ def test_from_wandb_rebuilds_the_files_report(sweep: Path) -> None:
     from_wandb = build_report(title, records, settings)
     assert settings == {"entity": "lab", "project": "ghostsweep"}
     assert without_time(from_wandb) == without_time(from_files)
-    # The sweep exercises what could differ: states, a rerun, a comparison oriented by plan order, claims.
+    # The sweep exercises what could differ: states, a rerun, row order, comparisons, claims.
     rows = {row["label"]: row for row in from_files["rows"]}
     assert rows["ghost_resnet56-ghost-keep"]["missing_seeds"] == [2]
     assert rows["resnet56 recipe.lr=0.05"]["missing_seeds"] == [2]
     assert rows["resnet56 recipe.lr=0.2"]["seeds_done"] == 3
     differences = [c["difference"] for c in from_files["comparisons"]]
-    assert "resnet56: recipe.lr=0.2 − recipe.lr=0.05" in differences
-    assert len(from_files["comparisons"]) == 6 and any(c["claims"] for c in from_files["comparisons"])
+    assert "resnet56: recipe.lr=0.2 − recipe.lr=0.1" in differences  # each value against the default
+    assert "resnet56: recipe.lr=0.2 − recipe.lr=0.05" not in differences
+    assert len(from_files["comparisons"]) == 5 and any(c["claims"] for c in from_files["comparisons"])
 
 
 def test_from_wandb_keeps_sweeps_apart(sweep: Path) -> None:

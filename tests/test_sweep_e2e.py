@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+from ghostsweep.orchestrator.report import PLOTS
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parents[2] / "shared/data/cifar-10-batches-py"
@@ -57,7 +60,7 @@ def test_smoke_sweep_fails_reruns_and_reports_two_seeds_per_cell(tmp_path):
     assert {states[i]["state"] for i in states.keys() - failed} == {"done"}
 
     partial = ghostsweep("report", str(sweep))
-    assert partial.returncode == 0 and "| 0/2 (missing seeds 0, 1) |" in partial.stdout
+    assert partial.returncode == 0 and "0/2 (missing seeds 0, 1)" in partial.stdout
     before = rows(sweep)
     assert before["resnet20"]["seeds_done"] == 2
     untouched = {i: (sweep / "trials" / i / "result.json").read_bytes() for i in states.keys() - failed}
@@ -65,7 +68,7 @@ def test_smoke_sweep_fails_reruns_and_reports_two_seeds_per_cell(tmp_path):
     rerun = ghostsweep("rerun", str(sweep), "--failed")
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     report = ghostsweep("report", str(sweep))
-    assert report.returncode == 0 and "| resnet20 | 2/2 |" in report.stdout
+    assert report.returncode == 0 and re.search(r"^ *resnet20 +2/2 ", report.stdout, re.M), report.stdout
     after = rows(sweep)
     assert {row["seeds_done"] for row in after.values()} == {2} and len(after) == 2
     assert after["resnet20"]["final_test_acc"] == before["resnet20"]["final_test_acc"]
@@ -76,4 +79,4 @@ def test_smoke_sweep_fails_reruns_and_reports_two_seeds_per_cell(tmp_path):
         assert json.loads((trial_dir / "result.json").read_text())["status"] == "done"
     for trial_id in untouched:
         assert json.loads((sweep / "trials" / trial_id / "attempts.json").read_text())["attempt"] == 1
-    assert (sweep / "report.html").read_text().count("data:image/png;base64,") == 2
+    assert (sweep / "report.html").read_text().count("<svg") == len(PLOTS)

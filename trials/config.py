@@ -118,7 +118,7 @@ class TrialConfig:
 
     @property
     def variant(self) -> str:
-        """The model variant a seed belongs to: what the report and W&B group seeds by."""
+        """The model variant a seed belongs to: the start of its report row and W&B group."""
         return model.variant_name(self.model, self.model_options)
 
     def resolved_model_options(self) -> dict[str, Any]:
