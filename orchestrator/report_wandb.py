@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ghostsweep.orchestrator.analysis import Metric
-from ghostsweep.orchestrator.report import CURVE_METRIC, PLOTS, TrialRecord
+from ghostsweep.orchestrator.report import TrialRecord
+from ghostsweep.orchestrator.report_plots import CURVE_METRIC, PLOTS
 from ghostsweep.trials.trialdir import Outcome, TrialResult
 
 WANDB_PATH = re.compile(r"(?P<entity>[\w.-]+)/(?P<project>[\w.-]+)(?:/(?P<sweep>[\w.-]+))?")

@@ -16,13 +16,13 @@ from scipy import stats
 from ghostsweep.orchestrator.analysis import summarise
 from ghostsweep.orchestrator.cli import main
 from ghostsweep.orchestrator.report import (
-    PLOTS,
     TrialRecord,
     build_report,
     records_from_sweep,
     terminal_report,
     write_report,
 )
+from ghostsweep.orchestrator.report_plots import PLOTS
 from ghostsweep.orchestrator.spec import load_spec
 from ghostsweep.orchestrator.sweepdir import SweepDir
 from ghostsweep.trials.trialdir import METRICS_FILE, Outcome, TrialResult, atomic_write_lines, write_result

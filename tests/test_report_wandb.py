@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from ghostsweep.orchestrator.report import PLOTS, build_report, records_from_sweep, write_report
+from ghostsweep.orchestrator.report import build_report, records_from_sweep, write_report
+from ghostsweep.orchestrator.report_plots import PLOTS
 from ghostsweep.orchestrator.report_wandb import log_report, records_from_wandb, report_tables
 from ghostsweep.orchestrator.spec import parse_spec
 from ghostsweep.orchestrator.sweepdir import SweepDir
