@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import ghostsweep
 from ghostsweep.orchestrator.backends import BACKEND_MODULES
 from ghostsweep.orchestrator.models_table import add_models_parser
 from ghostsweep.orchestrator.sweepdir import SweepDir
@@ -29,7 +30,11 @@ DEFAULT_RUNS_DIR = Path("runs")
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(argv[0] if argv else None).parse_args(argv)
+    parser = build_parser(argv[0] if argv else None)
+    if not argv:  # a bare `ghostsweep` asks what it can do
+        parser.print_help()
+        return 0
+    args = parser.parse_args(argv)
     try:
         return args.handler(args)
     except ValueError as error:
@@ -47,6 +52,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ghostsweep", description="Seeded CIFAR-10 sweeps that check GhostNet's claims against papers.",
     )
+    parser.add_argument("--version", action="version", version=f"ghostsweep {ghostsweep.__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     add_models_parser(commands)
     if command == "train":

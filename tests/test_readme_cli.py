@@ -34,3 +34,10 @@ def test_every_documented_flag_exists(command: str) -> None:
     assert done.returncode == 0, done.stderr
     missing = sorted(flag for flag in documented()[command] if flag not in done.stdout)
     assert missing == [], f"README names {missing} for `ghostsweep {command}`"
+
+
+def test_bare_command_prints_help_and_version_is_known() -> None:
+    bare = subprocess.run([sys.executable, "-m", "ghostsweep"], capture_output=True, text=True)
+    assert bare.returncode == 0 and "usage: ghostsweep" in bare.stdout and "extend" in bare.stdout
+    version = subprocess.run([sys.executable, "-m", "ghostsweep", "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and re.fullmatch(r"ghostsweep \d+\.\d+\.\d+\S*\n", version.stdout)
