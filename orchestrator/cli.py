@@ -248,6 +248,8 @@ def run_status(args: argparse.Namespace) -> int:
     from ghostsweep.orchestrator.status import render, summarize
     from ghostsweep.orchestrator.sweep import UNFINISHED, collect_states
 
+    if not args.interval > 0:
+        raise ValueError(f"--interval: must be > 0 seconds, got {args.interval:g}")
     sweep = SweepDir(args.sweep_dir)
     index = sweep.index()
     states, warnings = collect_states(sweep)

@@ -30,15 +30,18 @@ def summarize(states: list[TrialState], index: dict[str, Any]) -> dict[str, Any]
     counts = Counter(s.state for s in states)
     trials: list[dict[str, Any]] = []
     for state in states:
+        iteration = None if state.progress is None else state.progress.iteration
+        if state.state == TrialStatus.DONE and state.result is not None and state.result.iterations is not None:
+            iteration = state.result.iterations  # the last heartbeat may predate the final iterations
         trials.append({
             "trial_id": state.trial_id, "state": state.state, "reason": state.reason, "job_id": state.job_id,
             "node": state.node, "attempt": state.attempt,
-            "iteration": None if state.progress is None else state.progress.iteration,
+            "iteration": iteration,
             "iterations": index["trials"][state.trial_id]["iterations"],
             "eta_s": eta_seconds(state, index["trials"][state.trial_id]),
         })
-    return {"name": index["name"], "counts": {s: counts.get(s, 0) for s in TrialStatus}, "trials": trials,
-            "eta_s": sweep_eta_seconds(states, trials)}
+    return {"name": index["name"], "as_of": time.time(), "counts": {s: counts.get(s, 0) for s in TrialStatus},
+            "trials": trials, "eta_s": sweep_eta_seconds(states, trials)}
 
 
 def sweep_eta_seconds(states: list[TrialState], trials: list[dict[str, Any]]) -> float | None:
@@ -61,7 +64,8 @@ def render(states: list[TrialState], index: dict[str, Any], warnings: list[str],
     counts = "  ".join(f"{state} {n}" for state, n in summary["counts"].items() if n)
     header = Text(f"{index['name']}: {len(states)} trials  {counts}")
     if summary["eta_s"] is not None:
-        header.append(f"  ETA {_duration(summary['eta_s'])} (queued trials at the running parallelism)")
+        waiting = " and the queued ones at the running parallelism" if summary["counts"][TrialStatus.QUEUED] else ""
+        header.append(f"  ETA {_duration(summary['eta_s'])} (the running trials{waiting})")
     table = Table(box=None, pad_edge=False)
     for column in ("trial", "state", "progress", "ETA", "job", "node", "reason"):
         table.add_column(column, no_wrap=column != "reason", overflow="fold")
