@@ -10,7 +10,9 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -114,7 +116,45 @@ def assert_same_state(a: dict[str, Any], b: dict[str, Any]) -> None:
 
 
 def wandb_run_record(run_dir: Path) -> Any:
-    """The `run` record of an offline W&B run, read from its run-*.wandb log (a LevelDB-style record log)."""
+    """The `run` record of an offline W&B run."""
+    for record in wandb_records(run_dir):
+        if record.WhichOneof("record_type") == "run":
+            return record.run
+    raise AssertionError(f"no run record in {run_dir}")
+
+
+def wandb_offline_run(run_dir: Path) -> SimpleNamespace:
+    """An offline run as the public API would serve it once synced (config, summary, history, scan_history):
+    what `report --from-wandb` reads, taken from the run's own log instead of a W&B server (none runs here)."""
+    config, summary, history, run = {}, {}, [], None
+    for record in wandb_records(run_dir):
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            run = record.run
+            config |= {item.key: json.loads(item.value_json) for item in run.config.update}
+        elif kind == "config":
+            config |= {item.key: json.loads(item.value_json) for item in record.config.update}
+        elif kind == "history":
+            history.append({_key(item): json.loads(item.value_json) for item in record.history.item})
+        elif kind == "summary":
+            summary |= {_key(item): json.loads(item.value_json) for item in record.summary.update}
+    assert run is not None, f"no run record in {run_dir}"
+    config = {k: v for k, v in config.items() if not k.startswith("_")}
+
+    def scan_history(keys: list[str]) -> list[dict[str, Any]]:
+        return [{k: row[k] for k in keys if k in row} for row in history]
+
+    return SimpleNamespace(name=run.display_name, group=run.run_group, config=config, summary=summary,
+                           scan_history=scan_history)
+
+
+def _key(item: Any) -> str:
+    """A history or summary item's key: wandb's core writes it as a one-element `nested_key`."""
+    return item.key or ".".join(item.nested_key)
+
+
+def wandb_records(run_dir: Path) -> Iterator[Any]:
+    """Every record of an offline W&B run, read from its run-*.wandb log (a LevelDB-style record log)."""
     from wandb.proto import wandb_internal_pb2
 
     data = next(run_dir.glob("run-*.wandb")).read_bytes()
@@ -131,6 +171,4 @@ def wandb_run_record(run_dir: Path) -> Any:
         if kind in (1, 4):
             record = wandb_internal_pb2.Record()
             record.ParseFromString(pending)
-            if record.WhichOneof("record_type") == "run":
-                return record.run
-    raise AssertionError(f"no run record in {run_dir}")
+            yield record

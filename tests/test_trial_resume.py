@@ -61,7 +61,8 @@ def test_reference_run_writes_the_trial_directory(reference: Path, cifar10_dir: 
     assert summary["iterations"] == 40 and summary["attempt"] == 1 and summary["world_size"] == 1
     assert summary["params"] == 75_290 and summary["macs"] > 0 and summary["wandb_run_dir"] is None
     assert [row["iteration"] for row in metrics(reference)] == [10, 20, 30, 40]
-    assert "test_acc" in metrics(reference)[-1] and "test_acc" not in metrics(reference)[0]
+    tests = [row["test_acc"] for row in metrics(reference)]  # at every evaluation: the report's max over evals
+    assert None not in tests and summary["max_test_acc"] == max(tests) and summary["final_test_acc"] == tests[-1]
     assert {p.name for p in reference.iterdir()} == {
         "config.json", "metrics.jsonl", "progress.json", "checkpoint.pt", "result.json", "attempts.json"
     }  # W&B disabled (the default) leaves nothing, not even in the working directory

@@ -5,9 +5,21 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
-from test_trial_helpers import REPO, SMOKE, result, train, train_process, trial_env, wandb_run_record
+from test_trial_helpers import (
+    REPO,
+    SMOKE,
+    result,
+    train,
+    train_process,
+    trial_env,
+    wandb_offline_run,
+    wandb_run_record,
+)
 
+from ghostsweep.orchestrator.report import build_report, records_from_sweep
+from ghostsweep.orchestrator.report_wandb import records_from_wandb
 from ghostsweep.orchestrator.spec import parse_spec
 from ghostsweep.orchestrator.sweepdir import SweepDir
 
@@ -42,16 +54,24 @@ def test_sweep_trial_run_is_grouped_by_its_report_row(cifar10_dir: Path, tmp_pat
                        "wandb": {"mode": "offline", "project": "ghostsweep-test"}})
     sweep = SweepDir(tmp_path / "sweep")
     sweep.materialize(spec)
+    for trial_dir in map(sweep.trial_dir, sweep.trial_ids()):
+        completed = train_process("--config", trial_dir / "config.json", "--data-dir", cifar10_dir, "--out",
+                                  trial_dir, cwd=tmp_path)
+        assert completed.returncode == 0, completed.stderr
     trial_id = sweep.trial_ids()[0]
     trial_dir = sweep.trial_dir(trial_id)
-    completed = train_process("--config", trial_dir / "config.json", "--data-dir", cifar10_dir, "--out", trial_dir,
-                              cwd=tmp_path)
-    assert completed.returncode == 0, completed.stderr
     run = wandb_run_record(Path(result(trial_dir)["wandb_run_dir"]))
     config = {item.key: json.loads(item.value_json) for item in run.config.update}
     assert run.run_group == "tiny/resnet8 recipe.lr=0.05" == f"tiny/{sweep.index()['trials'][trial_id]['label']}"
     assert config["wandb"] | {"sweep": "tiny", "row": "resnet8 recipe.lr=0.05", "position": 0} == config["wandb"]
     assert config["trial_id"] == trial_id
+    # The offline runs hold the same numbers as the files: `report --from-wandb` on them (read from their logs,
+    # as a W&B server would serve them after `wandb sync`) gives the files' report.
+    runs = [wandb_offline_run(Path(result(sweep.trial_dir(t))["wandb_run_dir"])) for t in sweep.trial_ids()]
+    from_wandb = build_report(*records_from_wandb("lab/ghostsweep-test/tiny", api=SimpleNamespace(runs=lambda _: runs)))
+    from_files = build_report(*records_from_sweep(sweep.root))
+    assert from_wandb["rows"] == from_files["rows"] and from_wandb["trials"] == from_files["trials"]
+    assert {row["final_test_acc"]["n"] for row in from_files["rows"]} == {1}
 
 
 def test_unreachable_wandb_does_not_fail_the_trial(cifar10_dir: Path, tmp_path: Path) -> None:
