@@ -92,10 +92,10 @@ class Cli:
             "SLURM_CONF": slurm_conf or os.environ["SLURM_CONF"],
         }
 
-    def __call__(self, *args: str | Path, check: int | None = 0) -> subprocess.CompletedProcess:
+    def __call__(self, *args: str | Path, check: int | None = 0, timeout: float = 600) -> subprocess.CompletedProcess:
         done = subprocess.run(
             [sys.executable, "-m", "ghostsweep.orchestrator.cli", *map(str, args)], env=self.env, capture_output=True,
-            text=True, timeout=600,
+            text=True, timeout=timeout,
         )
         if check is not None:
             assert done.returncode == check, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
@@ -347,7 +347,8 @@ def test_smoke_sweep_matches_local_backend(cli, tmp_path):
     local_spec = yaml.safe_load((REPO / "sweeps/smoke.yaml").read_text())
     local_spec |= {"grids": [{"model": ["resnet20"]}], "seeds": [0]}
     (tmp_path / "local.yaml").write_text(yaml.safe_dump(local_spec))
-    cli("submit", tmp_path / "local.yaml", "--out", tmp_path / "local")
+    # Beside the 4 Slurm trials on a 2-core machine; trials evaluate the test set at every evaluation now.
+    cli("submit", tmp_path / "local.yaml", "--out", tmp_path / "local", timeout=1200)
     ended = wait_ended(sweep, timeout=1200)
     assert {r["status"] for r in ended.values()} == {"done"} and len(ended) == 4
     (local_trial,) = trial_dirs(tmp_path / "local")
