@@ -339,6 +339,7 @@ def test_ddp_two_tasks_match_local_two_ranks(cli, tmp_path, data_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2700)
 def test_smoke_sweep_matches_local_backend(cli, tmp_path):
     """sweeps/smoke.yaml on Slurm completes; its resnet20 seed-0 trial equals the local backend's."""
     sweep = tmp_path / "smoke"

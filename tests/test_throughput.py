@@ -25,6 +25,7 @@ EQUIVALENCE = ["--model", "resnet20", "--batch-size", "32", "--lr", "0.025", "--
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)
 def test_compiled_equals_eager_within_float_tolerance(cifar10_dir: Path, tmp_path: Path) -> None:
     """torch.compile (default mode, inductor's C++ kernels) vs eager, on one CPU thread each.
 
