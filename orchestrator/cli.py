@@ -23,7 +23,7 @@ from ghostsweep.trials import cli as train_cli  # torch-free until add_train_par
 from ghostsweep.trials.trialdir import ExitCode, TrialStatus
 
 if TYPE_CHECKING:
-    from ghostsweep.orchestrator.backends.base import Submission
+    from ghostsweep.orchestrator.backends.base import Backend, Submission
 
 DEFAULT_RUNS_DIR = Path("runs")
 
@@ -149,7 +149,7 @@ def run_plan(args: argparse.Namespace) -> int:
 def run_submit(args: argparse.Namespace) -> int:
     from ghostsweep.orchestrator.backends import get_backend
     from ghostsweep.orchestrator.spec import load_spec
-    from ghostsweep.orchestrator.sweep import collect_states, submit_trials
+    from ghostsweep.orchestrator.sweep import collect_states
 
     spec = load_spec(args.spec)
     backend_name = args.backend or spec.backend
@@ -169,15 +169,11 @@ def run_submit(args: argparse.Namespace) -> int:
     if not pending:
         print("nothing to submit")
         return 0
-    print(f"submitting {len(pending)} trial(s) to {backend.name}:")
-    for trial_id in pending:
-        print(f"  {trial_id}")
-    submissions = submit_trials(sweep, pending, backend)
-    return _after_submission(sweep, submissions)
+    return _submit(sweep, pending, backend, f"submitting {len(pending)} trial(s) to {backend.name}:")
 
 
 def run_rerun(args: argparse.Namespace) -> int:
-    from ghostsweep.orchestrator.sweep import UNFINISHED, backend_for, collect_states, select_rerun, submit_trials
+    from ghostsweep.orchestrator.sweep import UNFINISHED, backend_for, collect_states, select_rerun
 
     sweep = SweepDir(args.sweep_dir)
     states, warnings = collect_states(sweep)
@@ -189,18 +185,15 @@ def run_rerun(args: argparse.Namespace) -> int:
     if not trial_ids:
         print("nothing to rerun")
         return 0
-    backend_name = args.backend or sweep.index()["backend"]["name"]
-    backend = backend_for(sweep, backend_name, backend_option_overrides(args))
+    backend = backend_for(sweep, args.backend, backend_option_overrides(args))
     backend.validate()
-    print(f"resubmitting {len(trial_ids)} trial(s) to {backend.name} (each resumes from its checkpoint):")
-    for trial_id in trial_ids:
-        print(f"  {trial_id}")
-    return _after_submission(sweep, submit_trials(sweep, trial_ids, backend))
+    heading = f"resubmitting {len(trial_ids)} trial(s) to {backend.name} (each resumes from its checkpoint):"
+    return _submit(sweep, trial_ids, backend, heading)
 
 
 def run_extend(args: argparse.Namespace) -> int:
     from ghostsweep.orchestrator.extend import apply_extension, describe, plan_seeds, plan_until_halfwidth
-    from ghostsweep.orchestrator.sweep import backend_for, submit_trials
+    from ghostsweep.orchestrator.sweep import backend_for
     from ghostsweep.orchestrator.sweepdir import EXTENSIONS_FILE
 
     sweep = SweepDir(args.sweep_dir)
@@ -224,10 +217,17 @@ def run_extend(args: argparse.Namespace) -> int:
     if not pending:
         print("nothing to submit: the added trials are done or on their way")
         return 0
-    print(f"submitting {len(pending)} trial(s) to {backend.name}:")
-    for trial_id in pending:
+    return _submit(sweep, pending, backend, f"submitting {len(pending)} trial(s) to {backend.name}:")
+
+
+def _submit(sweep: SweepDir, trial_ids: list[str], backend: Backend, heading: str) -> int:
+    """What submit, rerun and extend share: name the trials, hand them to the backend, report how they ended."""
+    from ghostsweep.orchestrator.sweep import submit_trials
+
+    print(heading)
+    for trial_id in trial_ids:
         print(f"  {trial_id}")
-    return _after_submission(sweep, submit_trials(sweep, pending, backend))
+    return _after_submission(sweep, submit_trials(sweep, trial_ids, backend))
 
 
 def _after_submission(sweep: SweepDir, submissions: list[Submission]) -> int:
