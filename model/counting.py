@@ -1,22 +1,18 @@
-"""Parameters and forward multiply-accumulates, counted from the built model.
+"""Parameters and forward multiply-accumulates, counted from a built model.
 
 Both papers' "FLOPs" are MACs of the forward pass (backward is not counted: torch's flop counter also gets it
-wrong for grouped convs).
+wrong for grouped convs). The control plane uses the closed form (`registry.complexity`) instead; this counter is
+what the tests check the closed form against, and what a trial records of the model it trains.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
-
-@dataclass(frozen=True)
-class Complexity:
-    params: int
-    macs: int
+from ghostsweep.model.registry import Complexity
 
 
 def count_params(model: nn.Module) -> int:
@@ -56,5 +52,5 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32)) 
     return macs // input_shape[0]
 
 
-def complexity(model: nn.Module) -> Complexity:
+def count_complexity(model: nn.Module) -> Complexity:
     return Complexity(params=count_params(model), macs=count_macs(model))

@@ -1,13 +1,15 @@
 """The model families as metadata (no torch): names, depths, options and their valid values, variant labels.
 
 He et al.'s CIFAR ResNets (2016, §4.2) and their Ghost versions (GhostNet, CVPR 2020, §4.1); the builders are
-in `resnet.py`. The checks here are the only statement of what a valid option is: `GhostModule` calls them too.
+in `resnet.py`, their closed-form counts in `arithmetic.py`. The checks here are the only statement of what a
+valid option is: `GhostModule` calls them too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ghostsweep.model.arithmetic import ghost_resnet_counts, resnet_counts
 from ghostsweep.model.registry import Family, Option, register_family
 
 NAMED_DEPTHS = (20, 32, 44, 56, 110, 1202)  # He et al.'s Table 6
@@ -63,9 +65,9 @@ def _ghost_label(options: Mapping[str, object]) -> list[str]:
 
 register_family(Family(
     "resnet", "ghostsweep.model.resnet:cifar_resnet", {"shortcut": SHORTCUT}, _shortcut_label, check_depth,
-    NAMED_DEPTHS,
+    NAMED_DEPTHS, resnet_counts,
 ))
 register_family(Family(
     "ghost_resnet", "ghostsweep.model.resnet:ghost_resnet", GHOST_OPTIONS, _ghost_label, check_depth, NAMED_DEPTHS,
-    baseline="resnet",
+    ghost_resnet_counts, baseline="resnet",
 ))

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
 
+from ghostsweep.model.arithmetic import ghost_split
 from ghostsweep.model.families import check_cheap_kernel, check_ghost_ratio
 
 
@@ -31,8 +30,7 @@ class GhostModule(nn.Module):
         check_ghost_ratio(ratio)
         check_cheap_kernel(cheap_kernel)
         self.out_channels = out_channels
-        init_channels = math.ceil(out_channels / ratio)
-        new_channels = init_channels * (ratio - 1)
+        init_channels, new_channels = ghost_split(out_channels, ratio)
         self.primary_conv = nn.Sequential(
             nn.Conv2d(in_channels, init_channels, kernel_size, stride, kernel_size // 2, bias=False),
             nn.BatchNorm2d(init_channels),

@@ -1,8 +1,8 @@
 """Name → model registry, timm style: each family's metadata (naming, depth, options and their valid values, the
 variant label, its baseline) sits beside a reference to its builder, and every model is built through `build`.
 
-The metadata is plain Python: asking about a model (`model_info`, `variant_name`, `validate`) never imports
-torch; `build` imports the builder's module on first use.
+The metadata is plain Python: asking about a model (`model_info`, `variant_name`, `validate`, `complexity`) never
+imports torch; `build` imports the builder's module on first use.
 """
 
 from __future__ import annotations
@@ -15,6 +15,17 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch.nn as nn
+
+
+@dataclass(frozen=True)
+class Complexity:
+    """Parameters and forward multiply-accumulates (the papers' "FLOPs") for one 32×32 image."""
+
+    params: int
+    macs: int
+
+    def __add__(self, other: Complexity) -> Complexity:
+        return Complexity(self.params + other.params, self.macs + other.macs)
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,9 @@ class Family:
     label: Callable[[Mapping[str, object]], list[str]]  # a variant's label after the model name, from all options
     check_depth: Callable[[int], None]  # raises a one-line ValueError for a depth the family cannot build
     named_depths: tuple[int, ...]  # the depths `available()` lists; any depth `check_depth` accepts builds
+    # closed-form params and forward MACs for one 32×32 image from (depth, every option with defaults filled in),
+    # so that the control plane never builds a model (tests check it against the built one)
+    counts: Callable[[int, Mapping[str, object]], Complexity]
     baseline: str | None = None  # the family this one is compared against at the same depth (Ghost → ResNet)
 
 
@@ -126,6 +140,13 @@ def variant_name(name: str, options: Mapping[str, object]) -> str:
     """The variant seeds are grouped by: the name, then what the options change (`ghost_resnet56-conv-keep-s3d5`)."""
     family, _ = _parse(name)
     return "-".join([name, *family.label(model_options(name) | dict(options))])
+
+
+def complexity(name: str, **options: object) -> Complexity:
+    """Params and forward MACs of `build(name, **options)`, by arithmetic: no torch, no model built."""
+    validate(name, **options)
+    family, depth = _parse(name)
+    return family.counts(depth, model_options(name) | options)
 
 
 def build(name: str, **options: object) -> nn.Module:

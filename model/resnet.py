@@ -13,11 +13,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ghostsweep.model.arithmetic import STAGE_WIDTHS
 from ghostsweep.model.ghost import GhostModule
 
 ConvFactory = Callable[[int, int, int, bool], nn.Module]  # (in, out, stride, relu_inside) -> module
-
-STAGE_WIDTHS = (16, 32, 64)
 
 
 def _plain_conv(in_channels: int, out_channels: int, stride: int, relu_inside: bool) -> nn.Module:

@@ -18,11 +18,18 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from ghostsweep.model.registry import model_info, model_options
 from ghostsweep.orchestrator import stats
-from ghostsweep.orchestrator.references import Reference, ReferenceKind, references_for
-
-DEFAULT_TARGET_HALFWIDTH_PP = 0.2  # two-thirds of the paper's 0.3 pp Ghost − ResNet gap: resolves it from 0
-PAPER_ITERATIONS = 64_000
+from ghostsweep.orchestrator.references import (
+    ABLATIONS,
+    DEFAULT_TARGET_HALFWIDTH_PP,
+    Ablation,
+    Reference,
+    ReferenceKind,
+    ablation_points,
+    references_for,
+)
+from ghostsweep.trials.config import RECIPE_PRESETS, paper_recipe
 
 
 class Metric(StrEnum):
@@ -129,14 +136,22 @@ def _short(method: str) -> str:
         method, f"95% {method}")
 
 
+def row_options(row: RowInput) -> dict[str, Any]:
+    """The row's model options, defaults filled in: which published numbers are about it."""
+    prefix = "model_options."
+    return model_options(row.model) | {k.removeprefix(prefix): v for k, v in row.settings.items()
+                                       if k.startswith(prefix)}
+
+
 def analyse_row(row: RowInput, target: float) -> dict[str, Any]:
     done_seeds = sorted(row.values[Metric.FINAL])
     missing = [s for s in row.seeds_planned if s not in row.values[Metric.FINAL]]
     summaries = {metric.value: summarise(row.values[metric], target) for metric in Metric}
     notes = list(row.notes)
-    if row.iterations is not None and row.iterations != PAPER_ITERATIONS:
-        notes.append(f"{row.iterations:,} iterations, not the papers' {PAPER_ITERATIONS:,}")
-    references = [judge_reference(ref, row, len(missing)) for ref in references_for(row.model)
+    paper_iterations = RECIPE_PRESETS[paper_recipe(row.model)].iterations
+    if row.iterations is not None and row.iterations != paper_iterations:
+        notes.append(f"{row.iterations:,} iterations, not the papers' {paper_iterations:,}")
+    references = [judge_reference(ref, row, len(missing)) for ref in references_for(row.model, row_options(row))
                   if ref.test_acc is not None]
     return {
         "group": row.group, "label": row.label, "variant": row.variant, "model": row.model,
@@ -238,8 +253,10 @@ def _claim_references(pairing: Pairing) -> list[tuple[Reference, Reference]]:
     only; a source does not publish our option or runtime variants)."""
     if pairing.factor != "model":
         return []
-    by_source = {ref.source.key: ref for ref in references_for(pairing.reference.model) if ref.test_acc}
-    return [(ref, by_source[ref.source.key]) for ref in references_for(pairing.treatment.model)
+    reference, treatment = pairing.reference, pairing.treatment
+    by_source = {ref.source.key: ref for ref in references_for(reference.model, row_options(reference))
+                 if ref.test_acc}
+    return [(ref, by_source[ref.source.key]) for ref in references_for(treatment.model, row_options(treatment))
             if ref.test_acc and ref.source.key in by_source]
 
 
@@ -288,14 +305,71 @@ def answer_sentence(comparison: dict[str, Any]) -> str:
     return sentence + "."
 
 
+def analyse_ablation(ablation: Ablation, rows: Sequence[RowInput], analysed: Sequence[dict[str, Any]]
+                     ) -> dict[str, Any] | None:
+    """A published ablation curve beside our rows along it (the option varied, every other option at its default;
+    the first such row per value): per value, our final test accuracy and the paper's, judged as for the row.
+    None when fewer than two of our rows lie on the curve."""
+    defaults = model_options(ablation.model)
+    published = ablation_points(ablation)
+    ours: dict[Any, dict[str, Any]] = {}
+    for row, result in zip(rows, analysed, strict=True):
+        options = row_options(row)
+        if row.model != ablation.model or any(options[k] != v for k, v in defaults.items() if k != ablation.option):
+            continue
+        value = options[ablation.option]
+        judged = next((ref for ref in result["references"] if ref["source"] == ablation.source.key
+                       and value in published and ref["test_acc"] == published[value].test_acc), None)
+        ours.setdefault(value, {
+            "label": row.label, "group": row.group, **{k: result[Metric.FINAL.value][k] for k in
+                                                        ("n", "mean", "std", "ci_low", "ci_high")},
+            "params": row.params, "macs": row.macs,
+            "ours_minus_paper": judged and judged["ours_minus_paper"], "verdict": judged and judged["verdict"],
+            "consistent": judged and judged["consistent"],
+        })
+    if len(ours) < 2:
+        return None
+    empty = {"label": None, "group": None, "n": 0, "mean": None, "std": None, "ci_low": None, "ci_high": None,
+             "params": None, "macs": None, "ours_minus_paper": None, "verdict": None, "consistent": None}
+    points = []
+    for value in sorted(ours.keys() | published.keys()):
+        ref = published.get(value)
+        points.append({"value": value, **ours.get(value, empty), "paper_test_acc": ref and ref.test_acc,
+                       "paper_params": ref and ref.params, "paper_macs": ref and ref.macs})
+    return {"model": ablation.model, "option": ablation.option, "source": ablation.source.key,
+            "where": ablation.where, "points": points, "baseline": _ablation_baseline(ablation, rows, analysed)}
+
+
+def _ablation_baseline(ablation: Ablation, rows: Sequence[RowInput], analysed: Sequence[dict[str, Any]]
+                       ) -> dict[str, Any] | None:
+    """The curve's reference line: the model's baseline (vgg16 for ghost_vgg16), ours (its first row) and the
+    source's number."""
+    baseline = model_info(ablation.model).baseline
+    if baseline is None:
+        return None
+    published = next((ref for ref in references_for(baseline) if ref.source == ablation.source), None)
+    row, result = next(((row, result) for row, result in zip(rows, analysed, strict=True) if row.model == baseline),
+                       (None, None))
+    final = result[Metric.FINAL.value] if result else {}
+    return {"model": baseline, "label": row and row.label, "group": row and row.group, "n": final.get("n", 0),
+            "mean": final.get("mean"), "std": final.get("std"), "ci_low": final.get("ci_low"),
+            "ci_high": final.get("ci_high"), "params": row and row.params, "macs": row and row.macs,
+            "paper_test_acc": published and published.test_acc, "paper_params": published and published.params,
+            "paper_macs": published and published.macs}
+
+
 def analyse(rows: Sequence[RowInput], baseline_of: Callable[[str], str | None],
             target: float = DEFAULT_TARGET_HALFWIDTH_PP) -> dict[str, Any]:
-    """report.json's conclusions: rows, comparisons, and the answer sentences that open the report."""
+    """report.json's conclusions: rows, comparisons, the published ablation curves our rows lie on, and the
+    answer sentences that open the report."""
     comparisons = [analyse_pairing(p, target) for p in find_pairings(rows, baseline_of)]
     comparisons.sort(key=lambda c: c["factor"] != "model")  # the paper's question first
+    analysed = [analyse_row(row, target) for row in rows]
+    ablations = [analyse_ablation(ablation, rows, analysed) for ablation in ABLATIONS]
     return {
         "target_halfwidth_pp": target,
-        "rows": [analyse_row(row, target) for row in rows],
+        "rows": analysed,
         "comparisons": comparisons,
+        "ablations": [ablation for ablation in ablations if ablation is not None],
         "answer": [answer_sentence(c) for c in comparisons],
     }

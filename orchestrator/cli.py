@@ -1,7 +1,9 @@
 """`ghostsweep`: models, train, plan, submit, status, rerun, extend, cancel, report.
 
 Every user error (bad spec, unknown trial, unreachable backend) is one line,
-`ghostsweep: error: <message>`, on stderr with exit code 2 and no traceback.
+`ghostsweep: error: <message>`, on stderr with exit code 2 and no traceback; so is a file we cannot read or
+write (OSError), input that is too deep or too large (RecursionError, MemoryError) and a YAML error that got
+past the spec reader. Ctrl-C exits 130 (the shell's code for SIGINT) after saying how to resume.
 """
 
 from __future__ import annotations
@@ -9,23 +11,29 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
 import ghostsweep
 from ghostsweep.orchestrator.backends import BACKEND_MODULES
 from ghostsweep.orchestrator.models_table import add_models_parser
 from ghostsweep.orchestrator.sweepdir import SweepDir
 from ghostsweep.trials import cli as train_cli  # torch-free until add_train_parser runs
+from ghostsweep.trials.strict_yaml import shown
 from ghostsweep.trials.trialdir import ExitCode, TrialStatus
 
 if TYPE_CHECKING:
     from ghostsweep.orchestrator.backends.base import Backend, Submission
 
 DEFAULT_RUNS_DIR = Path("runs")
+EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130, what a shell reports for Ctrl-C: `submit && report` stops
+MAX_ERROR_CHARS = 400  # an error line quotes values already cut short; this bounds whatever else it quotes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,13 +46,30 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except ValueError as error:
-        print(f"ghostsweep: error: {error}", file=sys.stderr)
-        return ExitCode.USAGE
+        return _usage_error(str(error))
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # `ghostsweep report DIR | head`
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (silences the interpreter's flush at exit)
         return 0
+    except OSError as error:  # a path the user gave: missing, unreadable, read-only, a file for a folder
+        where = f"{error.filename}: " if error.filename else ""
+        return _usage_error(f"{where}{error.strerror or error}")
+    except yaml.YAMLError as error:
+        return _usage_error(f"invalid YAML: {error}")
+    except RecursionError:
+        return _usage_error("input nested too deeply")
+    except MemoryError:
+        return _usage_error("input too large for memory")
+
+
+def _usage_error(message: str) -> int:
+    """The one line every user error is: whitespace collapsed, cut at MAX_ERROR_CHARS."""
+    line = " ".join(message.split())
+    if len(line) > MAX_ERROR_CHARS:
+        line = line[:MAX_ERROR_CHARS - 3] + "..."
+    print(f"ghostsweep: error: {line}", file=sys.stderr)
+    return ExitCode.USAGE
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -61,19 +86,26 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         commands.add_parser("train", help=train_cli.HELP)
 
     plan = commands.add_parser("plan", help="trial table, counts and estimated GPU-hours; submits nothing")
-    plan.add_argument("spec", type=Path, metavar="SPEC")
+    plan.add_argument("spec", type=Path, metavar="SPEC", help="the sweep spec (YAML)")
     plan.add_argument("--out", type=Path, metavar="SWEEP_DIR", help="show states from this sweep directory")
+    plan.add_argument("--format", choices=("table", "json", "csv"), default="table",
+                      help="table (default) for people; json or csv (one row per trial) for scripts")
     plan.set_defaults(handler=run_plan)
 
     submit = commands.add_parser("submit", help="run every trial of a spec that is not done or on its way")
-    submit.add_argument("spec", type=Path, metavar="SPEC")
+    submit.add_argument("spec", type=Path, metavar="SPEC", help="the sweep spec (YAML)")
     submit.add_argument("--out", type=Path, metavar="SWEEP_DIR", help="default: runs/<spec name>")
     submit.add_argument("--backend", choices=tuple(BACKEND_MODULES), help="override the spec's backend")
     add_backend_option_arguments(submit)
+    submit.add_argument("--data-dir", type=Path, metavar="DIR",
+                        help="CIFAR-10 (cifar-10-batches-py or its parent) for every trial, recorded in the sweep for "
+                             "rerun and extend (default: $GHOSTSWEEP_DATA_DIR, the spec's data_dir, the cache)")
+    submit.add_argument("--download", action="store_true", default=None,
+                        help="fetch CIFAR-10 into the data directory once, before any trial starts, if it is absent")
     submit.set_defaults(handler=run_submit)
 
     status = commands.add_parser("status", help="counts per state, per-trial progress, ETA, failure reasons")
-    status.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR")
+    status.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR", help="the sweep directory submit wrote")
     status.add_argument("--watch", action="store_true", help="refresh until no trial is queued or running")
     status.add_argument("--interval", type=float, default=10.0, help="seconds between refreshes (--watch)")
     status.add_argument("--all", action="store_true", help="list every trial, not only the interesting ones")
@@ -81,7 +113,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     status.set_defaults(handler=run_status)
 
     rerun = commands.add_parser("rerun", help="resubmit failed/unfinished trials, resuming from checkpoints")
-    rerun.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR")
+    rerun.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR", help="the sweep directory submit wrote")
     which = rerun.add_mutually_exclusive_group()
     which.add_argument("--failed", action="store_true", help="only failed and preempted trials")
     which.add_argument("--trial", action="append", default=[], metavar="ID", help="this trial (repeatable)")
@@ -90,7 +122,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     rerun.set_defaults(handler=run_rerun)
 
     extend = commands.add_parser("extend", help="add seeds to the rows and comparisons that need them, and run them")
-    extend.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR")
+    extend.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR", help="the sweep directory submit wrote")
     how_many = extend.add_mutually_exclusive_group(required=True)
     how_many.add_argument("--seeds", type=int, metavar="N", help="take every row to N seeds")
     how_many.add_argument("--until-halfwidth", type=float, metavar="PP",
@@ -104,7 +136,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     extend.set_defaults(handler=run_extend)
 
     cancel = commands.add_parser("cancel", help="stop every queued or running trial (checkpoints are kept)")
-    cancel.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR")
+    cancel.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR", help="the sweep directory submit wrote")
     cancel.set_defaults(handler=run_cancel)
 
     report = commands.add_parser("report", help="the reproduction report: report.md, .html and .json")
@@ -142,22 +174,25 @@ def run_plan(args: argparse.Namespace) -> int:
     from ghostsweep.orchestrator.spec import load_spec
 
     spec = load_spec(args.spec)
-    print_plan(spec, args.out or DEFAULT_RUNS_DIR / spec.name)
+    print_plan(spec, args.out or DEFAULT_RUNS_DIR / spec.name, output_format=args.format)
     return 0
 
 
 def run_submit(args: argparse.Namespace) -> int:
     from ghostsweep.orchestrator.backends import get_backend
     from ghostsweep.orchestrator.spec import load_spec
-    from ghostsweep.orchestrator.sweep import collect_states
+    from ghostsweep.orchestrator.sweep import check_data, collect_states, validate_backend
 
     spec = load_spec(args.spec)
     backend_name = args.backend or spec.backend
     options = spec.backend_options if backend_name == spec.backend else {}
     backend = get_backend(backend_name, spec.resources, options | backend_option_overrides(args))
-    backend.validate()  # before anything is written
+    validate_backend(backend, spec.trial_resources.values())  # before anything is written
     sweep = SweepDir(args.out or DEFAULT_RUNS_DIR / spec.name)
-    sweep.materialize(spec)
+    _check_sweep_folder(sweep)
+    recorded = (sweep.readable_index() or {}).get("data_dir_override")
+    _print_warnings(check_data(backend, args.data_dir or recorded, spec.data_dir, args.download))
+    sweep.materialize(spec, args.data_dir)
     states, warnings = collect_states(sweep)
     _print_warnings(warnings)
     pending = [s.trial_id for s in states if s.state == TrialStatus.PENDING]
@@ -173,7 +208,7 @@ def run_submit(args: argparse.Namespace) -> int:
 
 
 def run_rerun(args: argparse.Namespace) -> int:
-    from ghostsweep.orchestrator.sweep import UNFINISHED, backend_for, collect_states, select_rerun
+    from ghostsweep.orchestrator.sweep import UNFINISHED, backend_for, check_sweep_data, collect_states, select_rerun
 
     sweep = SweepDir(args.sweep_dir)
     states, warnings = collect_states(sweep)
@@ -187,13 +222,14 @@ def run_rerun(args: argparse.Namespace) -> int:
         return 0
     backend = backend_for(sweep, args.backend, backend_option_overrides(args))
     backend.validate()
+    _print_warnings(check_sweep_data(sweep, backend))
     heading = f"resubmitting {len(trial_ids)} trial(s) to {backend.name} (each resumes from its checkpoint):"
     return _submit(sweep, trial_ids, backend, heading)
 
 
 def run_extend(args: argparse.Namespace) -> int:
     from ghostsweep.orchestrator.extend import apply_extension, describe, plan_seeds, plan_until_halfwidth
-    from ghostsweep.orchestrator.sweep import backend_for
+    from ghostsweep.orchestrator.sweep import backend_for, check_sweep_data
     from ghostsweep.orchestrator.sweepdir import EXTENSIONS_FILE
 
     sweep = SweepDir(args.sweep_dir)
@@ -212,6 +248,7 @@ def run_extend(args: argparse.Namespace) -> int:
         return 0
     backend = backend_for(sweep, args.backend, backend_option_overrides(args))
     backend.validate()  # before anything is written
+    _print_warnings(check_sweep_data(sweep, backend))
     pending = apply_extension(sweep, extension)
     print(f"added {len(extension.new_trials)} trial(s), recorded in {sweep.root / EXTENSIONS_FILE}")
     if not pending:
@@ -220,25 +257,54 @@ def run_extend(args: argparse.Namespace) -> int:
     return _submit(sweep, pending, backend, f"submitting {len(pending)} trial(s) to {backend.name}:")
 
 
+def _check_sweep_folder(sweep: SweepDir) -> None:
+    """`submit` writes spec.yaml, sweep.json and trials/ into its folder: it must be new, empty or a sweep's,
+    so that no file of the user's (their own spec.yaml) is ever overwritten."""
+    root = sweep.root
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"--out: {shown(str(root))} is a file; give a folder for the sweep")
+    if not root.is_dir() or sweep.index_path.is_file():
+        return
+    other = next(root.iterdir(), None)
+    if other is not None:
+        raise ValueError(f"--out: {shown(str(root))} holds files that are not a sweep's (e.g. {shown(other.name)}), "
+                         f"which submit would overwrite; give a new or empty folder")
+
+
 def _submit(sweep: SweepDir, trial_ids: list[str], backend: Backend, heading: str) -> int:
     """What submit, rerun and extend share: name the trials, hand them to the backend, report how they ended."""
+    from ghostsweep.orchestrator.progress import SubmitProgress
     from ghostsweep.orchestrator.sweep import submit_trials
 
+    unwritable = [t for t in trial_ids if sweep.trial_dir(t).is_dir() and not os.access(sweep.trial_dir(t), os.W_OK)]
+    if unwritable:
+        raise ValueError(f"{sweep.trial_dir(unwritable[0])}: not writable ({len(unwritable)} trial folder(s)); "
+                         f"a trial's worker writes its files there")
     print(heading)
     for trial_id in trial_ids:
         print(f"  {trial_id}")
-    return _after_submission(sweep, submit_trials(sweep, trial_ids, backend))
+    try:
+        with SubmitProgress(sweep, trial_ids, live=backend.waits_for_trials) as progress:
+            backend.job_listener = progress.job_started
+            submissions = submit_trials(sweep, trial_ids, backend)
+    except KeyboardInterrupt:
+        print(f"interrupted: stopped trials kept their checkpoints; `ghostsweep rerun {sweep.root}` resumes every "
+              f"trial that is not done (interrupted, never started, failed)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    progress.print_jobs(submissions)
+    return _after_submission(sweep, submissions, backend.waits_for_trials)
 
 
-def _after_submission(sweep: SweepDir, submissions: list[Submission]) -> int:
-    """Print the job ids; for a blocking backend the trials have ended, so exit 1 if any failed."""
+def _after_submission(sweep: SweepDir, submissions: list[Submission], ended: bool) -> int:
+    """How the trials stand; for a blocking backend (`ended`) they have ended, so exit 1 if any failed. One
+    still running then was skipped by our worker: another live worker holds its lease, which is no failure."""
     from ghostsweep.orchestrator.state import read_state
 
-    for submission in submissions:
-        print(f"  {submission.trial_id} -> {submission.job_id}")
-    ended = Counter(read_state(sweep.trial_dir(s.trial_id)).state for s in submissions)
-    print(", ".join(f"{n} {state}" for state, n in ended.items()) + f"; see `ghostsweep status {sweep.root}`")
-    return 1 if ended.get(TrialStatus.FAILED) else 0
+    states = Counter(read_state(sweep.trial_dir(s.trial_id)).state for s in submissions)
+    words = {TrialStatus.RUNNING: "already running elsewhere"} if ended else {}
+    print(", ".join(f"{n} {words.get(state, state)}" for state, n in states.items())
+          + f"; see `ghostsweep status {sweep.root}`")
+    return 1 if states.get(TrialStatus.FAILED) or states.get(TrialStatus.UNREADABLE) else 0
 
 
 def run_status(args: argparse.Namespace) -> int:

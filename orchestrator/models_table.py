@@ -1,4 +1,5 @@
-"""`ghostsweep models`: every registered model and variant, its counted params/MACs beside the papers'."""
+"""`ghostsweep models`: every registered model and variant, its params/MACs beside the papers' (torch-free: the
+registry's closed-form counts, which tests check against the built models)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ghostsweep import model
-from ghostsweep.orchestrator.references import references_for
+from ghostsweep.orchestrator.references import published_variants, references_for
 
 TABLE_OPTIONS = ("first_layer", "block_norm")  # the option columns: a row for each combination a model takes
 
@@ -27,7 +28,8 @@ class ModelRow:
 
 
 def model_rows(names: Sequence[str] = ()) -> list[ModelRow]:
-    """One row per registered model (or per name given) and stem/BN variant, counted from the built model."""
+    """One row per registered model (or per name given) and stem/BN variant, with its closed-form counts, and
+    one per option values a paper published numbers for (an ablation's points)."""
     known = model.available()
     for name in names:
         if name not in known:
@@ -36,12 +38,17 @@ def model_rows(names: Sequence[str] = ()) -> list[ModelRow]:
     for name in names or known:
         paper = next((r for r in references_for(name) if r.params is not None), None)
         for options in table_variants(name):
-            counted = model.complexity(model.build(name, **options))
+            counted = model.complexity(name, **options)
             rows.append(ModelRow(
                 name, options.get("first_layer"), options.get("block_norm"), counted.params, counted.macs,
                 paper.params if paper else None, paper.macs if paper else None,
                 paper.source.key if paper else None,
             ))
+        for ref in published_variants(name):  # named by variant: ghost_vgg16-s4d3 (GhostNet Tables 2 and 3)
+            options = dict(ref.options)
+            counted = model.complexity(name, **options)
+            rows.append(ModelRow(model.variant_name(name, options), None, None, counted.params, counted.macs,
+                                 ref.params, ref.macs, ref.source.key))
     return rows
 
 
@@ -64,7 +71,7 @@ def print_table(rows: list[ModelRow]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="CIFAR-10 models: counted from the built model vs the papers (MACs = the papers' FLOPs)")
+    table = Table(title="CIFAR-10 models: our params and forward MACs vs the papers' (MACs = the papers' FLOPs)")
     for column in ("model", "first layer", "block BN", "params", "MACs", "paper params", "Δ params",
                    "paper MACs", "Δ MACs", "source"):
         table.add_column(column, justify="left" if column in ("model", "first layer", "block BN", "source")
@@ -83,7 +90,8 @@ def print_table(rows: list[ModelRow]) -> None:
 def add_models_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("models", help="list models with params and MACs beside the papers' values")
     parser.add_argument("names", nargs="*", metavar="MODEL", help="only these models (default: all)")
-    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument("--format", choices=("table", "json"), default="table",
+                        help="table (default) for people, json for scripts")
     parser.set_defaults(handler=run_models)
 
 

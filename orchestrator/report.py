@@ -8,8 +8,8 @@ report.json: `title`, `generated_at`, `target_halfwidth_pp`, `answer` (one sente
 `rows` (per report group: seeds, `final_test_acc` / `best_val_test_acc` / `max_test_acc` summaries with CI,
 half-width, prediction interval and seeds needed; params, MACs, compute hours; each published number judged by
 its kind), `comparisons` (treatment − reference, paired by seed, Welch beside it, size ratios, the sources'
-claims), `extensions` (seeds added by `ghostsweep extend`), `sources`, `wandb`, `trials` (per trial: seed,
-accuracies, learning curve).
+claims), `ablations` (each published ablation curve with our rows along it, and its baseline), `extensions`
+(seeds added by `ghostsweep extend`), `sources`, `wandb`, `trials` (per trial: seed, accuracies, learning curve).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 
 from ghostsweep.model.registry import model_info
 from ghostsweep.orchestrator.analysis import DEFAULT_TARGET_HALFWIDTH_PP, Metric, RowInput, analyse
-from ghostsweep.orchestrator.references import REFERENCES
+from ghostsweep.orchestrator.references import CONTEXT, REFERENCES
 from ghostsweep.orchestrator.report_plots import CURVE_METRIC, Plot, render_plots
 from ghostsweep.orchestrator.state import read_state
 from ghostsweep.orchestrator.sweepdir import SweepDir, trial_settings
@@ -78,7 +78,12 @@ def records_from_sweep(sweep_dir: Path) -> tuple[str, list[TrialRecord], dict[st
 
 
 def _read_curve(path: Path) -> list[tuple[int, float]]:
-    return [(row["iteration"], row[CURVE_METRIC]) for row in read_lines(path) if row.get(CURVE_METRIC) is not None]
+    """The trial's curve; none when metrics.jsonl is unreadable (its trial's rerun repairs it, the rest report)."""
+    try:
+        rows = read_lines(path)
+    except (ValueError, OSError):
+        return []
+    return [(row["iteration"], row[CURVE_METRIC]) for row in rows if row.get(CURVE_METRIC) is not None]
 
 
 @cache
@@ -285,7 +290,57 @@ def report_tables(report: dict[str, Any]) -> list[Table]:
             "seed (the same seed gives both rows the same batches); Welch's unpaired interval beside it. A "
             "published Δ (two single runs) is judged against the 95% prediction interval for one unpaired pair of "
             "runs.", COMPARISON_COLUMNS, comparison_rows(report), terminal=(0, 1, 2, 4, 5, 6, 7, 8)))
+    tables += [ablation_table(ablation) for ablation in report.get("ablations", [])]
+    if context := context_rows(report):
+        tables.append(Table(
+            "Context: the pruning baselines of the published table", "Published numbers of pruned networks we do "
+            "not train, beside our row of the network each compresses; not judged.", CONTEXT_COLUMNS, context))
     return tables
+
+
+ABLATION_SYMBOLS = {"ratio": "s", "cheap_kernel": "d"}  # the papers' letters for the Ghost module's options
+
+
+def ablation_table(ablation: dict[str, Any]) -> Table:
+    """A published ablation curve beside ours: the baseline first, then one line per option value."""
+    symbol = ABLATION_SYMBOLS.get(ablation["option"], ablation["option"])
+    rows = []
+    if baseline := ablation["baseline"]:
+        rows.append([f"{baseline['model']} (no Ghost)", baseline["label"] or "not in this sweep", str(baseline["n"]),
+                     _pct(baseline), _millions(baseline["params"], 2), _millions(baseline["macs"], 1),
+                     "—" if baseline["paper_test_acc"] is None else f"{baseline['paper_test_acc']:.1f}",
+                     _millions(baseline["paper_params"], 1), _millions(baseline["paper_macs"], 0), "—", "—"])
+    for point in ablation["points"]:
+        paper = point["paper_test_acc"]
+        rows.append([
+            f"{symbol}={point['value']}", point["label"] or "not in this sweep", str(point["n"]), _pct(point),
+            _millions(point["params"], 2), _millions(point["macs"], 1), "—" if paper is None else f"{paper:.1f}",
+            _millions(point["paper_params"], 1), _millions(point["paper_macs"], 0),
+            _signed(point["ours_minus_paper"]), point["verdict"] or "—",
+        ])
+    return Table(
+        f"Ablation: {symbol} on {ablation['model']}", f"{ablation['source']} {ablation['where']}: our final test "
+        "accuracy (mean ± std [95% CI]) at each value beside the published one, judged as in the published-numbers "
+        "table; the baseline first. The plot 'ablations' draws the same.", ABLATION_COLUMNS, rows,
+        terminal=(0, 2, 3, 4, 5, 6, 9, 10))
+
+
+ABLATION_COLUMNS = (
+    "value", "row", "seeds", "final test % mean ± std [95% CI]", "params", "MACs", "published test %",
+    "published params", "published MACs", "ours − paper (pp)", "verdict",
+)
+CONTEXT_COLUMNS = ("method", "compresses", "published params", "published MACs", "published test %",
+                   "ours: the uncompressed network, final test %")
+
+
+def context_rows(report: dict[str, Any]) -> list[list[str]]:
+    """The published pruning baselines of every model the report has a row of."""
+    first_row = {}
+    for row in report["rows"]:
+        first_row.setdefault(row["model"], row)
+    return [[ref.method, ref.base_model, _millions(ref.params, 2), _millions(ref.macs, 0), f"{ref.test_acc:.1f}",
+             f"{first_row[ref.base_model]['label']}: {_pct(first_row[ref.base_model]['final_test_acc'])}"]
+            for ref in CONTEXT if ref.base_model in first_row]
 
 
 def _notes(report: dict[str, Any]) -> list[str]:
@@ -325,6 +380,7 @@ def terminal_report(report: dict[str, Any]) -> Any:
     plots, notes and sources."""
     from rich import box
     from rich.console import Group
+    from rich.markup import escape
     from rich.table import Table as RichTable
     from rich.text import Text
 
@@ -344,7 +400,7 @@ def terminal_report(report: dict[str, Any]) -> Any:
     for table in report_tables(report):
         caption = table.intro + (" Some columns are left out here: report.md and report.html have them all."
                                  if table.terminal else "")
-        out = RichTable(title=table.title, caption=caption, box=box.SIMPLE_HEAD, show_edge=False,
+        out = RichTable(title=escape(table.title), caption=escape(caption), box=box.SIMPLE_HEAD, show_edge=False,
                         title_justify="left", caption_justify="left", title_style="bold underline",
                         header_style="bold")
         shown = table.terminal or range(len(table.columns))
@@ -353,9 +409,10 @@ def terminal_report(report: dict[str, Any]) -> Any:
             if all(NUMBER.match(cell) for cell in cells):
                 header = table.columns[j].replace(" − ", "\xa0−\xa0")  # "ours − paper" stays on one line
                 width = max([len(cell) for cell in cells] + [len(word) for word in header.split(" ")] + [8])
-                out.add_column(textwrap.fill(header, width).replace("\xa0", " "), no_wrap=True)
+                out.add_column(escape(textwrap.fill(header, width).replace("\xa0", " ")), no_wrap=True)
             else:  # labels keep one line up to 30 characters
-                out.add_column(table.columns[j], min_width=min(max(map(len, cells), default=0), 30), overflow="fold")
+                out.add_column(escape(table.columns[j]), min_width=min(max(map(len, cells), default=0), 30),
+                               overflow="fold")
         for i, cells in enumerate(table.rows):
             repeated = table.grouped and i and cells[0] == table.rows[i - 1][0]
             last = table.grouped and (i + 1 == len(table.rows) or table.rows[i + 1][0] != cells[0])

@@ -1,4 +1,5 @@
-"""The report's figures: accuracy against params and MACs, the forest plot of every Δ, the learning curves.
+"""The report's figures: accuracy against params and MACs, the forest plot of every Δ, the learning curves, and
+the published ablation curves beside ours.
 
 Each is drawn once and saved twice: SVG with its text kept as text (inlined in report.html) and PNG (for W&B).
 matplotlib is imported only when a report is drawn.
@@ -16,7 +17,7 @@ from typing import Any
 
 from ghostsweep.model.registry import model_info
 
-PLOTS = ("accuracy-vs-params", "accuracy-vs-macs", "differences", "learning-curves")
+PLOTS = ("accuracy-vs-params", "accuracy-vs-macs", "differences", "learning-curves", "ablations")
 CURVE_METRIC = "val_acc"  # what a trial's learning curve is, in the files and in W&B
 
 
@@ -60,6 +61,7 @@ def render_plots(report: dict[str, Any]) -> dict[str, Plot]:
                                                   color_of),
             "differences": _forest(report, color_of),
             "learning-curves": _learning_curves(report, color_of),
+            "ablations": _ablations(report),
         }
 
 
@@ -122,6 +124,47 @@ def _accuracy_vs_size(report: dict[str, Any], size: str, axis_label: str, color_
         handles[MAX_LEGEND_SERIES:len(lines)] = [Line2D([], [], ls="none", label=(
             f"… and {len(lines) - MAX_LEGEND_SERIES} more series (rows table)"))]
     figure.legend(handles=handles, loc="outside right upper", frameon=False)
+    return _save(figure, caption)
+
+
+def _ablations(report: dict[str, Any]) -> Plot:
+    """One panel per published ablation curve our rows lie on: ours (mean, 95% CI) and the paper's points against
+    the option's value, the baseline (no Ghost) as horizontal lines."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    caption = ("Ablations: CIFAR-10 test accuracy against a Ghost module option (s: ratio, d: cheap kernel), the "
+               "others at the paper's values; ours is the mean final test accuracy with its 95% t-interval, the "
+               "black hollow markers and dashed line the published curve, the horizontal lines the baseline "
+               "without Ghost modules (solid: ours, dotted: published).")
+    ablations = report.get("ablations", [])
+    if not ablations:
+        return _message("ablations: no published ablation curve has two of this sweep's rows on it", caption)
+    figure, grid = plt.subplots(1, len(ablations), figsize=(FIGURE_WIDTH_IN, 4.6), squeeze=False, sharey=True)
+    for axes, ablation in zip(grid.flat, ablations, strict=True):
+        symbol = {"ratio": "s", "cheap_kernel": "d"}.get(ablation["option"], ablation["option"])
+        ours = [p for p in ablation["points"] if p["mean"] is not None]
+        low = [0.0 if p["ci_low"] is None else p["mean"] - p["ci_low"] for p in ours]
+        high = [0.0 if p["ci_high"] is None else p["ci_high"] - p["mean"] for p in ours]
+        axes.errorbar([p["value"] for p in ours], [p["mean"] for p in ours], yerr=[low, high], marker="o",
+                      capsize=4, lw=1.8, ms=6, color="#2f6feb")
+        paper = [p for p in ablation["points"] if p["paper_test_acc"] is not None]
+        axes.plot([p["value"] for p in paper], [p["paper_test_acc"] for p in paper], ls="--", color="black",
+                  marker="D", ms=7, mfc="none", lw=1)
+        baseline = ablation["baseline"] or {}
+        if baseline.get("mean") is not None:
+            axes.axhline(baseline["mean"], color="#2f6feb", lw=1, alpha=0.6)
+        if baseline.get("paper_test_acc") is not None:
+            axes.axhline(baseline["paper_test_acc"], color="black", lw=1, ls=":")
+        axes.set_xticks(sorted({p["value"] for p in ablation["points"]}))
+        axes.set(xlabel=f"{symbol} ({ablation['option']})", title=f"{ablation['model']}: {symbol}",
+                 ylabel="CIFAR-10 test accuracy (%)")
+        axes.tick_params(labelleft=True)
+    handles = [Line2D([], [], marker="o", color="#2f6feb", lw=1.8, label="ours (mean, 95% CI)"),
+               Line2D([], [], marker="D", mfc="none", color="black", ls="--", label="published"),
+               Line2D([], [], color="#2f6feb", alpha=0.6, label="baseline, ours"),
+               Line2D([], [], color="black", ls=":", label="baseline, published")]
+    figure.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
     return _save(figure, caption)
 
 

@@ -1,8 +1,10 @@
 """The sweep spec: one YAML file in, the validated list of trials, their resources and the backend out.
 
 Every error is one line that names the offending key (`grids[1].recipe.lr`, `resources.trials_per_gpu`);
-the recipe sections are checked by `TrialConfig.from_dict`, so a spec and `ghostsweep train` reject the same
-things.
+the recipe sections are checked by `TrialConfig.from_dict`, and the file is read by `trials.strict_yaml`, so a
+spec and `ghostsweep train --config` reject the same things. Input is bounded (file size, aliases and nesting in
+strict_yaml; seeds and trials here, counted before any trial is built), so a hostile spec fails in well under a
+second.
 """
 
 from __future__ import annotations
@@ -11,23 +13,26 @@ import copy
 import itertools
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ghostsweep.orchestrator.backends import BACKEND_MODULES
 from ghostsweep.orchestrator.backends.base import Resources
+from ghostsweep.orchestrator.references import DEFAULT_TARGET_HALFWIDTH_PP
 from ghostsweep.trials.config import TrialConfig, from_dict
+from ghostsweep.trials.strict_yaml import load_file, shown
 
 SPEC_KEYS = (
-    "name", "grids", "seeds", "recipe", "data", "runtime", "resources", "backend", "wandb", "data_dir", "report",
+    "name", "grids", "seeds", "recipe", "data", "runtime", "observe", "resources", "backend", "wandb", "data_dir",
+    "report",
 )
 REQUIRED_KEYS = ("name", "grids", "seeds")
-SECTIONS = ("recipe", "data", "runtime", "wandb")  # top-level overrides applied to every trial
+SECTIONS = ("recipe", "data", "runtime", "observe", "wandb")  # top-level overrides applied to every trial
 SWEEP_WRITTEN_WANDB_KEYS = {"sweep", "row", "position"}  # WandbConfig fields materialize fills in
 GRID_SECTIONS = (*SECTIONS, "faults")  # sections a grid may vary with dotted keys (`recipe.lr`)
+MAX_SEEDS = 1000  # per trial setting, as a count or a list
+MAX_TRIALS = 100_000  # the whole sweep, counted from the grids before any trial is built
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 RESOURCE_RANGES: dict[str, tuple[float, float]] = {
     "gpus_per_trial": (0, 64),
@@ -41,7 +46,7 @@ RESOURCE_RANGES: dict[str, tuple[float, float]] = {
 
 @dataclass(frozen=True)
 class ReportSettings:
-    """The spec's `report:` section; `analysis.DEFAULT_TARGET_HALFWIDTH_PP` says why its default is 0.2 pp."""
+    """The spec's `report:` section; `references.DEFAULT_TARGET_HALFWIDTH_PP` says why its default is 0.2 pp."""
 
     target_halfwidth_pp: float  # the 95% CI half-width the report's "seeds needed" (and `extend`) aim at
 
@@ -57,46 +62,21 @@ class SweepSpec:
     data_dir: str | None
     text: str  # the file as written, frozen into the sweep directory
     report: ReportSettings
+    trial_resources: dict[str, Resources] = field(default_factory=dict)  # trials of grids with their own
 
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """`yaml.safe_load` semantics, except that a repeated mapping key is an error instead of last-one-wins."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise ValueError(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+    def resources_for(self, trial_id: str) -> Resources:
+        """A trial's resources: its grid's `resources` over the top-level ones (the first grid that has it)."""
+        return self.trial_resources.get(trial_id, self.resources)
 
 
 def load_spec(path: str | Path) -> SweepSpec:
     """Read and validate a spec file; raises ValueError with `<file>: <key>: <problem>`."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ValueError(f"cannot read spec {str(path)!r}: {error.strerror}") from None
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506  (a SafeLoader subclass)
-    except yaml.constructor.ConstructorError as error:
-        line = error.problem_mark.line + 1 if error.problem_mark else "?"
-        raise ValueError(f"{path}: line {line}: YAML tags such as {_tag(error)} are not allowed") from None
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path}: invalid YAML: {' '.join(str(error).split())}") from None
-    except ValueError as error:
-        raise ValueError(f"{path}: {error}") from None
+    data, text = load_file(path, "spec")
     try:
         return parse_spec(data, text)
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from None
-
-
-def _tag(error: yaml.constructor.ConstructorError) -> str:
-    match = re.search(r"tag '([^']+)'", error.problem or "")
-    return repr(match[1]) if match else "this one"
 
 
 def parse_spec(data: Any, text: str = "") -> SweepSpec:
@@ -105,7 +85,7 @@ def parse_spec(data: Any, text: str = "") -> SweepSpec:
         raise ValueError(f"a spec is a mapping with keys {', '.join(SPEC_KEYS)}; got {type(data).__name__}")
     for key in data:
         if key not in SPEC_KEYS:
-            raise ValueError(f"unknown key {key!r}; valid: {', '.join(SPEC_KEYS)}")
+            raise ValueError(f"unknown key {shown(key)}; valid: {', '.join(SPEC_KEYS)}")
     for key in REQUIRED_KEYS:
         if key not in data:
             raise ValueError(f"{key}: required")
@@ -115,7 +95,8 @@ def parse_spec(data: Any, text: str = "") -> SweepSpec:
     for key in SWEEP_WRITTEN_WANDB_KEYS & set(overrides["wandb"]):
         raise ValueError(f"wandb.{key}: written by the sweep (the W&B group is the report row); remove it")
     TrialConfig.from_dict(copy.deepcopy(overrides))  # the top-level sections alone, before any grid
-    trials = _expand_grids(data["grids"], seeds, overrides)
+    trials, first_grid = _expand_grids(data["grids"], seeds, overrides)
+    trial_resources = _grid_resources(data["grids"], data.get("resources"), first_grid)
     backend, backend_options = _parse_backend(data.get("backend"))
     data_dir = data.get("data_dir")
     if data_dir is not None and not isinstance(data_dir, str):
@@ -123,7 +104,7 @@ def parse_spec(data: Any, text: str = "") -> SweepSpec:
     return SweepSpec(
         name=name, trials=tuple(trials), resources=_parse_resources(data.get("resources")), backend=backend,
         backend_options=backend_options, wandb=overrides["wandb"], data_dir=data_dir, text=text,
-        report=_parse_report(data.get("report")),
+        report=_parse_report(data.get("report")), trial_resources=trial_resources,
     )
 
 
@@ -138,46 +119,60 @@ def _mapping(value: Any, key: str) -> dict[str, Any]:
 def _parse_name(name: Any) -> str:
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name:
         raise ValueError(
-            f"name: must be 1-100 letters, digits, '.', '_' or '-' (no '/', no '..'), got {name!r}"
+            f"name: must be 1-100 letters, digits, '.', '_' or '-' (no '/', no '..'), got {shown(name)}"
         )
     return name
 
 
 def _parse_seeds(seeds: Any) -> list[int]:
     if isinstance(seeds, int) and not isinstance(seeds, bool):
-        if not 1 <= seeds <= 1000:
-            raise ValueError(f"seeds: a count must be in [1, 1000], got {seeds}")
+        if not 1 <= seeds <= MAX_SEEDS:
+            raise ValueError(f"seeds: a count must be in [1, {MAX_SEEDS}], got {shown(seeds)}")
         return list(range(seeds))
     if not isinstance(seeds, list) or not seeds:
-        raise ValueError(f"seeds: must be a count or a non-empty list of integers, got {seeds!r}")
+        raise ValueError(f"seeds: must be a count or a non-empty list of integers, got {shown(seeds)}")
+    if len(seeds) > MAX_SEEDS:
+        raise ValueError(f"seeds: at most {MAX_SEEDS} seeds, got a list of {len(seeds):,}")
     for index, seed in enumerate(seeds):
         if not isinstance(seed, int) or isinstance(seed, bool):
-            raise ValueError(f"seeds[{index}]: must be an integer, got {type(seed).__name__} {seed!r}")
+            raise ValueError(f"seeds[{index}]: must be an integer, got {type(seed).__name__} {shown(seed)}")
         if seed < 0:
             raise ValueError(f"seeds[{index}]: must be >= 0, got {seed}")
     duplicate = _first_duplicate(seeds)
     if duplicate is not None:
-        raise ValueError(f"seeds: duplicate seed {duplicate}")
+        raise ValueError(f"seeds: duplicate seed {seeds[duplicate]}")
     return seeds
 
 
-def _first_duplicate(values: list[Any]) -> Any | None:
-    seen: list[Any] = []
-    for value in values:
-        if value in seen:
-            return value
-        seen.append(value)
+def _first_duplicate(values: list[Any]) -> int | None:
+    """The index of the first value equal to an earlier one, in one pass (lists compare by their content)."""
+    seen = set()
+    for index, value in enumerate(values):
+        try:
+            key = hash(value), value
+        except TypeError:  # a list or mapping: its text stands for it
+            key = 0, repr(value)
+        if key in seen:
+            return index
+        seen.add(key)
     return None
 
 
-def _expand_grids(grids: Any, seeds: list[int], overrides: dict[str, dict[str, Any]]) -> list[TrialConfig]:
-    """The union of every grid's product, seeds innermost, first occurrence kept."""
+def _expand_grids(
+    grids: Any, seeds: list[int], overrides: dict[str, dict[str, Any]],
+) -> tuple[list[TrialConfig], dict[str, int]]:
+    """The union of every grid's product, seeds innermost, first occurrence kept; and each trial's first grid."""
     if not isinstance(grids, list) or not grids:
         raise ValueError("grids: must be a non-empty list of mappings")
+    parsed = [_parse_grid(grid, f"grids[{index}]") for index, grid in enumerate(grids)]
+    planned = len(seeds) * sum(math.prod(len(values) for values in axes.values()) for axes in parsed)
+    if planned > MAX_TRIALS:
+        raise ValueError(f"grids: {planned:,} trials ({len(seeds)} seed(s) per setting) exceed the cap of "
+                         f"{MAX_TRIALS:,} per sweep; split the sweep")
     trials: dict[str, TrialConfig] = {}
-    for index, grid in enumerate(grids):
+    first_grid: dict[str, int] = {}  # a trial in several grids belongs to the first (and takes its resources)
+    for index, axes in enumerate(parsed):
         where = f"grids[{index}]"
-        axes = _parse_grid(grid, where)
         grid_ids: set[str] = set()
         for combination in itertools.product(*axes.values()):
             config = _trial_dict(dict(zip(axes, combination, strict=True)), overrides)
@@ -191,24 +186,27 @@ def _expand_grids(grids: Any, seeds: list[int], overrides: dict[str, dict[str, A
                     raise ValueError(f"{where}: two combinations are the same trial {trial_id}")
                 grid_ids.add(trial_id)
                 trials.setdefault(trial_id, trial)
-    return list(trials.values())
+                first_grid.setdefault(trial_id, index)
+    return list(trials.values()), first_grid
 
 
 def _parse_grid(grid: Any, where: str) -> dict[str, list[Any]]:
     if not isinstance(grid, dict) or not grid:
-        raise ValueError(f"{where}: must be a non-empty mapping of key: [values], got {grid!r}")
+        raise ValueError(f"{where}: must be a non-empty mapping of key: [values], got {shown(grid)}")
     if "model" not in grid:
         raise ValueError(f"{where}.model: required")
     axes = {}
     for key, values in grid.items():
         if not isinstance(key, str):
-            raise ValueError(f"{where}: keys must be strings, got {key!r}")
+            raise ValueError(f"{where}: keys must be strings, got {shown(key)}")
         if key == "seed":
             raise ValueError(f"{where}.seed: seeds are set once, by the top-level 'seeds'")
+        if key == "resources":  # not an axis: the grid's own resources (_grid_resources)
+            continue
         section = key.partition(".")[0]
         if "." in key and (section not in GRID_SECTIONS or key.count(".") != 1):
             raise ValueError(
-                f"{where}.{key}: unknown key; dotted keys are <section>.<field>, section one of "
+                f"{where}.{shown(key)[1:-1]}: unknown key; dotted keys are <section>.<field>, section one of "
                 f"{', '.join(GRID_SECTIONS)}"
             )
         values = values if isinstance(values, list) else [values]
@@ -216,9 +214,9 @@ def _parse_grid(grid: Any, where: str) -> dict[str, list[Any]]:
             raise ValueError(f"{where}.{key}: empty list of values")
         duplicate = _first_duplicate(values)
         if duplicate is not None:
-            raise ValueError(f"{where}.{key}: duplicate value {duplicate!r}")
+            raise ValueError(f"{where}.{key}: duplicate value {shown(values[duplicate])}")
         if key == "model" and not all(isinstance(v, str) for v in values):
-            raise ValueError(f"{where}.model: must be model names, got {values!r}")
+            raise ValueError(f"{where}.model: must be model names, got {shown(values)}")
         axes[key] = values
     return axes
 
@@ -244,25 +242,34 @@ def _parse_backend(backend: Any) -> tuple[str, dict[str, Any]]:
             raise ValueError(f"backend.{key}: unknown key; valid: name, options")
     name = backend.get("name", "local")
     if name not in BACKEND_MODULES:
-        raise ValueError(f"backend.name: must be one of {', '.join(BACKEND_MODULES)}, got {name!r}")
+        raise ValueError(f"backend.name: must be one of {', '.join(BACKEND_MODULES)}, got {shown(name)}")
     return name, _mapping(backend.get("options"), "backend.options")
 
 
-def _parse_resources(resources: Any) -> Resources:
-    parsed = from_dict(Resources, _mapping(resources, "resources"), "resources.")
+def _parse_resources(resources: Any, where: str = "resources") -> Resources:
+    parsed = from_dict(Resources, _mapping(resources, where), f"{where}.")
     for key, (low, high) in RESOURCE_RANGES.items():
         value = getattr(parsed, key)
         if not low <= value <= high:
-            raise ValueError(f"resources.{key}: must be in [{low}, {high}], got {value}")
+            raise ValueError(f"{where}.{key}: must be in [{low}, {high}], got {value}")
     if parsed.trials_per_gpu > 1 and parsed.gpus_per_trial > 1:
-        raise ValueError("resources.trials_per_gpu: packing needs gpus_per_trial <= 1")
+        raise ValueError(f"{where}.trials_per_gpu: packing needs gpus_per_trial <= 1")
     return parsed
 
 
-def _parse_report(report: Any) -> ReportSettings:
-    # Imported here: analysis loads scipy (half a second), which only plan and submit, not every command, pay.
-    from ghostsweep.orchestrator.analysis import DEFAULT_TARGET_HALFWIDTH_PP
+def _grid_resources(grids: list[Any], top_level: Any, first_grid: dict[str, int]) -> dict[str, Resources]:
+    """Resources of the trials whose first grid has its own: that grid's `resources` over the top-level ones
+    (ResNet-1202 needs more memory and time than ResNet-20; Ghost models may pack differently)."""
+    overridden = [(index, grid["resources"]) for index, grid in enumerate(grids) if "resources" in grid]
+    if not overridden:
+        return {}
+    base = _mapping(top_level, "resources")
+    by_grid = {index: _parse_resources(base | _mapping(own, f"grids[{index}].resources"), f"grids[{index}].resources")
+               for index, own in overridden}
+    return {trial_id: by_grid[index] for trial_id, index in first_grid.items() if index in by_grid}
 
+
+def _parse_report(report: Any) -> ReportSettings:
     settings = _mapping(report, "report")
     parsed = from_dict(ReportSettings, {"target_halfwidth_pp": DEFAULT_TARGET_HALFWIDTH_PP, **settings}, "report.")
     if not (math.isfinite(parsed.target_halfwidth_pp) and parsed.target_halfwidth_pp > 0):

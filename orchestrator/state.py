@@ -1,25 +1,28 @@
 """A trial's state, derived from the files in its folder only, so any process on any node can read it.
 
+    result.json or queued.json unreadable          -> unreadable (the file, and what to do)
     result.json done                               -> done
-    fresh lease heartbeat                          -> running
+    fresh lease                                    -> running
     result.json failed / interrupted, not requeued -> failed (reason) / preempted
     queued.json                                    -> queued
     otherwise                                      -> pending
 
-"Requeued" means queued.json's `submitted_at` is newer than result.json: a rerun that has not started yet.
+"Requeued" means queued.json is newer than result.json: a rerun that has not started yet. Both ages are file
+mtimes, stamped by the one filesystem (queued.json keeps its mtime when the job id is attached), never times
+written by the submitting machine. A corrupt file stays in its trial: every other trial reads normally.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ghostsweep.orchestrator.lease import is_fresh
+from ghostsweep.orchestrator.lease import is_fresh, read_lease
 from ghostsweep.trials.trialdir import (
-    LEASE_FILE,
     QUEUED_FILE,
     RESULT_FILE,
     Outcome,
@@ -27,10 +30,10 @@ from ghostsweep.trials.trialdir import (
     QueuedRecord,
     TrialResult,
     TrialStatus,
-    read_json,
     read_progress,
     read_queued,
     read_result,
+    set_aside,
     write_queued,
 )
 
@@ -46,28 +49,38 @@ class TrialState:
     progress: ProgressRecord | None = None
     result: TrialResult | None = None
     lease: dict[str, Any] | None = None
-    node: str | None = None  # where it runs or ran: the lease's node, else the heartbeat's host (or the backend's)
+    node: str | None = None  # where it runs or ran: the lease's node, else result.json's, else the heartbeat's host
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", TrialStatus(self.state))  # a plain "done" is accepted, and checked
 
 
 def read_state(trial_dir: Path, now: float | None = None) -> TrialState:
-    """ValueError (naming the file) when result.json, queued.json or progress.json is not what a writer wrote."""
+    """The trial's state; a result.json or queued.json that is not what a writer wrote makes it `unreadable`,
+    naming the file and what to do (a bad progress.json only hides the progress). `now`: the filesystem's clock
+    (`lease.filesystem_now`), to probe it once for many trials."""
     trial_dir = Path(trial_dir)
-    result = read_result(trial_dir)
-    queued = read_queued(trial_dir)
-    lease = read_json(trial_dir / LEASE_FILE)
-    progress = read_progress(trial_dir)
-    common: dict[str, Any] = {
-        "trial_id": trial_dir.name, "progress": progress, "result": result, "lease": lease,
-        "node": (lease or {}).get("node") or (lease or {}).get("host") or (progress.host if progress else None),
+    lease = read_lease(trial_dir)
+    progress = _readable(read_progress, trial_dir)
+    common: dict[str, Any] = {"trial_id": trial_dir.name, "progress": progress, "lease": lease}
+    try:
+        result = read_result(trial_dir)
+        done = result is not None and result.done
+        queued = _readable(read_queued, trial_dir) if done else read_queued(trial_dir)  # done: only shown
+    except (ValueError, OSError) as error:
+        node = (lease or {}).get("node") or (lease or {}).get("host") or (progress.host if progress else None)
+        return TrialState(state=TrialStatus.UNREADABLE, reason=unreadable_reason(trial_dir, error), node=node,
+                          **common)
+    common |= {
+        "result": result,
+        "node": (lease or {}).get("node") or (lease or {}).get("host") or (result.node if result else None)
+        or (progress.host if progress else None),
     }
     if queued is not None:
         common |= {"backend": queued.backend, "job_id": queued.job_id, "attempt": queued.attempt}
     if result is not None and result.done:
         return TrialState(state=TrialStatus.DONE, **common)
-    if is_fresh(lease, now):
+    if is_fresh(trial_dir, now):
         return TrialState(state=TrialStatus.RUNNING, **common)
     if result is not None and not _requeued(trial_dir, queued):
         if result.status is Outcome.INTERRUPTED:
@@ -76,23 +89,55 @@ def read_state(trial_dir: Path, now: float | None = None) -> TrialState:
     return TrialState(state=TrialStatus.PENDING if queued is None else TrialStatus.QUEUED, **common)
 
 
+def unreadable_reason(trial_dir: Path, error: Exception) -> str:
+    """One line: which file, why, and how `rerun` repairs it."""
+    return (f"{str(error).splitlines()[0][:300]}; `ghostsweep rerun {trial_dir.parent.parent} --trial "
+            f"{trial_dir.name}` sets it aside (kept as *.corrupt-N) and resumes from the checkpoint")
+
+
+def _readable(read: Callable[[Path], Any], trial_dir: Path) -> Any:
+    try:
+        return read(trial_dir)
+    except (ValueError, OSError):
+        return None
+
+
 def _requeued(trial_dir: Path, queued: QueuedRecord | None) -> bool:
-    """A rerun that has not started yet: the submission is newer than the last attempt's result.json."""
-    return queued is not None and queued.submitted_at > os.stat(trial_dir / RESULT_FILE).st_mtime
+    """A rerun that has not started yet: queued.json was written after the last attempt's result.json (both
+    mtimes, one filesystem clock)."""
+    if queued is None:
+        return False
+    return os.stat(trial_dir / QUEUED_FILE).st_mtime > os.stat(trial_dir / RESULT_FILE).st_mtime
 
 
 def mark_queued(trial_dir: Path, backend: str) -> None:
-    """Record a submission before the backend places it, so a fast failure can never look older."""
-    previous = read_queued(trial_dir)
+    """Record a submission before the backend places it, so a fast failure can never look older. A corrupt
+    queued.json or result.json is set aside first: a rerun is how a trial with an unreadable file is repaired."""
+    trial_dir = Path(trial_dir)
+    previous = _read_or_set_aside(read_queued, trial_dir, QUEUED_FILE)
+    _read_or_set_aside(read_result, trial_dir, RESULT_FILE)
     attempt = (previous.attempt if previous else 0) + 1
     write_queued(trial_dir, QueuedRecord(backend=backend, job_id=None, submitted_at=time.time(), attempt=attempt))
 
 
+def _read_or_set_aside(read: Callable[[Path], Any], trial_dir: Path, name: str) -> Any:
+    try:
+        return read(trial_dir)
+    except ValueError as error:
+        aside = set_aside(trial_dir / name)
+        print(f"{trial_dir.name}: {str(error).splitlines()[0][:300]}; set aside as {aside.name}")
+        return None
+
+
 def record_job_id(trial_dir: Path, job_id: str) -> None:
-    """Attach the backend's job id to the current submission (keeps `submitted_at`)."""
-    queued = read_queued(trial_dir)
+    """Attach the backend's job id to the current submission, keeping queued.json's mtime: the submission's
+    time on the filesystem's clock, which `_requeued` compares with result.json's."""
+    queued = _readable(read_queued, trial_dir)  # unreadable: `status` says so, and a rerun repairs it
     if queued is not None and queued.job_id != job_id:
+        path = Path(trial_dir) / QUEUED_FILE
+        submitted = path.stat()
         write_queued(trial_dir, replace(queued, job_id=job_id))
+        os.utime(path, ns=(submitted.st_atime_ns, submitted.st_mtime_ns))
 
 
 def unqueue(trial_dir: Path) -> None:

@@ -39,6 +39,8 @@ def summarize(states: list[TrialState], index: dict[str, Any]) -> dict[str, Any]
             "iteration": iteration,
             "iterations": index["trials"][state.trial_id]["iterations"],
             "eta_s": eta_seconds(state, index["trials"][state.trial_id]),
+            "final_test_acc": state.result.final_test_acc if state.state == TrialStatus.DONE else None,
+            "final_val_acc": state.result.final_val_acc if state.state == TrialStatus.DONE else None,
         })
     return {"name": index["name"], "as_of": time.time(), "counts": {s: counts.get(s, 0) for s in TrialStatus},
             "trials": trials, "eta_s": sweep_eta_seconds(states, trials)}
@@ -65,16 +67,18 @@ def render(states: list[TrialState], index: dict[str, Any], warnings: list[str],
     header = Text(f"{index['name']}: {len(states)} trials  {counts}")
     if summary["eta_s"] is not None:
         waiting = " and the queued ones at the running parallelism" if summary["counts"][TrialStatus.QUEUED] else ""
-        header.append(f"  ETA {_duration(summary['eta_s'])} (the running trials{waiting})")
+        header.append(f"  ETA {duration(summary['eta_s'])} (the running trials{waiting})")
     table = Table(box=None, pad_edge=False)
-    for column in ("trial", "state", "progress", "ETA", "job", "node", "reason"):
-        table.add_column(column, no_wrap=column != "reason", overflow="fold")
+    for column in ("trial", "state", "progress", "ETA", "job", "node", "final / reason"):
+        table.add_column(column, no_wrap=column != "final / reason", overflow="fold")
     shown = [t for t in summary["trials"] if show_all or t["state"] not in QUIET]
     for trial in shown:
         progress = "" if trial["iteration"] is None else f"{trial['iteration']}/{trial['iterations']}"
-        eta = "" if trial["eta_s"] is None else _duration(trial["eta_s"])
-        job, node, reason = trial["job_id"] or "", trial["node"] or "", trial["reason"] or ""
-        table.add_row(trial["trial_id"], trial["state"], progress, eta, job, node, reason)
+        eta = "" if trial["eta_s"] is None else duration(trial["eta_s"])
+        job, node = trial["job_id"] or "", trial["node"] or ""
+        outcome = final_numbers(trial["final_test_acc"], trial["final_val_acc"]) or trial["reason"] or ""
+        cells = (trial["trial_id"], trial["state"], progress, eta, job, node, outcome)
+        table.add_row(*map(Text, cells))  # Text, not markup: a reason may hold "[/x]" (a path, a traceback)
     parts: list[Any] = [header, *(Text(f"warning: {w}", style="yellow") for w in warnings)]
     if shown:
         parts.append(table)
@@ -82,7 +86,13 @@ def render(states: list[TrialState], index: dict[str, Any], warnings: list[str],
     return Group(*parts)
 
 
-def _duration(seconds: float) -> str:
+def final_numbers(test_acc: float | None, val_acc: float | None) -> str:
+    """A done trial's final accuracies, as `status` and `submit` show them."""
+    return "  ".join(f"{name} {value:.2f}%" for name, value in (("test", test_acc), ("val", val_acc))
+                     if value is not None)
+
+
+def duration(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Iterable, Sequence
+from dataclasses import fields, replace
+from pathlib import Path
 from typing import Any
 
+from ghostsweep.orchestrator import badnodes
 from ghostsweep.orchestrator.backends import get_backend
-from ghostsweep.orchestrator.backends.base import Backend, JobInfo, JobPhase, Submission
+from ghostsweep.orchestrator.backends.base import Backend, JobInfo, JobPhase, Resources, Submission
+from ghostsweep.orchestrator.lease import filesystem_now
 from ghostsweep.orchestrator.state import TrialState, mark_queued, read_state, record_job_id, unqueue
-from ghostsweep.orchestrator.sweepdir import SweepDir
+from ghostsweep.orchestrator.sweepdir import SweepDir, trial_resources
+from ghostsweep.trials.datadir import cifar10_folder, data_root, download_allowed, resolve_data_dir
 from ghostsweep.trials.trialdir import TrialStatus
 
 UNFINISHED = (TrialStatus.QUEUED, TrialStatus.RUNNING)
 POLLED = (TrialStatus.QUEUED, TrialStatus.PREEMPTED)  # states whose files cannot tell what the job does now
-RERUNNABLE = (TrialStatus.FAILED, TrialStatus.PREEMPTED, TrialStatus.PENDING)
+RERUNNABLE = (TrialStatus.FAILED, TrialStatus.PREEMPTED, TrialStatus.UNREADABLE, TrialStatus.PENDING)
+RERUN_FAILED = (TrialStatus.FAILED, TrialStatus.PREEMPTED, TrialStatus.UNREADABLE)  # `rerun --failed`
 
 
 def backend_for(sweep: SweepDir, name: str | None = None, overrides: dict[str, Any] | None = None) -> Backend:
@@ -28,11 +32,39 @@ def backend_for(sweep: SweepDir, name: str | None = None, overrides: dict[str, A
     return get_backend(name, sweep.resources(), options | (overrides or {}))
 
 
+def check_data(backend: Backend, override: str | Path | None, spec_data_dir: str | None,
+               download: bool | None = None) -> list[str]:
+    """Before anything is created: the CIFAR-10 the trials will read (the worker's precedence) is complete, fetched
+    once here when `download` (or $GHOSTSWEEP_DOWNLOAD) allows. A cluster's nodes may see paths this machine does
+    not, so for them a folder absent here is a warning (returned), not an error. DataError is one line."""
+    root = data_root(override, spec_data_dir)
+    if backend.runs_on_this_machine or download_allowed(download) or cifar10_folder(root).exists():
+        resolve_data_dir(root, download)
+        return []
+    return [f"CIFAR-10 is not at {cifar10_folder(root)} on this machine: the {backend.name} nodes must see it there"]
+
+
+def check_sweep_data(sweep: SweepDir, backend: Backend) -> list[str]:
+    """`check_data` for a sweep that exists (rerun, extend): the data directory it recorded."""
+    index = sweep.index()
+    return check_data(backend, index.get("data_dir_override"), index.get("data_dir"))
+
+
 def collect_states(sweep: SweepDir, poll: bool = True) -> tuple[list[TrialState], list[str]]:
     """Every trial's state in plan order, refined by the backends' view of queued trials; plus warnings."""
-    now = time.time()
+    now = filesystem_now(sweep.root)  # one probe: every lease's age on the filesystem's clock
     states = [read_state(sweep.trial_dir(trial_id), now) for trial_id in sweep.trial_ids()]
-    return refine_with_backends(sweep, states) if poll else (states, [])
+    states, warnings = refine_with_backends(sweep, states) if poll else (states, [])
+    return states, warnings + bad_node_warnings(sweep, states)
+
+
+def bad_node_warnings(sweep: SweepDir, states: list[TrialState]) -> list[str]:
+    """One line per bad node (orchestrator/badnodes.py), saying whether the sweep's backend excludes it."""
+    bad = badnodes.bad_nodes(sweep, ((s.trial_id, s.result) for s in states))
+    if not bad:
+        return []
+    excluded = backend_for(sweep).exclude_nodes([])
+    return [badnodes.describe(node, excluded) for node in bad]
 
 
 def refine_with_backends(sweep: SweepDir, states: list[TrialState]) -> tuple[list[TrialState], list[str]]:
@@ -74,9 +106,44 @@ def _refine(state: TrialState, info: JobInfo, backend_name: str) -> TrialState:
     return replace(state, node=node)
 
 
+def validate_backend(backend: Backend, grid_resources: Iterable[Resources] = ()) -> None:
+    """`backend.validate()` for the sweep's resources and for each grid's own, before anything is written."""
+    backend.validate()
+    for resources in set(grid_resources) - {backend.resources}:
+        with_resources(backend, resources).validate()
+
+
+def with_resources(backend: Backend, resources: Resources) -> Backend:
+    """The same backend for trials with other resources; its state (job listener, cluster facts, excluded
+    nodes, notes) carried over."""
+    if resources == backend.resources:
+        return backend
+    other = replace(backend, resources=resources)
+    for state in fields(backend):
+        if not state.init:
+            setattr(other, state.name, getattr(backend, state.name))
+    return other
+
+
 def submit_trials(sweep: SweepDir, trial_ids: Sequence[str], backend: Backend) -> list[Submission]:
-    """Mark the trials queued, then let the backend place them; a failed placement leaves them pending."""
-    refs = sweep.trial_refs(list(trial_ids))
+    """Mark the trials queued, then let the backend place them, one placement per distinct resources (a grid may
+    have its own), off the sweep's bad nodes where it can; a failed placement leaves its trials pending."""
+    bad = badnodes.bad_nodes(sweep)
+    index = sweep.index()
+    by_resources: dict[Resources, list[str]] = {}
+    for trial_id in trial_ids:
+        by_resources.setdefault(trial_resources(index, trial_id), []).append(trial_id)
+    submissions: list[Submission] = []
+    for resources, group in by_resources.items():
+        placer = with_resources(backend, resources)
+        if bad and placer.exclude_nodes([node.node for node in bad]):
+            badnodes.remember(sweep, bad)
+        submissions += _place(sweep, group, placer)
+    return submissions
+
+
+def _place(sweep: SweepDir, trial_ids: list[str], backend: Backend) -> list[Submission]:
+    refs = sweep.trial_refs(trial_ids)
     for ref in refs:
         mark_queued(ref.trial_dir, backend.name)
     submissions: list[Submission] = []
@@ -104,7 +171,7 @@ def select_rerun(states: list[TrialState], failed_only: bool, trial_ids: Sequenc
             if by_id[trial_id].state in UNFINISHED:
                 raise ValueError(f"--trial: {trial_id} is {by_id[trial_id].state}; cancel it first")
         return list(trial_ids)
-    wanted = (TrialStatus.FAILED, TrialStatus.PREEMPTED) if failed_only else RERUNNABLE
+    wanted = RERUN_FAILED if failed_only else RERUNNABLE
     return [s.trial_id for s in states if s.state in wanted]
 
 

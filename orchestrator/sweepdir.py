@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ghostsweep.orchestrator.backends.base import Resources, TrialRef
-from ghostsweep.trials.trialdir import CONFIG_FILE, atomic_write_json, atomic_write_text, read_json
+from ghostsweep.trials.trialdir import CONFIG_FILE, atomic_write_json, atomic_write_text, read_json, set_aside
 
 if TYPE_CHECKING:
     from ghostsweep.orchestrator.spec import SweepSpec
@@ -38,11 +38,38 @@ class SweepDir:
         return self.root / TRIALS_DIR / trial_id
 
     def index(self) -> dict[str, Any]:
-        """sweep.json; ValueError when the directory is not a sweep."""
-        data = read_json(self.index_path)
-        if data is None:
-            raise ValueError(f"{self.root} is not a sweep directory (it has no {SWEEP_FILE})")
+        """sweep.json; ValueError when the directory is not a sweep, or (naming the file and the repair) when
+        sweep.json is not what `submit` wrote."""
+        try:
+            data = read_json(self.index_path)
+        except (ValueError, OSError) as error:
+            data, problem = None, f"{type(error).__name__}: {str(error)[:200]}"
+        else:
+            if data is None:
+                raise ValueError(f"{self.root} is not a sweep directory (it has no {SWEEP_FILE})")
+            problem = _index_problem(data)
+        if problem:
+            raise ValueError(
+                f"unreadable {self.index_path}: {problem}; `ghostsweep submit {self.root / SPEC_FILE} --out "
+                f"{self.root}` writes it again (it sets the bad one aside; trial folders are kept)"
+            )
         return data
+
+    def readable_index(self) -> dict[str, Any] | None:
+        """sweep.json, or None when there is none or it is unreadable (what `submit`, about to rewrite it, needs)."""
+        try:
+            data = read_json(self.index_path)
+        except (ValueError, OSError):
+            return None
+        return data if data is not None and not _index_problem(data) else None
+
+    def _previous_index(self) -> dict[str, Any] | None:
+        """sweep.json for `materialize` to update; a corrupt one is set aside (kept) and written afresh."""
+        previous = self.readable_index()
+        if previous is None and self.index_path.exists():
+            aside = set_aside(self.index_path)
+            print(f"{self.index_path} is unreadable: set aside as {aside.name}, written again")
+        return previous
 
     def trial_ids(self) -> list[str]:
         return list(self.index()["trial_ids"])
@@ -78,9 +105,10 @@ class SweepDir:
                 seen.add(trial_id)
         return kept
 
-    def materialize(self, spec: SweepSpec) -> None:
-        """Write the frozen spec, the index and each trial's config.json; existing trial folders are kept."""
-        previous = read_json(self.index_path)
+    def materialize(self, spec: SweepSpec, data_dir_override: Path | None = None) -> None:
+        """Write the frozen spec, the index and each trial's config.json; existing trial folders are kept.
+        `data_dir_override` (`submit --data-dir`) is kept for later submissions, reruns and extensions."""
+        previous = self._previous_index()
         if previous is not None and previous["name"] != spec.name:
             raise ValueError(
                 f"{self.root} holds sweep {previous['name']!r}, not {spec.name!r}; pick another --out"
@@ -100,13 +128,42 @@ class SweepDir:
             "created_at": previous["created_at"] if previous else now,
             "updated_at": now,
             "data_dir": str(Path(spec.data_dir).expanduser().resolve()) if spec.data_dir else None,
+            "data_dir_override": (str(data_dir_override.expanduser().absolute()) if data_dir_override
+                                  else (previous or {}).get("data_dir_override")),
             "resources": spec.resources.__dict__,
+            "group_resources": _group_resources(spec, described),
             "backend": {"name": spec.backend, "options": spec.backend_options},
             "wandb": spec.wandb,
             "report": {"target_halfwidth_pp": spec.report.target_halfwidth_pp},
             "trial_ids": [trial.trial_id() for trial in trials],
             "trials": described,
         })
+
+
+def _group_resources(spec: SweepSpec, described: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The resources of each report row (every seed of a setting: one grid) whose grid has its own; keyed by row,
+    so that the seeds `extend` adds take them too."""
+    return {described[trial_id]["group"]: resources.__dict__ for trial_id, resources in spec.trial_resources.items()}
+
+
+def trial_resources(index: dict[str, Any], trial_id: str) -> Resources:
+    """A trial's resources from sweep.json: its row's own (its grid's), else the sweep's."""
+    group = index["trials"][trial_id]["group"]
+    return Resources(**index.get("group_resources", {}).get(group, index["resources"]))
+
+
+def _index_problem(data: Any) -> str | None:
+    """What is wrong with a sweep.json's shape, in words; None when every key readers rely on is there."""
+    if not isinstance(data, dict):
+        return f"expected a JSON object, got {type(data).__name__}"
+    expected = {"name": str, "trial_ids": list, "trials": dict, "resources": dict, "backend": dict}
+    for key, kind in expected.items():
+        if not isinstance(data.get(key), kind):
+            return f"{key!r} missing or not a {kind.__name__}"
+    missing = [trial_id for trial_id in data["trial_ids"] if trial_id not in data["trials"]]
+    if missing or not all(isinstance(trial_id, str) for trial_id in data["trial_ids"]):
+        return f"trial ids without a 'trials' entry: {', '.join(map(str, missing[:3]))}"
+    return None
 
 
 def sweep_trial_config(trial: TrialConfig, sweep: str, row: str, position: int) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 For each trial: skip it when done or leased by a live worker, else hold its lease (with heartbeat) while
 `trials.runner.run_trial` runs it, resuming from its checkpoint. Several TRIAL_DIRs are packed trials: one
-child process each, run concurrently on the same device. Exit 0 when all are done or skipped, 3 when any was
-interrupted (requeue me), else 1.
+child process each, run concurrently on the same device. Exit 0 when all are done, 4 (SKIPPED: nothing failed)
+when another live worker holds a trial's lease, 3 when any was interrupted (requeue me), else 1. A result.json
+that is not what a writer wrote is set aside (kept) under the lease, so a rerun repairs the trial.
 
 A DDP trial runs one worker per rank (RANK, or SLURM_PROCID in a multi-task Slurm step): rank 0 holds the
 lease and writes the files as above; the other ranks only run the trial beside it.
@@ -19,19 +20,18 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ghostsweep.orchestrator.backends.base import SignalForwarder, worker_command
-from ghostsweep.orchestrator.lease import Lease
-from ghostsweep.orchestrator.sweepdir import SWEEP_FILE
+from ghostsweep.orchestrator.lease import Lease, read_lease
+from ghostsweep.orchestrator.sweepdir import SPEC_FILE, SWEEP_FILE
+from ghostsweep.trials.binding import node_name
 from ghostsweep.trials.stop import STOP_SIGNALS, StopRequest, ignore_late_signals, request_stop_on_signals
 from ghostsweep.trials.trialdir import (
     CONFIG_FILE,
-    LEASE_FILE,
     RESULT_FILE,
     ExitCode,
     Outcome,
@@ -39,6 +39,7 @@ from ghostsweep.trials.trialdir import (
     read_json,
     read_result,
     record_failure,
+    set_aside,
 )
 
 RUNNER_ENV = "GHOSTSWEEP_TRIAL_RUNNER"  # "module:function"; tests substitute a fake trial
@@ -72,9 +73,16 @@ def run_packed(trial_dirs: list[Path]) -> int:
                 break
             signals.children.append(subprocess.Popen(worker_command([trial_dir]), env=env))
         codes = [child.wait() for child in signals.children]
-    if ExitCode.INTERRUPTED in codes or len(codes) < len(trial_dirs):
+    return combined_exit_code(codes, len(trial_dirs))
+
+
+def combined_exit_code(codes: list[int], trials: int) -> ExitCode:
+    """One exit code for packed trials: interrupted beats failed beats skipped beats done."""
+    if ExitCode.INTERRUPTED in codes or len(codes) < trials:
         return ExitCode.INTERRUPTED
-    return ExitCode.DONE if all(code == ExitCode.DONE for code in codes) else ExitCode.FAILED
+    if any(code not in (ExitCode.DONE, ExitCode.SKIPPED) for code in codes):
+        return ExitCode.FAILED
+    return ExitCode.SKIPPED if ExitCode.SKIPPED in codes else ExitCode.DONE
 
 
 @contextlib.contextmanager
@@ -135,11 +143,12 @@ def run_trial_dir(trial_dir: Path, runner: Callable[..., TrialResult | dict[str,
         return _run(trial_dir, runner or _load_runner(), stop, main_rank=False)
     lease = Lease.acquire(trial_dir)
     if lease is None:
-        holder = read_json(trial_dir / LEASE_FILE) or {}
-        print(f"{trial_dir.name}: leased by {holder.get('host')}:{holder.get('pid')}, skipped", flush=True)
-        return ExitCode.DONE
+        holder = read_lease(trial_dir) or {}
+        print(f"{trial_dir.name}: already running elsewhere (leased by {holder.get('node')} pid "
+              f"{holder.get('pid')}), skipped", flush=True)
+        return ExitCode.SKIPPED
     try:
-        if _is_done(trial_dir):  # finished by another worker between our check and the lease
+        if _is_done(trial_dir, set_aside_unreadable=True):  # finished by another worker meanwhile
             return ExitCode.DONE
         lease.start_heartbeat(on_lost=_abandon)
         return _run(trial_dir, runner or _load_runner(), stop, main_rank=True)
@@ -150,26 +159,31 @@ def run_trial_dir(trial_dir: Path, runner: Callable[..., TrialResult | dict[str,
 def _run(trial_dir: Path, runner: Callable[..., TrialResult | dict[str, Any]], stop: StopRequest,
          main_rank: bool) -> ExitCode:
     """Call the runner; on rank 0 a crash that left no newer result.json is recorded as the trial's failure."""
-    started = time.time()
+    result_path = trial_dir / RESULT_FILE
+    before = _mtime_ns(result_path)  # "newer" on the filesystem's clock, not this machine's
     try:
         from ghostsweep.trials.config import TrialConfig
-        from ghostsweep.trials.data import data_root
+        from ghostsweep.trials.datadir import data_root
 
-        config_data = read_json(trial_dir / CONFIG_FILE)
-        if config_data is None:
-            raise ValueError(f"no {CONFIG_FILE} in {trial_dir}")
+        config_data = _read_config(trial_dir)
         config_data.pop("trial_id", None)
-        sweep = read_json(trial_dir.parent.parent / SWEEP_FILE) or {}  # a sweep has no --data-dir; its spec may
-        data_dir = data_root(spec_data_dir=sweep.get("data_dir"))
+        sweep = read_json(trial_dir.parent.parent / SWEEP_FILE) or {}  # submit --data-dir, else as `train` picks
+        data_dir = data_root(sweep.get("data_dir_override"), spec_data_dir=sweep.get("data_dir"))
         result = runner(TrialConfig.from_dict(config_data), trial_dir, data_dir, stop_event=stop)
         outcome = Outcome(result.status if isinstance(result, TrialResult) else result["status"])
     except Exception as error:
         traceback.print_exc()
-        result_path = trial_dir / RESULT_FILE
-        if main_rank and (not result_path.exists() or result_path.stat().st_mtime < started):
-            record_failure(trial_dir, f"{type(error).__name__}: {error}")
+        if main_rank and _mtime_ns(result_path) in (None, before):
+            record_failure(trial_dir, f"{type(error).__name__}: {error}", node=node_name())
         return ExitCode.FAILED
     return ExitCode.for_outcome(outcome)
+
+
+def _mtime_ns(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
 
 
 def _abandon(trial_dir: Path) -> None:
@@ -178,8 +192,28 @@ def _abandon(trial_dir: Path) -> None:
     os._exit(ExitCode.FAILED)
 
 
-def _is_done(trial_dir: Path) -> bool:
-    result = read_result(trial_dir)
+def _read_config(trial_dir: Path) -> dict[str, Any]:
+    """config.json, or a ValueError naming it and saying how to write it again."""
+    remedy = f"`ghostsweep submit {trial_dir.parent.parent / SPEC_FILE} --out {trial_dir.parent.parent}` writes it"
+    try:
+        config_data = read_json(trial_dir / CONFIG_FILE)
+    except ValueError as error:
+        raise ValueError(f"unreadable {trial_dir / CONFIG_FILE}: {error}; move it aside and {remedy}") from None
+    if not isinstance(config_data, dict):
+        raise ValueError(f"no valid {CONFIG_FILE} in {trial_dir}: {remedy}")
+    return config_data
+
+
+def _is_done(trial_dir: Path, set_aside_unreadable: bool = False) -> bool:
+    """Whether result.json says done; an unreadable one is not done, and is set aside when asked (we hold the
+    lease, so no writer is mid-way)."""
+    try:
+        result = read_result(trial_dir)
+    except ValueError as error:
+        if set_aside_unreadable:
+            aside = set_aside(trial_dir / RESULT_FILE)
+            print(f"{trial_dir.name}: {str(error).splitlines()[0][:300]}; set aside as {aside.name}", flush=True)
+        return False
     return result is not None and result.done
 
 

@@ -35,3 +35,24 @@ def timed_trial(config: Any, out_dir: Path, data_dir: Path | None = None, **_: o
               "reason": None if finished else "stop requested"}
     atomic_write_json(out_dir / "result.json", result)
     return result
+
+
+def bound_trial(config: Any, out_dir: Path, data_dir: Path | None = None, **_: object) -> dict:
+    """A stand-in for a GPU trial on the stand-in GPUs (no CUDA behind them): records the node and GPUs it was
+    given exactly as the runner does (`trials.binding`), holds them for BOUND_TRIAL_S seconds so that concurrent
+    tasks overlap, and fails as a broken GPU would ("CUDA error ... Xid") on the node named by FAIL_ON_NODE."""
+    import torch
+
+    from ghostsweep.trials.binding import rank_binding
+    from ghostsweep.trials.distributed import detect
+
+    binding = rank_binding(detect(), torch.device("cpu"))
+    started = time.time()
+    time.sleep(float(os.environ.get("BOUND_TRIAL_S", "5")))
+    broken = binding["node"] == os.environ.get("FAIL_ON_NODE")
+    result = {"status": "failed" if broken else "done", "trial_id": out_dir.name, "seed": config.seed,
+              "reason": "RuntimeError: CUDA error: unspecified launch failure (Xid 79: GPU has fallen off the bus)"
+              if broken else None, "node": binding["node"], "gpu_binding": [binding],
+              "started_at": started, "finished_at": time.time()}
+    atomic_write_json(out_dir / "result.json", result)
+    return result

@@ -1,4 +1,4 @@
-"""One data-directory precedence for `ghostsweep train` and sweep workers alike (trials.data.data_root):
+"""One data-directory precedence for `ghostsweep train` and sweep workers alike (trials.datadir.data_root):
 --data-dir, else $GHOSTSWEEP_DATA_DIR, else the sweep spec's data_dir, else ~/.cache/ghostsweep/cifar10."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 
 from ghostsweep.orchestrator import worker
 from ghostsweep.trials.config import TrialConfig
-from ghostsweep.trials.data import DEFAULT_CACHE, data_root
+from ghostsweep.trials.datadir import DEFAULT_CACHE, data_root
 from ghostsweep.trials.trialdir import ExitCode, atomic_write_json
 
 
@@ -22,16 +22,20 @@ def test_flag_then_variable_then_spec_then_cache(monkeypatch: pytest.MonkeyPatch
     assert data_root("/flag", spec_data_dir="/spec") == Path("/flag")
 
 
-@pytest.mark.parametrize(("variable", "expected"), [(None, "/spec/cifar"), ("/machine/cifar", "/machine/cifar")])
+@pytest.mark.parametrize(("variable", "override", "expected"), [
+    (None, None, "/spec/cifar"), ("/machine/cifar", None, "/machine/cifar"),
+    ("/machine/cifar", "/flag/cifar", "/flag/cifar"),
+])
 def test_worker_hands_the_runner_the_same_choice(
-    variable: str | None, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    variable: str | None, override: str | None, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A sweep has no --data-dir: its worker picks between the variable and the spec's data_dir."""
+    """A sweep's worker: `submit --data-dir` (recorded in sweep.json) as the flag, then the variable, then the
+    spec's data_dir."""
     if variable is None:
         monkeypatch.delenv("GHOSTSWEEP_DATA_DIR", raising=False)
     else:
         monkeypatch.setenv("GHOSTSWEEP_DATA_DIR", variable)
-    atomic_write_json(tmp_path / "sweep.json", {"data_dir": "/spec/cifar"})
+    atomic_write_json(tmp_path / "sweep.json", {"data_dir": "/spec/cifar", "data_dir_override": override})
     trial = tmp_path / "trials" / "t"
     trial.mkdir(parents=True)
     atomic_write_json(trial / "config.json", TrialConfig(model="resnet20").to_dict())

@@ -71,7 +71,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
 @pytest.fixture
 def fake_trials(monkeypatch: pytest.MonkeyPatch) -> None:
     """Workers the local backend starts run test_sweep_local's fake trial (final test accuracy 90 + seed + 1)."""
-    for key in ("PYTHONPATH", "GHOSTSWEEP_TRIAL_RUNNER", "FAKE_TRIAL_S"):
+    for key in ("PYTHONPATH", "GHOSTSWEEP_TRIAL_RUNNER", "FAKE_TRIAL_S", "GHOSTSWEEP_DATA_DIR"):
         monkeypatch.setenv(key, fake_env()[key])
 
 

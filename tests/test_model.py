@@ -46,8 +46,8 @@ def test_ghosted_stem_saves_112_params(depth: int) -> None:
 
 
 def test_ghost_halves_resnet56_like_the_paper() -> None:
-    plain = model.complexity(model.build("resnet56"))
-    ghost = model.complexity(model.build("ghost_resnet56"))
+    plain = model.count_complexity(model.build("resnet56"))
+    ghost = model.count_complexity(model.build("ghost_resnet56"))
     assert 0.50 < ghost.params / plain.params < 0.53  # paper: 0.43M / 0.85M
     assert 0.50 < ghost.macs / plain.macs < 0.53  # paper: 63M / 125M
 
@@ -147,7 +147,7 @@ def test_any_6n_plus_2_depth_builds_by_name() -> None:
 @pytest.mark.parametrize(
     ("name", "options", "message"),
     [
-        ("vgg16", {}, "unknown model 'vgg16'; valid: resnet20"),
+        ("vgg17", {}, "VGG depth 17 is not built; valid: 11, 13, 16, 19"),
         ("resnet", {}, "unknown model 'resnet'; valid: resnet20"),
         ("resnet21", {}, "depth 21 is not 6n+2"),
         ("ghost_resnet20", {"ratio": 1}, "ratio must be >= 2, got 1"),

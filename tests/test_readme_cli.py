@@ -1,7 +1,10 @@
-"""Every command and flag the README's CLI reference names exists: `ghostsweep COMMAND --help` lists it."""
+"""The README's commands are the CLI's: every command and flag its CLI reference and its code blocks name exists
+(`ghostsweep COMMAND --help` lists it), every flag a command has is in its reference row (train's are in
+docs/trials.md), and every argument has a help line."""
 
 from __future__ import annotations
 
+import argparse
 import re
 import subprocess
 import sys
@@ -9,7 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from ghostsweep.orchestrator.cli import build_parser
+
 README = Path(__file__).resolve().parents[1] / "README.md"
+COMMANDS = {"models", "train", "plan", "submit", "status", "rerun", "extend", "cancel", "report"}
+FLAG = r"--[a-z][a-z-]+"
 
 
 def documented() -> dict[str, set[str]]:
@@ -19,21 +26,56 @@ def documented() -> dict[str, set[str]]:
     for line in section.splitlines():
         match = re.match(r"\| `ghostsweep (\w+)([^`]*)`(.*)", line)
         if match:
-            commands.setdefault(match[1], set()).update(re.findall(r"--[a-z][a-z-]+", match[2] + match[3]))
+            commands.setdefault(match[1], set()).update(re.findall(FLAG, match[2] + match[3]))
     return commands
 
 
+def in_code_blocks() -> dict[str, set[str]]:
+    """Per command run in the README's shell blocks (quickstart, cluster), the --flags those lines pass it."""
+    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
+    commands: dict[str, set[str]] = {}
+    for command, arguments in re.findall(r"\bghostsweep (\w+)((?:\\\n|[^&#\n])*)", "\n".join(blocks)):
+        commands.setdefault(command, set()).update(re.findall(FLAG, arguments))
+    return commands
+
+
+def subparser(command: str) -> argparse.ArgumentParser:
+    parser = build_parser(command)
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return commands.choices[command]
+
+
 def test_the_readme_names_every_command() -> None:
-    assert set(documented()) == {"models", "train", "plan", "submit", "status", "rerun", "extend", "cancel",
-                                 "report"}
+    assert set(documented()) == COMMANDS
+    assert set(in_code_blocks()) <= COMMANDS and {"submit", "report"} <= set(in_code_blocks())
 
 
-@pytest.mark.parametrize("command", sorted(documented()))
+@pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_documented_flag_exists(command: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "ghostsweep", command, "--help"], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-P", "-m", "ghostsweep", command, "--help"], capture_output=True,
+                          text=True)
     assert done.returncode == 0, done.stderr
-    missing = sorted(flag for flag in documented()[command] if flag not in done.stdout)
+    named = documented()[command] | in_code_blocks().get(command, set())
+    missing = sorted(flag for flag in named if flag not in done.stdout)
     assert missing == [], f"README names {missing} for `ghostsweep {command}`"
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS - {"train"}))
+def test_every_flag_is_in_the_readme(command: str) -> None:
+    flags = {option for action in subparser(command)._actions if action.help != argparse.SUPPRESS
+             for option in action.option_strings if option.startswith("--")} - {"--help"}
+    assert sorted(flags - documented()[command]) == []
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_argument_has_a_help_line(command: str) -> None:
+    silent = [action.option_strings or action.dest for action in subparser(command)._actions if action.help is None]
+    assert silent == []
+
+
+def test_train_shows_model_and_seed_as_required() -> None:
+    usage = subparser("train").format_usage()
+    assert "(--model M --seed S | --config FILE) --out DIR" in usage
 
 
 def test_bare_command_prints_help_and_version_is_known() -> None:

@@ -44,7 +44,7 @@ PINNED_TRIAL_IDS = [
       "model_options": {"first_layer": "conv", "block_norm": "keep", "ratio": 2, "cheap_kernel": 3}},
      "ghost_resnet56-conv-keep-s1-577abb08"),
 ]
-BAD_NAMES = ["foo", "resnet", "ghost_resnet", "vgg16", "", "Resnet20", "resnet056", "resnet20x", "resnet 20",
+BAD_NAMES = ["foo", "resnet", "ghost_resnet", "vgg", "ghost_vgg", "", "Resnet20", "resnet056", "resnet20x", "resnet 20",
              "resnet\u0662\u0660"]
 
 
@@ -56,8 +56,10 @@ def test_trial_ids_and_variants_are_pinned(config: dict, trial_id: str) -> None:
 
 
 def test_metadata_import_is_torch_free() -> None:
-    """Specs, plans and reports ask the registry; none of that may load torch (only `build` does)."""
+    """Specs, plans and reports ask the registry, params and MACs included; none of that may load torch (only
+    `build` does)."""
     code = ("from ghostsweep.model.registry import model_info; model_info('ghost_resnet56'); "
+            "from ghostsweep import model; model.complexity('ghost_resnet56', first_layer='ghost'); "
             "from ghostsweep.trials.config import TrialConfig; TrialConfig(model='ghost_resnet56').trial_id()")
     done = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True,
                           check=True)
@@ -68,9 +70,10 @@ def test_metadata_import_is_torch_free() -> None:
 def test_every_listed_model_has_metadata(name: str) -> None:
     info = model.model_info(name)
     assert info.name == name == info.at_depth(info.depth) == f"{info.family}{info.depth}"
-    assert info.baseline == (f"resnet{info.depth}" if info.family == "ghost_resnet" else None)
+    baseline = {"ghost_resnet": "resnet", "ghost_vgg": "vgg"}.get(info.family)
+    assert info.baseline == (f"{baseline}{info.depth}" if baseline else None)
     defaults = model.model_options(name)
-    assert defaults.keys() == info.options.keys() and "shortcut" in defaults
+    assert defaults.keys() == info.options.keys() and ("shortcut" in defaults) == ("resnet" in info.family)
     model.validate(name, **defaults)
     assert registry.variant_name(name, {}) == registry.variant_name(name, defaults)
 

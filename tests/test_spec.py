@@ -32,7 +32,7 @@ def grid(models: str) -> str:
 # (spec text, a fragment the one-line error must contain: the key it names)
 BAD_SPECS = {
     "unknown top-level key": (GOOD + "colour: blue\n", "'colour'"),
-    "unknown model": (grid("[vgg16]"), "unknown model 'vgg16'"),
+    "unknown model": (grid("[alexnet]"), "unknown model 'alexnet'"),
     "negative seed": (GOOD.replace("seeds: 2", "seeds: [0, -1]"), "seeds[1]"),
     "empty grid list": (GOOD.replace("grids:\n  - model: [resnet20]", "grids: []"), "grids"),
     "empty grid mapping": (GOOD.replace("  - model: [resnet20]", "  - {}"), "grids[0]"),
@@ -58,6 +58,13 @@ BAD_SPECS = {
     "wrong resources type": (GOOD + "resources: {mem_gb: lots}\n", "resources.mem_gb"),
     "even cheap kernel": (grid("[ghost_resnet20]\n    cheap_kernel: [2]"), "cheap_kernel"),
     "data value out of range": (GOOD + "data: {val_size: 60000}\n", "data.val_size"),
+    "too many listed seeds": (GOOD.replace("seeds: 2", f"seeds: {list(range(1001))}"), "seeds: at most 1000"),
+    "too many trials": (GOOD.replace("seeds: 2", "seeds: 1000").replace(
+        "[resnet20]", f"[resnet20]\n    recipe.lr: {[round(0.001 * (i + 1), 3) for i in range(101)]}"),
+        "grids: 101,000 trials"),
+    "duplicate list values": (grid("[resnet20]\n    recipe.milestones: [[10, 20], [10, 20]]"),
+                              "grids[0].recipe.milestones: duplicate value [10, 20]"),
+    "a list as a key": (GOOD + "? [a]\n: b\n", "a key must be a plain value"),
 }
 BACKEND_CHECKS = {"unknown local option"}
 
@@ -104,6 +111,18 @@ def test_trial_ids_are_stable_and_follow_the_recipe(tmp_path):
     assert first == [t.trial_id() for t in load_spec(write(tmp_path, observed_only)).trials]
 
 
+def test_anchors_and_merge_keys_within_the_caps_still_work(tmp_path):
+    spec = load_spec(write(tmp_path, GOOD.replace("  - model: [resnet20]", textwrap.dedent("""\
+      - model: [resnet20]
+        recipe.lr: &rates [0.1, 0.05]
+      - model: [ghost_resnet20]
+        recipe.lr: *rates
+    """)) + "data: {<<: {val_size: 0}, test_size: 100}\n"))
+    assert sorted((t.model, t.recipe.lr) for t in spec.trials) == sorted(
+        [(m, lr) for m in ("ghost_resnet20", "resnet20") for lr in (0.1, 0.05)] * 2)
+    assert {(t.data.val_size, t.data.test_size) for t in spec.trials} == {(0, 100)}
+
+
 def test_grids_are_a_union_and_dotted_keys_reach_the_recipe(tmp_path):
     spec = load_spec(write(tmp_path, GOOD.replace("  - model: [resnet20]", textwrap.dedent("""\
       - model: [resnet20]
@@ -119,7 +138,7 @@ def test_plan_prints_table_and_gpu_hours_and_submits_nothing(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "85 trials" in printed and "GPU-hours" in printed and "NVIDIA H200" in printed
     per_variant = [line.split() for line in printed.splitlines() if line.lstrip().startswith("ghost_resnet56-")]
-    assert per_variant and all(row[-1].endswith("%") for row in per_variant)  # trials, GPU-h and share each
+    assert per_variant and all(row[3].endswith("%") for row in per_variant)  # trials, GPU-h and share each
     assert "nothing submitted" in printed and not out.exists()
 
 

@@ -12,10 +12,18 @@ from pathlib import Path
 
 from ghostsweep.orchestrator import sweep, worker
 from ghostsweep.orchestrator.backends.base import JobInfo, JobPhase
-from ghostsweep.orchestrator.lease import STALE_S, Lease, wait_until_released
+from ghostsweep.orchestrator.lease import STALE_S, Lease, lease_log_overlaps, wait_until_released
 from ghostsweep.orchestrator.state import TrialState, mark_queued, read_state, unqueue
 from ghostsweep.trials.config import TrialConfig
-from ghostsweep.trials.trialdir import LEASE_FILE, ExitCode, atomic_write_json, read_json, record_failure
+from ghostsweep.trials.trialdir import (
+    LEASE_FILE,
+    LEASE_LOG,
+    ExitCode,
+    atomic_write_json,
+    read_json,
+    read_lines,
+    record_failure,
+)
 
 
 def test_state_follows_the_files(tmp_path):
@@ -109,8 +117,8 @@ def test_status_asks_the_backend_about_queued_and_preempted_trials(monkeypatch):
 def test_lease_is_exclusive_and_a_stale_one_is_taken_over(tmp_path):
     first = Lease.acquire(tmp_path)
     assert first is not None and Lease.acquire(tmp_path) is None
-    record = read_json(tmp_path / LEASE_FILE)
-    atomic_write_json(tmp_path / LEASE_FILE, record | {"heartbeat_at": time.time() - STALE_S - 1})
+    aged = (tmp_path / LEASE_FILE).stat().st_mtime - STALE_S - 1  # not touched for STALE_S: its holder is gone
+    os.utime(tmp_path / LEASE_FILE, (aged, aged))
     assert read_state(tmp_path).state == "pending"  # a dead worker's lease is not "running"
     second = Lease.acquire(tmp_path)
     assert second is not None and second.token != first.token
@@ -180,6 +188,8 @@ def test_100_trials_from_8_processes_run_once_each_and_leave_100_results(tmp_pat
     runs = [len((d / "runs.log").read_text().splitlines()) for d in trial_dirs]
     assert runs == [1] * 100
     assert [read_state(d).state for d in trial_dirs] == ["done"] * 100
-    leftovers = [p.name for d in trial_dirs for p in d.iterdir() if p.name not in ("config.json", "runs.log",
-                                                                                     "result.json")]
+    kept = ("config.json", "runs.log", "result.json", LEASE_LOG)
+    leftovers = [p.name for d in trial_dirs for p in d.iterdir() if p.name not in kept]
     assert leftovers == []  # no lease, steal marker or temporary file left behind
+    assert [lease_log_overlaps(d) for d in trial_dirs] == [[]] * 100  # never two holders at once
+    assert all(read_lines(d / LEASE_LOG)[0]["event"] == "acquired" for d in trial_dirs)

@@ -10,10 +10,12 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from ghostsweep.orchestrator.lease import Lease
+from ghostsweep.trials.datadir import FOLDER, TEST_FILE, TRAIN_FILES
 from ghostsweep.trials.files import atomic_write_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,7 +59,18 @@ def fake_env(trial_s: float = 0) -> dict[str, str]:
     return os.environ | {
         "PYTHONPATH": str(REPO / "tests"),
         "GHOSTSWEEP_TRIAL_RUNNER": "test_sweep_local:fake_run_trial", "FAKE_TRIAL_S": str(trial_s),
+        "GHOSTSWEEP_DATA_DIR": str(stand_in_data()),
     }
+
+
+def stand_in_data() -> Path:
+    """The fake trial reads no images, but `submit` checks that CIFAR-10's files are there: a stand-in folder
+    with their names (empty), so these tests run where the real data set is absent."""
+    folder = Path(tempfile.gettempdir()) / f"ghostsweep-tests-{os.getuid()}" / FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (*TRAIN_FILES, TEST_FILE):
+        (folder / name).touch()
+    return folder
 
 
 def ghostsweep(*args: str) -> subprocess.CompletedProcess:

@@ -71,3 +71,15 @@ def test_fixed_seed_gives_the_recorded_numbers(model: str, cifar10_dir: Path, tm
     assert all(row["test_acc"] is not None for row in rows)
     assert result(tmp_path)["max_test_acc"] == max(row["test_acc"] for row in rows)
     assert weights_digest(tmp_path) == expected["weights"]
+
+
+def test_testing_only_at_the_end_changes_nothing_else(cifar10_dir: Path, tmp_path: Path) -> None:
+    """`--no-test-every-eval` observes less and computes the same: the recorded rows, result and weights, with
+    test accuracy in the last row only and no best-test figure."""
+    expected = EXPECTED["resnet8"]
+    assert train(*RUN, "--model", "resnet8", "--no-test-every-eval", "--data-dir", cifar10_dir,
+                 "--out", tmp_path) == 0
+    assert [tuple(row.get(k) for k in ROW_KEYS) for row in metrics(tmp_path)] == expected["rows"]
+    assert {k: result(tmp_path)[k] for k in RESULT_KEYS} == expected["result"]
+    assert result(tmp_path)["max_test_acc"] is None
+    assert weights_digest(tmp_path) == expected["weights"]

@@ -27,7 +27,7 @@ def one_line_error(capsys: pytest.CaptureFixture[str], *args: object) -> str:
 
 @pytest.mark.parametrize(("flags", "message"), [
     (["--model", "resnet7"], "depth 7"),
-    (["--model", "vgg16"], "unknown model 'vgg16'"),
+    (["--model", "alexnet8"], "unknown model 'alexnet8'"),
     (["--model", "ghost_resnet20", "--ratio", "1"], "ghost ratio must be >= 2"),
     (["--iterations", "0"], "recipe.iterations must be > 0"),
     (["--iterations", "-5"], "recipe.iterations must be > 0"),

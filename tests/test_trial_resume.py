@@ -64,7 +64,8 @@ def test_reference_run_writes_the_trial_directory(reference: Path, cifar10_dir: 
     tests = [row["test_acc"] for row in metrics(reference)]  # at every evaluation: the report's max over evals
     assert None not in tests and summary["max_test_acc"] == max(tests) and summary["final_test_acc"] == tests[-1]
     assert {p.name for p in reference.iterdir()} == {
-        "config.json", "metrics.jsonl", "progress.json", "checkpoint.pt", "result.json", "attempts.json"
+        "config.json", "metrics.jsonl", "progress.json", "checkpoint.pt", "checkpoint.prev.pt",
+        "checkpoint.sha256.json", "result.json", "attempts.json",
     }  # W&B disabled (the default) leaves nothing, not even in the working directory
     assert train(*RUN, "--seed", "0", "--data-dir", cifar10_dir, "--out", reference) == 0
     assert result(reference) == summary  # a done trial is not run again

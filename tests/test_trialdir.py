@@ -55,7 +55,8 @@ def test_the_untyped_writers_results_parse():
     result = TrialResult.from_dict(UNTYPED_RESULT)
     assert result.done and result.status is Outcome.DONE and result.final_test_acc == 91.5
     # every key the old runner wrote is a field; fields added since read as None
-    assert result.to_dict() == UNTYPED_RESULT | {"finished_at": None, "max_test_acc": None}
+    assert result.to_dict() == UNTYPED_RESULT | {"finished_at": None, "max_test_acc": None, "node": None,
+                                                 "gpu_binding": None, "note": None}
     early_failure = {"status": "failed", "reason": "ValueError: bad checkpoint", "trial_id": "t", "seed": 1}
     assert TrialResult.from_dict(early_failure).reason == "ValueError: bad checkpoint"
 
@@ -73,8 +74,9 @@ def test_an_unreadable_result_file_is_one_line_naming_it(tmp_path, content):
     with pytest.raises(ValueError, match=re.escape(f"unreadable {tmp_path / RESULT_FILE}: ")) as raised:
         read_result(tmp_path)
     assert "\n" not in str(raised.value)
-    with pytest.raises(ValueError, match=RESULT_FILE):
-        read_state(tmp_path)
+    state = read_state(tmp_path)  # the trial is unreadable, naming the file and the repair; no exception
+    assert state.state == TrialStatus.UNREADABLE and f"unreadable {tmp_path / RESULT_FILE}: " in state.reason
+    assert "ghostsweep rerun" in state.reason
 
 
 def test_exit_codes_follow_the_outcome():

@@ -6,12 +6,12 @@ Exit codes: 0 done, 1 failed, 2 bad input (one line on stderr), 3 interrupted (r
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ghostsweep.model import registry
+from ghostsweep.trials.strict_yaml import load_file
 from ghostsweep.trials.trialdir import ExitCode
 
 if TYPE_CHECKING:
@@ -25,9 +25,9 @@ OVERRIDES = {
     "iterations": ("recipe", "iterations"), "milestones": ("recipe", "milestones"), "lr": ("recipe", "lr"),
     "batch_size": ("recipe", "batch_size"), "weight_decay": ("recipe", "weight_decay"),
     "warmup_iterations": ("recipe", "warmup_iterations"), "eval_interval": ("recipe", "eval_interval"),
-    "checkpoint_interval": ("recipe", "checkpoint_interval"),
+    "checkpoint_interval": ("recipe", "checkpoint_interval"), "recipe_preset": ("recipe", "preset"),
     "val_size": ("data", "val_size"), "test_size": ("data", "test_size"),
-    "split_seed": ("data", "split_seed"),
+    "split_seed": ("data", "split_seed"), "test_every_eval": ("observe", "test_every_eval"),
     "normalization": ("data", "normalization"),
     "device": ("runtime", "device"), "compile": ("runtime", "compile"),
     "channels_last": ("runtime", "channels_last"), "precision": ("runtime", "precision"),
@@ -43,47 +43,55 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `train` on a subparsers object; the parsed args carry `handler` (returns the exit code)."""
     from ghostsweep.trials import config as trial_config
 
-    p = subparsers.add_parser("train", help=HELP,
-                              description="Run one seeded trial of He et al.'s CIFAR-10 recipe.")
+    p = subparsers.add_parser("train", help=HELP, description="Run one seeded trial of He et al.'s CIFAR-10 recipe.",
+                              usage="ghostsweep train (--model M --seed S | --config FILE) --out DIR [flags ...]")
     p.add_argument("--config", type=Path, help="TrialConfig as JSON or YAML; flags below override it")
-    p.add_argument("--model", help="e.g. resnet20, ghost_resnet56")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--model", help="required unless --config names it; e.g. resnet20, ghost_resnet56")
+    p.add_argument("--seed", type=int, help="the trial's seed (weights, batches); 0 if neither it nor --config does")
     p.add_argument("--out", type=Path, required=True, help="trial directory")
     p.add_argument("--data-dir", type=Path,
                    help="cifar-10-batches-py or its parent (default: $GHOSTSWEEP_DATA_DIR, then the cache)")
     p.add_argument("--download", action="store_true", default=None, help="download CIFAR-10 if absent")
     recipe = p.add_argument_group("recipe")
-    recipe.add_argument("--iterations", type=int)
-    recipe.add_argument("--milestones", type=int, nargs="*", metavar="N")
-    recipe.add_argument("--lr", type=float)
+    recipe.add_argument("--recipe-preset", choices=list(trial_config.RECIPE_PRESETS),
+                        help="start from this published recipe (default he2016; the flags below override it)")
+    recipe.add_argument("--iterations", type=int, help="SGD steps (default 64000)")
+    recipe.add_argument("--milestones", type=int, nargs="*", metavar="N",
+                        help="iterations at which lr drops ÷10 (default 32000 48000)")
+    recipe.add_argument("--lr", type=float, help="initial learning rate (default 0.1)")
     recipe.add_argument("--batch-size", type=int, help="global batch, split across ranks")
-    recipe.add_argument("--weight-decay", type=float)
-    recipe.add_argument("--warmup-iterations", type=int)
-    recipe.add_argument("--eval-interval", type=int)
-    recipe.add_argument("--checkpoint-interval", type=int)
+    recipe.add_argument("--weight-decay", type=float, help="default 1e-4")
+    recipe.add_argument("--warmup-iterations", type=int,
+                        help="iterations at lr 0.01 first (default: 400 for depth >= 110, else 0)")
+    recipe.add_argument("--eval-interval", type=int, help="iterations between evaluations (default 2000)")
+    recipe.add_argument("--checkpoint-interval", type=int, help="iterations between checkpoints (default 1000)")
     options = p.add_argument_group("model options", "each model takes some of these (the registry's options)")
     for name, option in registry.known_options().items():
         options.add_argument(f"--{name.replace('_', '-')}", type=type(option.default), choices=option.choices or None,
                              help=option.help)
     data = p.add_argument_group("data")
     data.add_argument("--val-size", type=int, help="0 trains on all 50k")
-    data.add_argument("--split-seed", type=int)
+    data.add_argument("--split-seed", type=int, help="seed of the train/validation split (default 0)")
     data.add_argument("--test-size", type=int, help="evaluate on the first N test images (smoke runs)")
-    data.add_argument("--normalization", choices=trial_config.NORMALIZATIONS)
+    data.add_argument("--normalization", choices=trial_config.NORMALIZATIONS,
+                      help="per-pixel mean (He et al., default), per-channel standardisation, or ImageNet's")
+    data.add_argument("--test-every-eval", action=argparse.BooleanOptionalAction, default=None,
+                      help="test accuracy at every evaluation (default); --no-test-every-eval: only at the end")
     runtime = p.add_argument_group("runtime")
-    runtime.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    runtime.add_argument("--compile", choices=trial_config.COMPILE_MODES)
-    runtime.add_argument("--channels-last", action="store_true", default=None)
-    runtime.add_argument("--precision", choices=trial_config.PRECISIONS)
+    runtime.add_argument("--device", choices=("auto", "cpu", "cuda"), help="auto (default): cuda when present")
+    runtime.add_argument("--compile", choices=trial_config.COMPILE_MODES, help="torch.compile mode (default off)")
+    runtime.add_argument("--channels-last", action="store_true", default=None, help="NHWC memory format")
+    runtime.add_argument("--precision", choices=trial_config.PRECISIONS, help="default fp32 with TF32 off")
     runtime.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=None,
                          help="CUDA: fixed cuDNN algorithms (default); --no-deterministic lets cuDNN autotune")
     runtime.add_argument("--depthwise", choices=trial_config.DEPTHWISE_MODES,
                          help="grouped (default) or dense: run grouped convs as equivalent dense convs")
-    runtime.add_argument("--sync-bn", action="store_true", default=None)
+    runtime.add_argument("--sync-bn", action="store_true", default=None,
+                         help="DDP: batch norm statistics over all ranks' batches")
     wandb = p.add_argument_group("wandb")
-    wandb.add_argument("--wandb-mode", choices=trial_config.WANDB_MODES)
-    wandb.add_argument("--wandb-project")
-    wandb.add_argument("--wandb-entity")
+    wandb.add_argument("--wandb-mode", choices=trial_config.WANDB_MODES, help="default disabled")
+    wandb.add_argument("--wandb-project", help="default ghostsweep")
+    wandb.add_argument("--wandb-entity", help="default: your W&B default entity")
     p.add_argument("--fail-at-iteration", type=int, help=argparse.SUPPRESS)  # test hook
     p.set_defaults(handler=train_command)
     return p
@@ -104,16 +112,8 @@ def config_from_args(args: argparse.Namespace) -> TrialConfig:
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise ValueError(f"cannot read config {path}: {error.strerror}") from None
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
-
-        data = yaml.safe_load(text)
-    else:
-        data = json.loads(text)
+    """JSON or YAML, through the sweep specs' strict, bounded reader."""
+    data, _ = load_file(path, "config")
     if not isinstance(data, dict):
         raise ValueError(f"config {path} must hold a mapping")
     data.pop("trial_id", None)  # config.json as the runner writes it is a valid --config
@@ -123,13 +123,17 @@ def _read_config_file(path: Path) -> dict[str, Any]:
 def train_command(args: argparse.Namespace) -> int:
     """Ends its process's business: SIGUSR2/SIGTERM stay ignored afterwards, so that a late duplicate of the
     stop signal cannot kill an exit that reports "interrupted" (Python resets handlers to terminate at exit)."""
+    try:
+        config = config_from_args(args)  # before torch loads: a bad --config is refused at once, in little memory
+    except ValueError as error:
+        print(f"ghostsweep train: error: {error}", file=sys.stderr)
+        return ExitCode.USAGE
     from ghostsweep.trials.distributed import detect  # torch loads only when a trial runs
     from ghostsweep.trials.runner import TrialInputError, run_trial
     from ghostsweep.trials.stop import ignore_late_signals, request_stop_on_signals
 
     stop = request_stop_on_signals()
     try:
-        config = config_from_args(args)
         result = run_trial(config, args.out, args.data_dir, download=args.download, stop_event=stop)
     except (ValueError, TrialInputError) as error:  # config, model, data and directory errors
         print(f"ghostsweep train: error: {error}", file=sys.stderr)

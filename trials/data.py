@@ -7,59 +7,25 @@ so the same seed gives the same images on any device and any number of ranks.
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-FOLDER = "cifar-10-batches-py"
-TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
-TEST_FILE = "test_batch"
+from ghostsweep.trials.datadir import (  # noqa: F401  (re-exported: `cifar.resolve_data_dir` is one import for trials)
+    FOLDER,
+    TEST_FILE,
+    TRAIN_FILES,
+    DataError,
+    missing_files,
+    resolve_data_dir,
+)
+
 IMAGES_PER_FILE = 10_000
-DEFAULT_CACHE = Path("~/.cache/ghostsweep/cifar10")
-DATA_DIR_ENV = "GHOSTSWEEP_DATA_DIR"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # akamaster's Normalize
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PAD = 4
-
-
-class DataError(ValueError):
-    """The data directory is missing or does not hold a valid CIFAR-10."""
-
-
-def data_root(flag: str | Path | None = None, spec_data_dir: str | Path | None = None) -> Path:
-    """Where CIFAR-10 is looked for, in the one precedence of `ghostsweep train` and every sweep worker:
-    `--data-dir`, else $GHOSTSWEEP_DATA_DIR, else the sweep spec's `data_dir`, else ~/.cache/ghostsweep/cifar10.
-
-    The variable beats the spec because it belongs to the machine (each cluster keeps its data elsewhere) while
-    one spec runs on many; a flag typed for this one run beats both. Path logic only: nothing is checked here.
-    """
-    return Path(flag or os.environ.get(DATA_DIR_ENV) or spec_data_dir or DEFAULT_CACHE).expanduser()
-
-
-def resolve_data_dir(data_dir: str | Path | None, download: bool | None = None) -> Path:
-    """The `cifar-10-batches-py` folder under `data_root(data_dir)`, downloaded there only when allowed.
-
-    Accepts the `cifar-10-batches-py` folder itself or its parent.
-    """
-    if download is None:
-        download = os.environ.get("GHOSTSWEEP_DOWNLOAD", "") in ("1", "true", "yes")
-    root = data_root(data_dir)
-    folder = root if root.name == FOLDER or (root / TEST_FILE).exists() else root / FOLDER
-    if not folder.exists() and download:
-        import torchvision  # only needed to download
-
-        root.mkdir(parents=True, exist_ok=True)
-        torchvision.datasets.CIFAR10(str(root), train=True, download=True)
-    if not folder.exists():
-        if root == DEFAULT_CACHE.expanduser():
-            how = "pass --download (or GHOSTSWEEP_DOWNLOAD=1) to fetch it"
-        else:
-            how = f"check --data-dir, ${DATA_DIR_ENV} or the spec's data_dir"
-        raise DataError(f"CIFAR-10 not found at {folder}: {how}")
-    return folder
 
 
 @dataclass
@@ -74,7 +40,7 @@ class Cifar10:
 
 def load_cifar10(folder: Path) -> Cifar10:
     """Read the python-pickle batches (no `filenames` key needed) and validate every file."""
-    missing = [name for name in (*TRAIN_FILES, TEST_FILE) if not (folder / name).is_file()]
+    missing = missing_files(folder)
     if missing:
         raise DataError(f"CIFAR-10 at {folder} is incomplete: missing {', '.join(missing)}")
     train = [_load_batch(folder / name) for name in TRAIN_FILES]

@@ -30,7 +30,8 @@ import torch.nn.functional as F
 
 from ghostsweep import model as models
 from ghostsweep.trials import data as cifar
-from ghostsweep.trials.checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
+from ghostsweep.trials.binding import gather_bindings, node_name
+from ghostsweep.trials.checkpoint import load_latest, rng_states, save_checkpoint, set_rng_states
 from ghostsweep.trials.config import TrialConfig
 from ghostsweep.trials.distributed import (
     Distributed,
@@ -42,7 +43,6 @@ from ghostsweep.trials.distributed import (
 from ghostsweep.trials.stop import StopRequest
 from ghostsweep.trials.trialdir import (
     ATTEMPTS_FILE,
-    CHECKPOINT_FILE,
     CONFIG_FILE,
     METRICS_FILE,
     Outcome,
@@ -54,6 +54,7 @@ from ghostsweep.trials.trialdir import (
     read_lines,
     read_result,
     remove_stale_temporaries,
+    set_aside,
     write_progress,
     write_result,
 )
@@ -144,6 +145,8 @@ class Trial:
     progress: Progress
     started: float  # time.time() at the start of this attempt
     elapsed_before: float  # wall time of earlier attempts
+    binding: list[dict[str, Any]] = field(default_factory=list)  # each rank's node and GPUs (trials.binding)
+    note: str | None = None  # what this attempt worked around (a corrupt checkpoint set aside), for result.json
 
     def elapsed_s(self) -> float:
         return self.elapsed_before + time.time() - self.started
@@ -175,7 +178,8 @@ def run_trial(
         return _train(config, out_dir, dataset, world, device, stop)
     except Exception as error:  # noqa: BLE001  (a failure before the loop, e.g. an unreadable checkpoint)
         result = TrialResult(status=Outcome.FAILED, trial_id=config.trial_id(), reason=_reason(error),
-                             variant=config.variant, model=config.model, seed=config.seed, finished_at=time.time())
+                             variant=config.variant, model=config.model, seed=config.seed, node=node_name(),
+                             finished_at=time.time())
         if world.is_main:
             write_result(out_dir, result)
         return result
@@ -247,11 +251,21 @@ def _set_up(
     optimizer = torch.optim.SGD(
         net.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
     )
-    checkpoint_path = out_dir / CHECKPOINT_FILE
-    progress = _restore(checkpoint_path, net, optimizer) if checkpoint_path.exists() else Progress()
+    checkpoint, note = load_latest(out_dir)  # verified; a corrupt one is set aside, and the note says so
+    try:
+        rows = read_lines(out_dir / METRICS_FILE)
+    except ValueError as error:  # the evaluations before the checkpoint are lost: a fresh start recomputes them
+        if world.enabled:  # ranks must agree on where they start: one rank renaming the file cannot tell them
+            raise ValueError(f"unreadable {out_dir / METRICS_FILE} ({error}): move it aside and rerun") from None
+        aside = set_aside(out_dir / METRICS_FILE)
+        checkpoint, rows = None, []
+        note = f"{METRICS_FILE} is unreadable (set aside as {aside.name}); started afresh to recompute it"
+    progress = _restore(checkpoint, net, optimizer) if checkpoint is not None else Progress()
+    if note and world.is_main:
+        print(f"checkpoint: {note}", flush=True)
     # Every rank reads the rows, so that all of them agree whether the final test accuracy is still to evaluate
     # (an evaluation is collective); evaluations past the checkpoint are dropped: they will run again.
-    progress.rows = [row for row in read_lines(out_dir / METRICS_FILE) if row["iteration"] <= progress.iteration]
+    progress.rows = [row for row in rows if row["iteration"] <= progress.iteration]
     train_model = _wrap_for_training(net, config, world, device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.runtime.precision == "bf16")
     logger = WandbLogger(
@@ -269,7 +283,7 @@ def _set_up(
         config=config, out_dir=out_dir, world=world, device=device, data=data, net=net, train_model=train_model,
         optimizer=optimizer, autocast=autocast, memory_format=memory_format, params=complexity.params,
         macs=complexity.macs, attempt=attempt, logger=logger, progress=progress, started=started,
-        elapsed_before=progress.elapsed_s,
+        elapsed_before=progress.elapsed_s, binding=gather_bindings(world, device), note=note,
     )
 
 
@@ -296,7 +310,7 @@ def _build_net(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(config.seed, "init"))
         net = models.build(config.model, **config.model_options)
-    complexity = models.complexity(net)
+    complexity = models.count_complexity(net)
     if config.runtime.depthwise == "dense":
         models.densify_grouped_convs(net)
     if config.runtime.sync_bn:  # also on one rank, so that 1 rank and N ranks run the same arithmetic
@@ -316,8 +330,7 @@ def _wrap_for_training(net: nn.Module, config: TrialConfig, world: Distributed, 
     return train_model
 
 
-def _restore(path: Path, net: nn.Module, optimizer: torch.optim.Optimizer) -> Progress:
-    state = load_checkpoint(path)
+def _restore(state: dict[str, Any], net: nn.Module, optimizer: torch.optim.Optimizer) -> Progress:
     net.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     set_rng_states(state["rng"])
@@ -461,14 +474,16 @@ def _evaluate_and_log(trial: Trial, done: int, images_per_s: float) -> None:
     """A metrics row: the period's train loss and accuracy, validation accuracy (keeping the best weights) and
     test accuracy. Test accuracy at every evaluation lets the report compare with sources that kept the epoch
     with the best test accuracy (akamaster) as they did; it costs one pass over the test set per evaluation
-    (~1.5% of the paper recipe's compute) and selects nothing. Starts the next period."""
+    (~1.5% of the paper recipe's compute) and selects nothing; `observe.test_every_eval: false` keeps it to the
+    last row. Starts the next period."""
     progress, data, recipe = trial.progress, trial.data, trial.config.recipe
+    test_now = trial.config.observe.test_every_eval or done == recipe.iterations
     row = {
         "iteration": done, "lr": learning_rate(trial.config, done - 1),
         "train_loss": progress.period_loss / (progress.period_images // recipe.batch_size),
         "train_acc": 100.0 * progress.period_correct / progress.period_images,
         "val_acc": _evaluate(trial, data.val_images, data.val_labels),
-        "test_acc": _evaluate(trial, data.test_images, data.test_labels),
+        "test_acc": _evaluate(trial, data.test_images, data.test_labels) if test_now else None,
         "images_per_s": images_per_s,
         "elapsed_s": progress.elapsed_s,
     }
@@ -486,7 +501,7 @@ def _evaluate_and_log(trial: Trial, done: int, images_per_s: float) -> None:
 
 def _save(trial: Trial) -> None:
     if trial.world.is_main:
-        save_checkpoint(trial.out_dir / CHECKPOINT_FILE, _checkpoint_state(trial.net, trial.optimizer, trial.progress))
+        save_checkpoint(trial.out_dir, _checkpoint_state(trial.net, trial.optimizer, trial.progress))
 
 
 def _checkpoint_state(net: nn.Module, optimizer: torch.optim.Optimizer, progress: Progress) -> dict[str, Any]:
@@ -513,7 +528,9 @@ def _final_accuracies(trial: Trial) -> dict[str, float | None]:
     checkpoint is written, so it may load those weights into `net`."""
     progress, test = trial.progress, (trial.data.test_images, trial.data.test_labels)
     last = progress.rows[-1] if progress.rows else {}
-    test_acc = last["test_acc"] if "test_acc" in last else _evaluate(trial, *test)  # else: resumed at the end
+    test_acc = last.get("test_acc")
+    if test_acc is None:  # resumed at the end, or the last row was not at the end
+        test_acc = _evaluate(trial, *test)
     best_val_test_acc = None
     if progress.best_val_iteration == trial.config.recipe.iterations:
         best_val_test_acc = test_acc
@@ -531,8 +548,9 @@ def _finish(trial: Trial, outcome: Outcome, reason: str | None, **accuracies: fl
         status=outcome, trial_id=config.trial_id(), reason=reason, variant=config.variant, model=config.model,
         seed=config.seed, best_val_acc=progress.best_val_acc, best_val_iteration=progress.best_val_iteration,
         params=trial.params, macs=trial.macs, iterations=progress.iteration, wall_time_s=progress.elapsed_s,
-        device=_device_name(trial.device), world_size=trial.world.world_size, torch_version=torch.__version__,
-        code_version=_code_version(), attempt=trial.attempt,
+        device=_device_name(trial.device), world_size=trial.world.world_size, node=trial.binding[0]["node"],
+        gpu_binding=trial.binding, torch_version=torch.__version__,
+        code_version=_code_version(), attempt=trial.attempt, note=trial.note,
         wandb_run_dir=trial.logger.run_dir if trial.logger else None, compile=runtime.compile,
         channels_last=runtime.channels_last, precision=runtime.precision, deterministic=runtime.deterministic,
         depthwise=runtime.depthwise, split_hash=trial.data.split_hash, finished_at=time.time(),

@@ -10,6 +10,9 @@ knows the folder's file names, the shape of `result.json`, the trial states and 
     progress.json   ProgressRecord: iteration and speed           runner, every HEARTBEAT_S
     metrics.jsonl   one row per evaluation                        runner
     checkpoint.pt   weights, optimizer, RNG, progress             runner
+    checkpoint.prev.pt  the checkpoint before (a hard link)       runner
+    checkpoint.sha256.json  size and sha256 of both, checked before a resume    runner
+    leases.jsonl    append-only log of lease acquisitions         worker (orchestrator.lease)
     attempts.json   how many times the runner started             runner
     result.json     TrialResult: how the last attempt ended       runner (or the worker, for a crash)
     worker.log      the worker's stdout and stderr                local and ray backends
@@ -40,9 +43,10 @@ from ghostsweep.trials.files import (
 __all__ = [
     "ATTEMPTS_FILE", "CHECKPOINT_FILE", "CONFIG_FILE", "LEASE_FILE", "METRICS_FILE", "PROGRESS_FILE",
     "QUEUED_FILE", "RESULT_FILE", "WORKER_LOG", "ExitCode", "Outcome", "ProgressRecord", "QueuedRecord",
+    "LEASE_LOG", "PREVIOUS_CHECKPOINT_FILE", "CHECKPOINT_DIGEST_FILE",
     "TrialResult", "TrialStatus", "atomic_write_bytes", "atomic_write_json", "atomic_write_lines",
     "atomic_write_text", "read_json", "read_lines", "read_progress", "read_queued", "read_result",
-    "record_failure", "remove_stale_temporaries", "write_progress", "write_queued", "write_result",
+    "record_failure", "remove_stale_temporaries", "set_aside", "write_progress", "write_queued", "write_result",
 ]
 
 CONFIG_FILE = "config.json"
@@ -51,6 +55,9 @@ LEASE_FILE = "lease.json"
 PROGRESS_FILE = "progress.json"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FILE = "checkpoint.pt"
+PREVIOUS_CHECKPOINT_FILE = "checkpoint.prev.pt"
+CHECKPOINT_DIGEST_FILE = "checkpoint.sha256.json"
+LEASE_LOG = "leases.jsonl"
 ATTEMPTS_FILE = "attempts.json"
 RESULT_FILE = "result.json"
 WORKER_LOG = "worker.log"
@@ -73,6 +80,7 @@ class TrialStatus(StrEnum):
     DONE = "done"
     FAILED = "failed"
     PREEMPTED = "preempted"
+    UNREADABLE = "unreadable"  # one of its files is corrupt: the reason names it and what to do
 
 
 class ExitCode(IntEnum):
@@ -82,6 +90,7 @@ class ExitCode(IntEnum):
     FAILED = 1
     USAGE = 2
     INTERRUPTED = 3
+    SKIPPED = 4  # leased elsewhere: another live worker runs the trial; nothing ran here and nothing failed
 
     @classmethod
     def for_outcome(cls, outcome: Outcome | str) -> ExitCode:
@@ -111,6 +120,8 @@ class TrialResult:
     wall_time_s: float | None = None
     device: str | None = None
     world_size: int | None = None
+    node: str | None = None  # rank 0's node (the scheduler's name for it), for status and bad-node detection
+    gpu_binding: list[dict[str, Any]] | None = None  # per rank: node, scheduler GPU ids, CUDA_VISIBLE_DEVICES, ...
     torch_version: str | None = None
     code_version: str | None = None
     attempt: int | None = None
@@ -122,6 +133,7 @@ class TrialResult:
     depthwise: str | None = None
     split_hash: str | None = None
     finished_at: float | None = None
+    note: str | None = None  # what the attempt had to work around, e.g. a corrupt checkpoint set aside
 
     @property
     def done(self) -> bool:
@@ -186,9 +198,21 @@ def write_result(trial_dir: Path, result: TrialResult) -> None:
     atomic_write_json(Path(trial_dir) / RESULT_FILE, stamped.to_dict())
 
 
-def record_failure(trial_dir: Path, reason: str) -> None:
+def record_failure(trial_dir: Path, reason: str, node: str | None = None) -> None:
     """result.json for a trial whose runner could not write one itself (crash before start, killed worker)."""
-    write_result(trial_dir, TrialResult(status=Outcome.FAILED, trial_id=Path(trial_dir).name, reason=reason))
+    write_result(trial_dir, TrialResult(status=Outcome.FAILED, trial_id=Path(trial_dir).name, reason=reason,
+                                        node=node))
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a corrupt file to `<name>.corrupt-N` (kept for a post-mortem, out of every reader's way)."""
+    path = Path(path)
+    for number in range(1, 10_000):
+        aside = path.with_name(f"{path.name}.corrupt-{number}")
+        if not aside.exists():
+            path.rename(aside)
+            return aside
+    raise FileExistsError(f"{path}: too many corrupt copies set aside already")
 
 
 def read_queued(trial_dir: Path) -> QueuedRecord | None:

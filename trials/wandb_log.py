@@ -25,7 +25,7 @@ class WandbLogger:
             return
         kwargs = dict(
             project=settings.project, entity=settings.entity, group=group, job_type=settings.job_type,
-            tags=list(settings.tags), name=name, config=config, dir=str(out_dir), mode=settings.mode,
+            tags=list(settings.tags), name=name, config=config, dir=str(Path(out_dir).absolute()), mode=settings.mode,
             id=resume_id, resume="allow" if resume_id else None, reinit="create_new",
         )
         timeout_s = settings.init_timeout_s
@@ -37,10 +37,11 @@ class WandbLogger:
 
     @property
     def run_dir(self) -> str | None:
-        """The directory `wandb sync` takes for an offline run (…/wandb/offline-run-…); None when disabled."""
+        """The directory `wandb sync` takes for an offline run (…/wandb/offline-run-…), absolute so that it holds
+        wherever `submit` ran; None when disabled."""
         if self.run is None:
             return None
-        return str(Path(self.run.dir).parent)
+        return str(Path(self.run.dir).parent.absolute())
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
         if self.run is None:

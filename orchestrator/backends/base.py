@@ -21,7 +21,7 @@ import sys
 import types
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
@@ -119,6 +119,8 @@ def _matches(value: Any, hint: Any) -> bool:
         return value is None
     if hint is str:
         return isinstance(value, str) and bool(value)
+    if hint is bool:
+        return isinstance(value, bool)
     return isinstance(value, hint) and not isinstance(value, bool)
 
 
@@ -131,7 +133,7 @@ def _describe(hint: Any, plural: bool = False) -> str:
         return f"a list of {_describe(args[0], plural=True)}"
     if origin is dict:
         return f"a mapping of {_describe(args[0], plural=True)} to {_describe(args[1], plural=True)}"
-    words = {int: ("an integer", "integers"), str: ("a non-empty string", "strings")}
+    words = {int: ("an integer", "integers"), str: ("a non-empty string", "strings"), bool: ("true or false",) * 2}
     return words.get(hint, (hint.__name__, hint.__name__))[plural]
 
 
@@ -143,6 +145,9 @@ class Backend(ABC):
     resources: Resources
     options: BackendOptions = field(default_factory=BackendOptions)
     warnings: list[str] = field(default_factory=list, init=False)  # one-line notes from `poll`, for `status`
+    # told each job id as soon as it exists, e.g. by submit's progress display: (trial ids, job id)
+    job_listener: Callable[[Sequence[str], str], None] | None = field(default=None, init=False, repr=False)
+    waits_for_trials: ClassVar[bool] = False  # `submit` blocks until its trials end (local, ray)
 
     @classmethod
     def from_spec(cls, resources: Resources, options: Mapping[str, Any]) -> Self:
@@ -153,9 +158,25 @@ class Backend(ABC):
     def validate(self) -> None:  # noqa: B027  (a hook: most backends have nothing more to check)
         """Raise ValueError (one line) for what would fail only after submission: a bad layout, a bad partition."""
 
+    @property
+    def runs_on_this_machine(self) -> bool:
+        """Its trials run here, so what this machine sees (CIFAR-10) they see; a cluster's nodes may not."""
+        return False
+
+    def exclude_nodes(self, nodes: Sequence[str]) -> bool:
+        """Keep later submissions off these (bad) nodes; False where this backend cannot (or is told not to)."""
+        return False
+
     @abstractmethod
     def submit(self, trials: Sequence[TrialRef]) -> list[Submission]:
-        """Place the trials; may block until done (local, ray) or return at once (slurm)."""
+        """Place the trials; may block until done (local, ray) or return at once (slurm). Calls `report_job`
+        as each job id comes into being. A blocking backend stopped by SIGINT/SIGTERM raises KeyboardInterrupt
+        once its trials have saved."""
+
+    def report_job(self, trial_ids: Sequence[str], job_id: str) -> None:
+        """Tell `job_listener` that these trials now have this job (printed at once, not when submit returns)."""
+        if self.job_listener is not None:
+            self.job_listener(trial_ids, job_id)
 
     @abstractmethod
     def poll(self, job_ids: Sequence[str]) -> dict[str, JobInfo]:

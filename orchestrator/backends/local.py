@@ -1,9 +1,9 @@
 """`local`: trials run as worker subprocesses on this machine, N at a time, on CPU or on GPUs.
 
-`submit` blocks until every trial has finished, showing a progress bar. GPU slots get CUDA_VISIBLE_DEVICES;
-`trials_per_gpu = K` hands K trial dirs to one worker, which runs them side by side on its slot. A worker's
-job id is `local:<host>:<pid>`; before a trial's worker starts, its job id is the submitting process, so
-`cancel` (SIGTERM) reaches both. Worker output goes to `worker.log` in the first trial's folder.
+`submit` blocks until every trial has finished (the CLI shows their progress, read from their files). GPU
+slots get CUDA_VISIBLE_DEVICES; `trials_per_gpu = K` hands K trial dirs to one worker, which runs them side by
+side on its slot. A worker's job id is `local:<host>:<pid>`; before a trial's worker starts, its job id is the
+submitting process, so `cancel` (SIGTERM) reaches both. Worker output goes to `worker.log` in the first trial's folder.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from ghostsweep.orchestrator.backends.base import (
 )
 from ghostsweep.orchestrator.lease import break_dead_lease
 from ghostsweep.orchestrator.state import read_state, record_job_id, unqueue
-from ghostsweep.trials.trialdir import WORKER_LOG, TrialStatus, record_failure
+from ghostsweep.trials.trialdir import WORKER_LOG, ExitCode, TrialStatus, record_failure
 
 POLL_INTERVAL_S = 0.5
 
@@ -48,12 +48,17 @@ class _Worker:
 @dataclass
 class LocalBackend(ProcessBackend):
     name: ClassVar[str] = "local"
+    waits_for_trials: ClassVar[bool] = True
     options: LocalOptions = field(default_factory=LocalOptions)
+
+    @property
+    def runs_on_this_machine(self) -> bool:
+        return True
 
     def validate(self) -> None:
         if self.resources.nodes != 1:
             raise ValueError(f"resources.nodes: local runs on this one machine, got {self.resources.nodes}")
-        if self.resources.gpus_per_trial > len(self._gpus()):
+        if self.resources.gpus_per_trial and self.resources.gpus_per_trial > len(self._gpus()):
             raise ValueError(
                 f"resources.gpus_per_trial: {self.resources.gpus_per_trial} but this machine has "
                 f"{len(self._gpus())} GPU(s); set it to 0 to run on CPU"
@@ -65,9 +70,7 @@ class LocalBackend(ProcessBackend):
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         if visible is not None:
             return list(range(len([d for d in visible.split(",") if d.strip()])))
-        import torch
-
-        return list(range(torch.cuda.device_count()))
+        return list(range(_nvidia_gpu_count()))
 
     def _slots(self) -> list[str | None]:
         """CUDA_VISIBLE_DEVICES per concurrent worker (None: a CPU worker)."""
@@ -81,9 +84,6 @@ class LocalBackend(ProcessBackend):
 
     def submit(self, trials: Sequence[TrialRef]) -> list[Submission]:
         """Run every trial to its end (or until SIGTERM/SIGINT, which interrupts the running ones)."""
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
         own_job = self.job_id(os.getpid())
         for trial in trials:
             record_job_id(trial.trial_dir, own_job)
@@ -93,37 +93,28 @@ class LocalBackend(ProcessBackend):
         running: list[_Worker] = []
         submissions: dict[str, Submission] = {}
         stop = SignalForwarder(send=signal.SIGTERM).install((signal.SIGTERM, signal.SIGINT))
-        console = Console(stderr=True, log_path=False)
-        counts: dict[str, int] = {}
-        progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.fields[counts]}"), console=console,
-        )
-        task = progress.add_task("trials", total=len(trials), counts="")
         try:
-            with progress:
-                while (batches and not stop.received) or running:
-                    while batches and free_slots and not stop.received:
-                        worker = self._launch(batches.pop(0), free_slots.pop(0))
-                        running.append(worker)
-                        stop.children.append(worker.process)
-                        job_id = self.job_id(worker.process.pid)
-                        submissions |= {t.trial_id: Submission(t.trial_id, job_id) for t in worker.trials}
-                    time.sleep(POLL_INTERVAL_S)
-                    for worker in [w for w in running if w.process.poll() is not None]:
-                        running.remove(worker)
-                        free_slots.append(worker.slot)
-                        for trial in worker.trials:
-                            state = self._settle(trial, worker.process.returncode)
-                            counts[state] = counts.get(state, 0) + 1
-                            progress.console.log(f"{state:9} {trial.trial_id}")
-                            summary = ", ".join(f"{n} {s}" for s, n in counts.items())
-                            progress.update(task, advance=1, counts=summary)
+            while (batches and not stop.received) or running:
+                while batches and free_slots and not stop.received:
+                    worker = self._launch(batches.pop(0), free_slots.pop(0))
+                    running.append(worker)
+                    stop.children.append(worker.process)
+                    job_id = self.job_id(worker.process.pid)
+                    submissions |= {t.trial_id: Submission(t.trial_id, job_id) for t in worker.trials}
+                    self.report_job([t.trial_id for t in worker.trials], job_id)
+                time.sleep(POLL_INTERVAL_S)
+                for worker in [w for w in running if w.process.poll() is not None]:
+                    running.remove(worker)
+                    free_slots.append(worker.slot)
+                    for trial in worker.trials:
+                        self._settle(trial, worker.process.returncode)
         finally:
             stop.restore()
             for batch in batches:  # never started: pending again
                 for trial in batch:
                     unqueue(trial.trial_dir)
+        if stop.received:  # every worker has saved and exited: the caller says how to resume
+            raise KeyboardInterrupt(f"local sweep stopped by {signal.Signals(stop.received[0]).name}")
         return list(submissions.values())
 
     def _launch(self, batch: list[TrialRef], slot: str | None) -> _Worker:
@@ -139,12 +130,21 @@ class LocalBackend(ProcessBackend):
         return _Worker(process, batch, slot)
 
     @staticmethod
-    def _settle(trial: TrialRef, returncode: int) -> TrialStatus:
-        """The trial's state after its worker exited; a worker killed before writing a result fails it."""
+    def _settle(trial: TrialRef, returncode: int) -> None:
+        """After its worker exited: a trial the worker left without a result (killed, crashed) fails. One still
+        running, or whose worker skipped it (leased elsewhere), belongs to another live worker: not a failure."""
         break_dead_lease(trial.trial_dir)
         state = read_state(trial.trial_dir).state
-        if state in (TrialStatus.QUEUED, TrialStatus.RUNNING):
+        if state is TrialStatus.QUEUED and returncode != ExitCode.SKIPPED:
             how = f"killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}"
             record_failure(trial.trial_dir, f"worker {how} without a result; see {WORKER_LOG}")
-            return TrialStatus.FAILED
-        return state
+
+
+def _nvidia_gpu_count() -> int:
+    """The GPUs the driver shows this process, as torch.cuda.device_count() would count them, without importing
+    torch (`submit` stays torch-free): `nvidia-smi -L` prints one line per GPU; no nvidia-smi, no GPUs."""
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(line.startswith("GPU ") for line in listed.stdout.splitlines()) if listed.returncode == 0 else 0

@@ -61,6 +61,10 @@ from ghostsweep.trials.trialdir import (
 POLL_INTERVAL_S = 1.0
 EXPERIMENTS_DIR = "ray"
 FORWARDED_ENV_PREFIXES = ("GHOSTSWEEP_", "WANDB_")  # driver settings the trial workers need (data dir, W&B)
+# A runtime_env is job metadata that every user of the Ray cluster can read (`ray list jobs --detail`), so
+# credentials (WANDB_API_KEY) never go into it. A Ray started here inherits them from this process, as its
+# workers do; the nodes of a running cluster must have been started with them in their environment.
+SECRET_ENV_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL")
 # Ray SIGKILLs an actor's child processes when the actor exits, which is how Tune stops a trial: the trial's
 # worker would lose everything since its last checkpoint. It gets SIGTERM instead (PDEATHSIG) and saves.
 KEEP_WORKER_ON_ACTOR_EXIT = {"RAY_kill_child_processes_on_worker_exit": "false"}
@@ -81,11 +85,17 @@ class RayOptions(BackendOptions):
 @dataclass
 class RayBackend(ProcessBackend):
     name: ClassVar[str] = "ray"
+    waits_for_trials: ClassVar[bool] = True
     stop_signal: ClassVar[signal.Signals] = signal.SIGINT  # Tune saves the experiment, then stops every trial
     options: RayOptions = field(default_factory=RayOptions)
 
     def gone_reason(self, job: ProcessJob) -> str:
         return f"ray driver {job.pid} on {job.host} is gone; run again to resume"
+
+    @property
+    def runs_on_this_machine(self) -> bool:
+        """A private Ray started here (no address given) runs every trial on this machine."""
+        return not (self.options.address or os.environ.get("RAY_ADDRESS"))
 
     @property
     def ddp_workers(self) -> int:
@@ -116,11 +126,16 @@ class RayBackend(ProcessBackend):
             # beside their spec is never imported by a trial.
             neutral = trials[0].trial_dir.parent.resolve().parent / EXPERIMENTS_DIR
             neutral.mkdir(parents=True, exist_ok=True)
+            withheld = sorted(name for name in os.environ if is_secret(name))
+            if withheld and address != "local":
+                print(f"ray: {', '.join(withheld)} not sent to the Ray cluster at {address} (a runtime_env is "
+                      f"readable by its every user); its nodes need it in their own environment", file=sys.stderr)
             with contextlib.chdir(neutral):
                 ray.init(address=address, include_dashboard=False, runtime_env=_runtime_env())
         job_id = self.job_id(os.getpid())
         for trial in trials:  # now, not on return: a trial this driver leaves unfinished must poll as gone
             record_job_id(trial.trial_dir, job_id)
+        self.report_job([t.trial_id for t in trials], job_id)
         try:
             grid = self._tuner(trials).fit()
             interrupted = self._settle(trials, grid)
@@ -168,7 +183,7 @@ class RayBackend(ProcessBackend):
             tune_config=tune.TuneConfig(max_concurrent_trials=self.options.max_concurrent_trials,
                                         trial_dirname_creator=_trial_dirname),
             run_config=tune.RunConfig(
-                name=name, storage_path=str(storage), verbose=1,
+                name=name, storage_path=str(storage), verbose=0,  # submit shows progress from the files
                 failure_config=tune.FailureConfig(max_failures=self.options.max_failures),
             ),
         )
@@ -278,8 +293,14 @@ def _terminate_with_parent() -> None:
 def _runtime_env() -> dict[str, Any]:
     """What every Ray worker process gets: our settings, and the user's own PYTHONPATH (ghostsweep itself is
     installed on every node; $PYTHONPATH only adds the user's modules, e.g. a stand-in trial runner)."""
-    env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES) or k == "PYTHONPATH"}
+    env = {k: v for k, v in os.environ.items()
+           if (k.startswith(FORWARDED_ENV_PREFIXES) and not is_secret(k)) or k == "PYTHONPATH"}
     return {"env_vars": env | KEEP_WORKER_ON_ACTOR_EXIT}
+
+
+def is_secret(name: str) -> bool:
+    """A credential (WANDB_API_KEY) among the variables we would forward: it never goes into a runtime_env."""
+    return name.startswith(FORWARDED_ENV_PREFIXES) and any(word in name.upper() for word in SECRET_ENV_WORDS)
 
 
 def _trial_dirname(trial: Any) -> str:

@@ -3,8 +3,9 @@
 One `submit` is one sbatch per MaxArraySize trials (an array task runs `trials_per_gpu` packed trials, or one
 DDP trial as `nodes x tasks_per_node` ranks). Each task runs the common worker as a subprocess and forwards
 SIGUSR2/SIGTERM to it; when the worker exits "interrupted" after a USR2 (timeout warning or preemption),
-submitit's own handler checkpoints the job and requeues it. `poll` is one batched `sacct` (or one `squeue`
-when sacct cannot answer) and `cancel` one `scancel`. See docs/slurm.md.
+submitit's own handler checkpoints the job and requeues it. The sweep's bad nodes (orchestrator/badnodes.py) go
+to every sbatch as `--exclude` unless `exclude_bad_nodes: false`. `poll` is one batched `sacct` (or, on clusters
+without accounting or with a slow one, one `squeue`, saying so) and `cancel` one `scancel`. See docs/slurm.md.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class SlurmOptions(BackendOptions):
     max_requeues: int = field(default=3, metadata={"min": 0})  # timeouts and preemptions together, per job
     tasks_per_trial: int = field(default=0, metadata={"min": 0})  # ranks per trial; 0: one per GPU, at least 1
     sacct_timeout_s: int = field(default=20, metadata={"min": 1})  # then `status` falls back to squeue
+    exclude_bad_nodes: bool = True  # sbatch --exclude the sweep's bad nodes (orchestrator/badnodes.py)
     sbatch: dict[str, str | int] = field(default_factory=dict)  # any other sbatch flags, passed through
 
 
@@ -86,6 +88,7 @@ class SlurmBackend(Backend):
     name: ClassVar[str] = "slurm"
     options: SlurmOptions = field(default_factory=SlurmOptions)
     _cluster: dict[str, str] | None = field(default=None, init=False, repr=False)
+    excluded_nodes: tuple[str, ...] = field(default=(), init=False)  # sbatch --exclude, every array chunk
 
     @property
     def tasks_per_trial(self) -> int:
@@ -130,6 +133,11 @@ class SlurmBackend(Backend):
         self._check_cluster()
         assert self._cluster is not None
         return int(self._cluster.get("MaxArraySize", "1001"))
+
+    def exclude_nodes(self, nodes: Sequence[str]) -> bool:
+        if self.options.exclude_bad_nodes:
+            self.excluded_nodes = tuple(sorted(set(self.excluded_nodes) | set(nodes)))
+        return self.options.exclude_bad_nodes
 
     def submit(self, trials: Sequence[TrialRef]) -> list[Submission]:
         """One sbatch per MaxArraySize array tasks; all or nothing (a failed chunk cancels earlier ones)."""
@@ -182,6 +190,8 @@ class SlurmBackend(Backend):
         parameters |= {key: getattr(options, key) for key in SBATCH_OPTIONS if getattr(options, key) is not None}
         if resources.gpus_per_trial and options.gres is None:
             parameters["gpus_per_node"] = max(1, resources.gpus_per_trial // resources.nodes)
+        if self.excluded_nodes:
+            parameters["exclude"] = ",".join(self.excluded_nodes)
         executor.update_parameters(**parameters)
         return executor
 
@@ -212,7 +222,8 @@ class SlurmBackend(Backend):
 
     def _poll_squeue(self, parents: str, wanted: set[str], why: str) -> dict[str, JobInfo]:
         """Without sacct, only live jobs are known; a job missing here is left to the trial's heartbeat."""
-        self.warnings.append(f"sacct unavailable ({why}); falling back to squeue + heartbeats")
+        self.warnings.append(f"sacct unavailable ({why}); falling back to squeue + heartbeats: one squeue call "
+                             "for the jobs still queued or running, the sweep files for the rest")
         try:
             out = slurm_command(["squeue", "-h", "-r", "-j", parents, "-o", "%i|%T|%N"])
         except SlurmError as error:
@@ -304,6 +315,8 @@ class TrialTask(submitit.helpers.Checkpointable):
             worker = subprocess.Popen(worker_command(self.trial_dirs), env=env)
             signals.children[:] = [worker]
             code = worker.wait()
+            if code == ExitCode.SKIPPED:  # leased elsewhere, nothing failed: wait for that holder like below
+                code = ExitCode.DONE
             blocked = [Path(d) for d in self.trial_dirs if main_rank and _leased_elsewhere(Path(d))]
             if code != ExitCode.DONE or signals.received or not blocked:
                 break

@@ -1,0 +1,86 @@
+"""Bad nodes: nodes on which trials of this sweep failed repeatedly for reasons not their own.
+
+A trial that fails with a CUDA or Xid error, a lost device or a NODE_FAIL says little about itself and much about
+its node; two such failures on one node (`MIN_FAILURES`) make it bad. Bad nodes are found from the trials'
+result.json files (the node and reason of their last attempt), reported by `status`, and excluded from every
+later submission of the sweep (submit, rerun, extend: every array chunk) where the backend can exclude nodes and
+its switch is on. A node once found bad is remembered in BAD_NODES_FILE, because the reruns that avoid it
+overwrite the failures that named it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ghostsweep.orchestrator.sweepdir import SweepDir
+from ghostsweep.trials.trialdir import Outcome, TrialResult, atomic_write_json, read_json, read_result
+
+BAD_NODES_FILE = "bad_nodes.json"
+MIN_FAILURES = 2
+NOT_THE_TRIALS_FAULT = re.compile(
+    r"CUDA error|CUDA driver|cuda runtime error|CUDA-capable device|no CUDA device|Xid|NODE_FAIL|NCCL error"
+    r"|uncorrectable ECC|GPU is lost|fell off the bus|device (?:is )?(?:missing|not found|unavailable)",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class BadNode:
+    node: str
+    trial_ids: tuple[str, ...]  # the trials whose failures named it
+    reason: str  # one of those failures, as an example
+
+
+def not_the_trials_fault(result: TrialResult) -> bool:
+    return result.status is Outcome.FAILED and bool(NOT_THE_TRIALS_FAULT.search(result.reason or ""))
+
+
+def find_bad_nodes(results: Iterable[tuple[str, TrialResult | None]]) -> list[BadNode]:
+    """Nodes named by at least MIN_FAILURES failed trials whose reasons are not their own."""
+    failures: dict[str, list[tuple[str, str]]] = {}
+    for trial_id, result in results:
+        if result is not None and result.node and not_the_trials_fault(result):
+            failures.setdefault(result.node, []).append((trial_id, result.reason or ""))
+    return [BadNode(node, tuple(t for t, _ in found), found[0][1])
+            for node, found in sorted(failures.items()) if len(found) >= MIN_FAILURES]
+
+
+def bad_nodes(sweep: SweepDir, results: Iterable[tuple[str, TrialResult | None]] | None = None) -> list[BadNode]:
+    """The sweep's bad nodes: those its trials' results (read from the files unless given) show now, and those
+    found earlier."""
+    if results is None:
+        results = ((trial_id, _readable_result(sweep.trial_dir(trial_id))) for trial_id in sweep.trial_ids())
+    found = {bad.node: bad for bad in find_bad_nodes(results)}
+    remembered = read_json(sweep.root / BAD_NODES_FILE) or {}
+    for node, record in remembered.items():
+        found.setdefault(node, BadNode(node, tuple(record["trial_ids"]), record["reason"]))
+    return sorted(found.values(), key=lambda bad: bad.node)
+
+
+def remember(sweep: SweepDir, nodes: list[BadNode]) -> None:
+    """Keep these nodes bad for this sweep, even after the reruns that avoid them have overwritten the failures."""
+    remembered = read_json(sweep.root / BAD_NODES_FILE) or {}
+    new = {bad.node: {"trial_ids": list(bad.trial_ids), "reason": bad.reason, "found_at": time.time()}
+           for bad in nodes if bad.node not in remembered}
+    if new:
+        atomic_write_json(sweep.root / BAD_NODES_FILE, remembered | new)
+
+
+def describe(bad: BadNode, excluded: bool) -> str:
+    """One line for `status`: which node, how many failures, an example, and whether submissions avoid it."""
+    what = ("later submissions exclude it" if excluded
+            else "NOT excluded (the backend cannot exclude nodes, or its exclude_bad_nodes option is off)")
+    return (f"bad node {bad.node}: {len(bad.trial_ids)} trial(s) failed there for reasons not their own "
+            f"(e.g. {bad.reason!r}); {what}")
+
+
+def _readable_result(trial_dir: Path) -> TrialResult | None:
+    """An unreadable result.json tells nothing about nodes; `status` shows that trial as unreadable."""
+    try:
+        return read_result(trial_dir)
+    except ValueError:
+        return None

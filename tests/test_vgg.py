@@ -1,0 +1,222 @@
+"""VGG-16 and Ghost-VGG-16 (GhostNet §4.1): the counts pinned against the paper's tables, the `vgg` recipe preset,
+the whole-section spec, its report (ablation tables and plots, Ghost − VGG comparisons), and a short real training
+run that learns."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from rich.console import Console
+from test_trial_helpers import result, train
+
+from ghostsweep import model
+from ghostsweep.orchestrator.cli import main
+from ghostsweep.orchestrator.plan import print_plan
+from ghostsweep.orchestrator.references import ABLATIONS, REFERENCES, ablation_points, references_for
+from ghostsweep.orchestrator.report import build_report, records_from_sweep, write_report
+from ghostsweep.orchestrator.spec import load_spec
+from ghostsweep.orchestrator.sweepdir import SweepDir
+from ghostsweep.trials.config import RECIPE_PRESETS, Recipe, TrialConfig
+from ghostsweep.trials.trialdir import Outcome, TrialResult, write_result
+
+SPEC = Path(__file__).resolve().parents[1] / "sweeps" / "ghostnet-cifar10.yaml"
+
+# (model, options) → (params, forward MACs), counted; GhostNet prints 15M/313M, 7.7M/158M, and Tables 2 and 3.
+COUNTS = {
+    ("vgg16", ()): (14_987_722, 313_463_808),
+    ("ghost_vgg16", ()): (7_659_946, 158_109_696),
+    ("ghost_vgg16", (("cheap_kernel", 1),)): (7_643_050, 157_003_776),
+    ("ghost_vgg16", (("cheap_kernel", 5),)): (7_693_738, 160_321_536),
+    ("ghost_vgg16", (("cheap_kernel", 7),)): (7_744_426, 163_639_296),
+    ("ghost_vgg16", (("ratio", 3),)): (5_227_948, 107_240_040),
+    ("ghost_vgg16", (("ratio", 4),)): (3_991_834, 80_432_640),
+    ("ghost_vgg16", (("ratio", 5),)): (3_279_169, 65_665_296),
+}
+
+
+@pytest.mark.parametrize(("name", "options"), list(COUNTS), ids=[f"{n}{dict(o)}" for n, o in COUNTS])
+def test_counts_are_pinned_in_closed_form_and_built(name: str, options: tuple) -> None:
+    params, macs = COUNTS[name, options]
+    assert model.complexity(name, **dict(options)) == model.Complexity(params, macs)
+    built = model.build(name, **dict(options))
+    assert (model.count_params(built), model.count_macs(built)) == (params, macs)
+
+
+def test_every_published_vgg_count_is_ours_to_the_printed_digit() -> None:
+    """Each GhostNet VGG number (Tables 2-4) is within one unit of its last printed digit (0.1M params, 1M MACs)
+    of ours: the architecture is the paper's, at every s and d."""
+    vgg_references = [ref for ref in REFERENCES if "vgg" in ref.model]
+    assert len(vgg_references) == 8
+    for ref in vgg_references:
+        options = tuple((k, v) for k, v in ref.options if v != model.model_options(ref.model)[k])
+        params, macs = COUNTS[ref.model, options]
+        assert abs(params - ref.params) < 0.1e6 and abs(macs - ref.macs) < 1e6, (ref, params, macs)
+
+
+def test_ghost_vgg_registry_metadata() -> None:
+    info = model.model_info("ghost_vgg16")
+    assert (info.family, info.depth, info.baseline) == ("ghost_vgg", 16, "vgg16")
+    assert info.options["ratio"] is model.model_info("ghost_resnet56").options["ratio"]  # one spec per flag
+    assert model.model_options("ghost_vgg16") == {"ratio": 2, "cheap_kernel": 3}
+    assert model.model_options("vgg16") == {}
+    assert [model.variant_name("ghost_vgg16", o) for o in ({}, {"ratio": 4}, {"cheap_kernel": 5})] == [
+        "ghost_vgg16", "ghost_vgg16-s4d3", "ghost_vgg16-s2d5"]
+    assert {"vgg16", "ghost_vgg16"} <= set(model.available())
+    with pytest.raises(ValueError, match="^VGG depth 17 is not built; valid: 11, 13, 16, 19$"):
+        model.model_info("vgg17")
+    with pytest.raises(ValueError, match="^unknown option 'ratio' for model 'vgg16'; valid: none$"):
+        model.validate("vgg16", ratio=2)
+
+
+def test_ghost_vgg_swaps_every_conv() -> None:
+    """13 Ghost modules and no plain 3×3 conv outside them; the layers' BNs stay."""
+    built = model.build("ghost_vgg16")
+    modules = list(built.modules())
+    assert sum(isinstance(m, model.GhostModule) for m in modules) == 13
+    assert sum(type(m).__name__ == "Conv2d" for m in modules) == 26  # each module's primary and cheap conv
+
+
+def test_init_follows_liu_et_al() -> None:
+    """Convs N(0, 2/(k·k·out)), 2-d BN weight 0.5 (Ghost modules' BNs too), linear N(0, 0.01) with bias 0."""
+    torch.manual_seed(0)
+    built = model.build("ghost_vgg16")
+    bns = [m for m in built.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(bns) == 13 * 3 and all(torch.all(bn.weight == 0.5) and torch.all(bn.bias == 0) for bn in bns)
+    for linear in (m for m in built.modules() if isinstance(m, torch.nn.Linear)):
+        assert linear.weight.std().item() == pytest.approx(0.01, rel=0.1) and torch.all(linear.bias == 0)
+    conv = next(m for m in built.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels == 256)
+    assert conv.weight.std().item() == pytest.approx((2 / (9 * conv.out_channels)) ** 0.5, rel=0.1)
+
+
+def test_vgg_recipe_preset() -> None:
+    """`recipe: {preset: vgg}` is Liu et al.'s recipe; keys beside it override it; ResNet trials keep He et al.'s."""
+    vgg = TrialConfig.from_dict({"model": "vgg16", "recipe": {"preset": "vgg"}})
+    assert (vgg.recipe.iterations, vgg.recipe.milestones, vgg.recipe.batch_size, vgg.recipe.lr) == (
+        125_000, [62_500, 93_750], 64, 0.1)
+    assert vgg.recipe.iterations * vgg.recipe.batch_size == 160 * 50_000 and vgg.warmup_iterations == 0
+    assert vgg.trial_id() == "vgg16-s0-54b9e02c"  # pinned: names sweep directories
+    short = TrialConfig.from_dict({"model": "vgg16", "recipe": {"preset": "vgg", "iterations": 300}})
+    assert (short.recipe.iterations, short.recipe.batch_size) == (300, 64)
+    assert TrialConfig.from_dict({"model": "resnet56", "recipe": {"preset": "he2016"}}).recipe == Recipe()
+    assert RECIPE_PRESETS["he2016"] == TrialConfig().recipe
+    with pytest.raises(ValueError, match=r"^recipe.preset must be one of he2016, vgg, got 'fast'$"):
+        TrialConfig.from_dict({"model": "vgg16", "recipe": {"preset": "fast"}})
+
+
+def test_unknown_preset_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: x\ngrids:\n  - model: [vgg16]\n    recipe.preset: [vgg, slow]\nseeds: 1\n")
+    assert main(["plan", str(spec), "--out", str(tmp_path / "sweep")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"ghostsweep: error: {spec}: grids[0]: recipe.preset must be one of he2016, vgg, got 'slow'"]
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_references_follow_the_options() -> None:
+    """A number is about the s and d it was published for: the s=4 row gets Table 3's s=4 point only."""
+    assert [ref.test_acc for ref in references_for("ghost_vgg16")] == [93.7]
+    assert [ref.test_acc for ref in references_for("ghost_vgg16", {"ratio": 4})] == [93.0]
+    assert [ref.test_acc for ref in references_for("ghost_vgg16", {"ratio": 3, "cheap_kernel": 5})] == []
+    assert [ref.test_acc for ref in references_for("ghost_resnet56", {"ratio": 3})] == []
+    curves = {ablation.option: {v: r.test_acc for v, r in ablation_points(ablation).items()} for ablation in ABLATIONS}
+    assert curves == {"cheap_kernel": {1: 93.5, 3: 93.7, 5: 93.4, 7: 93.1},
+                      "ratio": {2: 93.7, 3: 93.4, 4: 93.0, 5: 92.9}}
+
+
+def test_the_section_spec_plans() -> None:
+    spec = load_spec(SPEC)
+    assert len(spec.trials) == 50
+    variants = list(dict.fromkeys(trial.variant for trial in spec.trials))
+    assert variants == ["resnet56", "ghost_resnet56-conv-keep", "vgg16", "ghost_vgg16", "ghost_vgg16-s2d1",
+                        "ghost_vgg16-s2d5", "ghost_vgg16-s2d7", "ghost_vgg16-s3d3", "ghost_vgg16-s4d3",
+                        "ghost_vgg16-s5d3"]
+    for trial in spec.trials:
+        vgg = "vgg" in trial.model
+        assert trial.recipe == (RECIPE_PRESETS["vgg"] if vgg else Recipe())
+        assert (trial.data.val_size, trial.data.normalization) == ((0, "channel") if vgg else (5_000, "pixel_mean"))
+    out = io.StringIO()
+    print_plan(spec, Path("/nonexistent"), Console(file=out, width=200))
+    text = out.getvalue()
+    assert "sweep 'ghostnet-cifar10': 50 trials" in text and "10 variants" in text
+    assert "not measured on the GPU yet, scaled by MACs: vgg16 (from resnet56), ghost_vgg16 (from ghost_resnet56)" \
+        in text
+
+
+def _published(trial: dict) -> float:
+    """The paper's accuracy for a trial's row (every row of this spec has one)."""
+    options = json.loads((Path(trial["dir"]) / "config.json").read_text())["model_options"]
+    (ref,) = [ref for ref in references_for(trial["model"], options) if ref.source.key == "ghostnet"]
+    return ref.test_acc
+
+
+def test_report_of_the_section(tmp_path: Path) -> None:
+    """Stand-in results (training these 50 trials takes ~75 GPU-hours): every trial done at the paper's accuracy
+    plus a seed offset; the report must pair each Ghost-VGG row with VGG-16, judge each against its own published
+    point, and draw both ablations and the context rows."""
+    sweep = SweepDir(tmp_path / "sweep")
+    sweep.materialize(load_spec(SPEC))
+    index = sweep.index()
+    offsets = (-0.3, 0.1, 0.25, -0.1, 0.05)
+    for trial_id in index["trial_ids"]:
+        trial = index["trials"][trial_id] | {"dir": sweep.trial_dir(trial_id)}
+        options = json.loads((sweep.trial_dir(trial_id) / "config.json").read_text())["model_options"]
+        counted = model.complexity(trial["model"], **options)
+        final = _published(trial) + offsets[trial["seed"]]
+        write_result(sweep.trial_dir(trial_id), TrialResult(
+            status=Outcome.DONE, trial_id=trial_id, variant=trial["variant"], model=trial["model"],
+            seed=trial["seed"], final_test_acc=final, max_test_acc=final + 0.1, params=counted.params,
+            macs=counted.macs, wall_time_s=3600.0, device="cuda", world_size=1))
+    title, records, wandb = records_from_sweep(sweep.root)
+    report = build_report(title, records, wandb)
+
+    by_difference = {c["difference"]: c for c in report["comparisons"]}
+    vgg = by_difference["ghost_vgg16 − vgg16"]
+    assert vgg["paired"]["estimate"] == pytest.approx(0.1) and vgg["params_ratio"] == pytest.approx(0.511, abs=1e-3)
+    assert [(claim["source"], round(claim["delta"], 2), claim["consistent"]) for claim in vgg["claims"]] == [
+        ("ghostnet", 0.1, True)]
+    assert by_difference["ghost_vgg16-s5d3 − vgg16"]["claims"][0]["delta"] == pytest.approx(92.9 - 93.6)
+    assert by_difference["ghost_vgg16-s3d3: ratio=3 − ratio=2"]["paired"]["estimate"] == pytest.approx(-0.3)
+    assert "ghost_resnet56-conv-keep − resnet56" in by_difference
+
+    for row in report["rows"]:
+        assert not row["notes"], row  # every row runs its paper's recipe length
+        assert [ref["verdict"].split(":")[0] for ref in row["references"] if ref["source"] == "ghostnet"] == [
+            "consistent"]
+    ablations = {a["option"]: a for a in report["ablations"]}
+    assert [(p["value"], p["n"], p["paper_test_acc"]) for p in ablations["ratio"]["points"]] == [
+        (2, 5, 93.7), (3, 5, 93.4), (4, 5, 93.0), (5, 5, 92.9)]
+    assert [p["value"] for p in ablations["cheap_kernel"]["points"]] == [1, 3, 5, 7]
+    assert ablations["ratio"]["points"][2]["mean"] == pytest.approx(93.0)
+    baseline = ablations["ratio"]["baseline"]
+    assert (baseline["model"], baseline["n"], baseline["paper_test_acc"]) == ("vgg16", 5, 93.6)
+
+    paths = write_report(report, tmp_path / "out")
+    markdown = paths["md"].read_text()
+    assert "| vgg16 (no Ghost) | vgg16 | 5 | 93.60 ± 0.21 [93.34, 93.86] | 14.99M | 313.5M | 93.6 | 15.0M | 313M |" \
+        in markdown
+    assert "## Ablation: s on ghost_vgg16" in markdown and "## Ablation: d on ghost_vgg16" in markdown
+    assert ("| s=4 | ghost_vgg16-s4d3 | 5 | 93.00 ± 0.21 [92.74, 93.26] | 3.99M | 80.4M | 93.0 | 4.0M | 80M | +0.00 "
+            "| consistent") in markdown
+    assert "| ℓ1-VGG-16 (Li et al. 2017) | vgg16 | 5.40M | 206M | 93.4 | vgg16: 93.60 ± 0.21 " in markdown
+    assert '<figure id="ablations">' in paths["html"].read_text() and paths["ablations"].stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_ghost_vgg16_learns(cifar10_dir: Path, tmp_path: Path) -> None:
+    """160 iterations of batch 16 from the vgg preset on the real CIFAR-10, one CPU thread (117 CPU-seconds), take
+    Ghost-VGG-16 from chance to well above it on 500 test images. Measured: 11.0, 11.8, 14.6, 19.4% at iterations
+    40, 80, 120, 160; chance is 10 ± 1.3%, so the bound, 15%, is 3.7 std above chance and 4.4 pp below the
+    measurement. lr 0.02 (the preset's 0.1 is for batch 64; at lr 0.05 the loss stayed above 3 for 100 iterations;
+    lr 0.01 reached only 15.8% at 120)."""
+    code = train("--model", "ghost_vgg16", "--recipe-preset", "vgg", "--iterations", "160", "--batch-size", "16",
+                 "--lr", "0.02", "--val-size", "0", "--test-size", "500", "--normalization", "channel",
+                 "--eval-interval", "160", "--checkpoint-interval", "160", "--device", "cpu",
+                 "--data-dir", cifar10_dir, "--out", tmp_path)
+    assert code == 0
+    summary = result(tmp_path)
+    assert summary["status"] == "done" and summary["iterations"] == 160
+    assert summary["final_test_acc"] >= 15.0, summary
