@@ -1,6 +1,7 @@
 """The control plane's everyday commands, today's code against a baseline revision, in one run.
 
-    python bench/control_plane.py [--baseline 0377138] [--repeats 3] [--trials 10000] [--work DIR]
+    python bench/control_plane.py [--baseline 0377138 | --no-baseline] [--repeats 3] [--trials 10000] [--work DIR]
+                                  [--commands paper models plan status report]
 
 Times whole CLI commands (`python -P -m ghostsweep ...`: interpreter start and imports included) from this
 checkout and from the baseline, extracted read-only with `git archive` (no git state changes) into a folder
@@ -33,6 +34,7 @@ from ghostsweep.orchestrator.spec import load_spec  # noqa: E402
 from ghostsweep.orchestrator.sweepdir import SweepDir  # noqa: E402
 
 SEEDS = 20
+COMMANDS = ("paper", "models", "plan", "status", "report")  # `--commands` names, in the table's order
 SPEC = """
 name: scale
 grids:
@@ -101,33 +103,44 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs of each command per side (median)")
     parser.add_argument("--trials", type=int, default=10_000, help="trials in the synthetic sweep directory")
     parser.add_argument("--work", type=Path, help="keep the baseline and the synthetic sweep here (default: temp)")
+    parser.add_argument("--commands", nargs="+", choices=COMMANDS, default=list(COMMANDS),
+                        help="which commands to time (default: all)")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="time today's code only (the baseline's 10,000-trial report alone takes minutes)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="ghostsweep-control-plane-"))
-    baseline = extract_baseline(args.baseline, work)
-    check_imports(str(baseline), baseline)
+    baseline = None if args.no_baseline else extract_baseline(args.baseline, work)
+    if baseline is not None:
+        check_imports(str(baseline), baseline)
     spec_path, sweep_root = build_sweep(work, args.trials)
     trials = len(list((sweep_root / "trials").iterdir())) if (sweep_root / "trials").is_dir() else args.trials
-    commands = {
-        "plan sweeps/paper.yaml": ["plan", "sweeps/paper.yaml"],
-        "models": ["models"],
-        f"plan ({trials:,} trials)": ["plan", str(spec_path), "--out", str(sweep_root)],
-        f"status ({trials:,} trials)": ["status", str(sweep_root), "--all"],
-        f"report ({trials:,} trials)": ["report", str(sweep_root)],
+    every = {
+        "paper": ("plan sweeps/paper.yaml", ["plan", "sweeps/paper.yaml"]),
+        "models": ("models", ["models"]),
+        "plan": (f"plan ({trials:,} trials)", ["plan", str(spec_path), "--out", str(sweep_root)]),
+        "status": (f"status ({trials:,} trials)", ["status", str(sweep_root), "--all"]),
+        "report": (f"report ({trials:,} trials)", ["report", str(sweep_root)]),
     }
-    print(f"baseline {args.baseline} from {baseline}; {args.repeats} runs per side, alternating; "
-          f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
+    commands = dict(every[name] for name in COMMANDS if name in args.commands)
+    print(f"baseline {args.baseline if baseline else 'skipped'}{f' from {baseline}' if baseline else ''}; "
+          f"{args.repeats} runs per side, alternating; load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
+          flush=True)
     header = (f"{'command':28} {'old wall':>9} {'new wall':>9} {'ratio':>7}   {'old cpu':>8} {'new cpu':>8} "
               f"{'ratio':>7}")
     rows = []
     for label, command in commands.items():
         old, new = [], []
         for _ in range(args.repeats):
-            old.append(run_once(command, str(baseline)))
+            if baseline is not None:
+                old.append(run_once(command, str(baseline)))
             new.append(run_once(command, None))
-        old_wall, new_wall = (statistics.median(run[0] for run in runs) for runs in (old, new))
-        old_cpu, new_cpu = (statistics.median(run[1] for run in runs) for runs in (old, new))
-        rows.append(f"{label:28} {old_wall:8.2f}s {new_wall:8.2f}s {old_wall / new_wall:6.1f}x   {old_cpu:7.2f}s "
-                    f"{new_cpu:7.2f}s {old_cpu / max(new_cpu, 1e-3):6.1f}x")
+        new_wall, new_cpu = (statistics.median(run[i] for run in new) for i in (0, 1))
+        if old:
+            old_wall, old_cpu = (statistics.median(run[i] for run in old) for i in (0, 1))
+            rows.append(f"{label:28} {old_wall:8.2f}s {new_wall:8.2f}s {old_wall / new_wall:6.1f}x   "
+                        f"{old_cpu:7.2f}s {new_cpu:7.2f}s {old_cpu / max(new_cpu, 1e-3):6.1f}x")
+        else:
+            rows.append(f"{label:28} {'—':>9} {new_wall:8.2f}s {'—':>7}   {'—':>8} {new_cpu:7.2f}s {'—':>7}")
         print(rows[-1], flush=True)
     print(f"\nload {os.getloadavg()[0]:.1f} at the end\n{header}\n" + "\n".join(rows))
 

@@ -7,6 +7,7 @@ imports torch; `build` imports the builder's module on first use.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -85,6 +86,7 @@ def register_family(family: Family) -> None:
         if _OPTIONS.setdefault(name, option) is not option:
             raise ValueError(f"option {name!r} of family {family.name!r} differs from another family's")
     _FAMILIES[family.name] = family
+    _parse.cache_clear()
 
 
 def available() -> list[str]:
@@ -100,6 +102,7 @@ def model_info(name: str) -> ModelInfo:
     return ModelInfo(name, family.name, depth, MappingProxyType(family.options), baseline)
 
 
+@functools.cache  # a sweep of 10⁴ trials parses the same few names 10⁵ times; cleared by register_family
 def _parse(name: str) -> tuple[Family, int]:
     for family in sorted(_FAMILIES.values(), key=lambda f: len(f.name), reverse=True):  # longest prefix first
         digits = name.removeprefix(family.name)

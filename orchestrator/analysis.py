@@ -13,7 +13,7 @@ batches); Welch's interval is given beside it, and alone when fewer than two see
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -172,14 +172,56 @@ class Pairing:
 
 
 def find_pairings(rows: Sequence[RowInput], baseline_of: Callable[[str], str | None]) -> list[Pairing]:
-    """Every pair of rows that differ in exactly one factor, in plan order."""
+    """Every pair of rows that differ in exactly one factor, in plan order. Only pairs that can qualify are
+    tried (`_candidate_pairs`), so a sweep of many rows (500 learning rates) is not quadratic."""
     pairings = []
-    for i, a in enumerate(rows):
-        for b in rows[i + 1:]:
-            pairing = _pair(a, b, baseline_of) or _pair(b, a, baseline_of)
-            if pairing is not None:
-                pairings.append(pairing)
+    for i, j in _candidate_pairs(rows):
+        pairing = _pair(rows[i], rows[j], baseline_of) or _pair(rows[j], rows[i], baseline_of)
+        if pairing is not None:
+            pairings.append(pairing)
     return pairings
+
+
+def _candidate_pairs(rows: Sequence[RowInput]) -> list[tuple[int, int]]:
+    """Index pairs (i < j, sorted) that include every pair `_pair` accepts in either order: rows equal outside
+    the model (a Ghost model and its baseline), or of one model, equal outside one section, where the reference
+    equals the treatment on each of its own non-default settings."""
+    keys = sorted({key for row in rows for key in row.settings})
+    values = [{key: json.dumps(row.settings.get(key)) for key in keys} for row in rows]
+    candidates: set[tuple[int, int]] = set()
+
+    def add(i: int, j: int) -> None:
+        if i != j:
+            candidates.add((min(i, j), max(i, j)))
+
+    beside_model = [key for key in keys if key != "model" and not key.startswith("model_options.")]
+    for members in _buckets(range(len(rows)), lambda i: tuple(values[i][key] for key in beside_model)):
+        for position, i in enumerate(members):
+            for j in members[position + 1:]:
+                if rows[i].model != rows[j].model:
+                    add(i, j)
+    for section in dict.fromkeys(key.partition(".")[0] for key in keys):
+        inside = [key for key in keys if key.partition(".")[0] == section]
+        outside = [key for key in keys if key.partition(".")[0] != section]
+        for members in _buckets(range(len(rows)),
+                                lambda i, outside=outside: (rows[i].model, *(values[i][key] for key in outside))):
+            by_pattern: dict[tuple[str, ...], dict[tuple[str, ...], list[int]]] = {}
+            for j in members:  # j as the reference: a treatment agrees with it wherever it is not at its default
+                own = tuple(key for key in inside if values[j][key] != json.dumps(rows[j].defaults.get(key)))
+                if own not in by_pattern:
+                    by_pattern[own] = {}
+                    for i in members:
+                        by_pattern[own].setdefault(tuple(values[i][key] for key in own), []).append(i)
+                for i in by_pattern[own][tuple(values[j][key] for key in own)]:
+                    add(i, j)
+    return sorted(candidates)
+
+
+def _buckets(indices: Iterable[int], key: Callable[[int], Any]) -> list[list[int]]:
+    buckets: dict[Any, list[int]] = {}
+    for index in indices:
+        buckets.setdefault(key(index), []).append(index)
+    return [members for members in buckets.values() if len(members) > 1]
 
 
 def _pair(a: RowInput, b: RowInput, baseline_of: Callable[[str], str | None]) -> Pairing | None:

@@ -367,13 +367,13 @@ def run_report(args: argparse.Namespace) -> int:
         from ghostsweep.orchestrator.extend import report_options
 
         report = build_report(*records_from_sweep(args.sweep_dir), **report_options(SweepDir(args.sweep_dir)))
-    paths = write_report(report, Path(out_dir))
+    paths = write_report(report, Path(out_dir), raster=args.wandb)  # PNGs only for W&B
     console = Console()
     if not console.is_terminal:
         console.width = 160  # a table piped to a file or a pager keeps its columns
     console.print(terminal_report(report))
     print(f"wrote {paths['html']} (open it in a browser), {paths['md']}, {paths['json']} and the plots as "
-          f"{Path(out_dir) / 'report-*.svg'} and .png")
+          f"{Path(out_dir) / 'report-*.svg'}{' and .png' if args.wandb else ''}")
     if args.wandb:
         from ghostsweep.orchestrator.report_wandb import log_report
 

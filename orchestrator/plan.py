@@ -175,7 +175,7 @@ class PlannedTrial:
 def plan_trials(spec: SweepSpec, sweep_root: Path) -> list[PlannedTrial]:
     """Every trial of the spec with its cost and, given an existing sweep directory, its state."""
     sweep = SweepDir(sweep_root)
-    trial_ids = [trial.trial_id() for trial in spec.trials]  # hashes the whole config: once per trial
+    trial_ids = spec.trial_ids  # hashed once, at expansion
     states: dict[str, str] = {}
     if sweep.index_path.exists():
         now = filesystem_now(sweep.root)  # one probe of the filesystem's clock for every lease's age

@@ -145,19 +145,23 @@ def build_report(
 
 
 
-def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+def write_report(report: dict[str, Any], out_dir: Path, raster: bool = True) -> dict[str, Path]:
     """report.json, report.md, a self-contained report.html (plots inlined as SVG), and each plot as
-    report-NAME.svg and report-NAME.png (the raster one for W&B): `paths[NAME]` is the PNG, `paths[NAME-svg]`
-    the SVG, for every NAME in `PLOTS`."""
+    report-NAME.svg and, when `raster` (W&B shows PNGs), report-NAME.png: `paths[NAME-svg]` is the SVG and
+    `paths[NAME]` the PNG, for every NAME in `PLOTS`. Without `raster` an earlier report's PNGs are removed, so
+    that none is older than its SVG."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    plots = render_plots(report)
+    plots = render_plots(report, raster)
     paths = {"json": out_dir / "report.json", "md": out_dir / "report.md", "html": out_dir / "report.html"}
     atomic_write_json(paths["json"], report)
     atomic_write_text(paths["md"], to_markdown(report))
     atomic_write_text(paths["html"], to_html(report, plots))
     for name, plot in plots.items():
         paths[name], paths[f"{name}-svg"] = out_dir / f"report-{name}.png", out_dir / f"report-{name}.svg"
-        paths[name].write_bytes(plot.png)
+        if plot.png is None:
+            paths[name].unlink(missing_ok=True)
+        else:
+            paths[name].write_bytes(plot.png)
         atomic_write_text(paths[f"{name}-svg"], plot.svg)
     return paths
 

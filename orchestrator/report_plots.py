@@ -1,7 +1,8 @@
 """The report's figures: accuracy against params and MACs, the forest plot of every Δ, the learning curves, and
 the published ablation curves beside ours.
 
-Each is drawn once and saved twice: SVG with its text kept as text (inlined in report.html) and PNG (for W&B).
+Each is drawn once and saved as SVG with its text kept as text (inlined in report.html), and as PNG only for W&B
+(`report --wandb`): rasterizing is a third of the drawing time.
 matplotlib is imported only when a report is drawn.
 """
 
@@ -23,11 +24,11 @@ CURVE_METRIC = "val_acc"  # what a trial's learning curve is, in the files and i
 
 @dataclass(frozen=True)
 class Plot:
-    """One figure twice: SVG (text kept as text) for report.html, PNG for W&B."""
+    """One figure: SVG (text kept as text) for report.html, and PNG for W&B when asked for."""
 
     caption: str
     svg: str
-    png: bytes
+    png: bytes | None
 
 
 FIGURE_WIDTH_IN = 12.0  # at a 1200 px page, 1 pt = 1.39 px: 10 pt text shows at 14 px
@@ -44,8 +45,9 @@ MAX_FOREST_ROWS = 40  # a forest plot taller than a few screens helps nobody; th
 CLAIM_COLOR = "#cf222e"
 
 
-def render_plots(report: dict[str, Any]) -> dict[str, Plot]:
-    """Every plot in `PLOTS`, each series in one colour across plots; a plot without data says so."""
+def render_plots(report: dict[str, Any], raster: bool = True) -> dict[str, Plot]:
+    """Every plot in `PLOTS`, each series in one colour across plots; a plot without data says so. `raster`:
+    a PNG of each as well (what W&B shows), else `Plot.png` is None."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -55,14 +57,15 @@ def render_plots(report: dict[str, Any]) -> dict[str, Plot]:
     colors = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(dict.fromkeys(series.values()))}
     color_of = {group: colors[name] for group, name in series.items()}
     with plt.rc_context(STYLE):
-        return {
-            "accuracy-vs-params": _accuracy_vs_size(report, "params", "parameters (millions)", color_of),
-            "accuracy-vs-macs": _accuracy_vs_size(report, "macs", "multiply–accumulates per image (millions)",
-                                                  color_of),
-            "differences": _forest(report, color_of),
-            "learning-curves": _learning_curves(report, color_of),
-            "ablations": _ablations(report),
+        figures = {
+            "accuracy-vs-params": lambda: _accuracy_vs_size(report, "params", "parameters (millions)", color_of),
+            "accuracy-vs-macs": lambda: _accuracy_vs_size(report, "macs", "multiply–accumulates per image (millions)",
+                                                          color_of),
+            "differences": lambda: _forest(report, color_of),
+            "learning-curves": lambda: _learning_curves(report, color_of),
+            "ablations": lambda: _ablations(report),
         }
+        return {name: _save(*draw(), raster) for name, draw in figures.items()}
 
 
 def _series(row: dict[str, Any]) -> str:
@@ -72,7 +75,7 @@ def _series(row: dict[str, Any]) -> str:
     return row["family"] + row["variant"][len(row["model"]):] + (f" {extra}" if extra else "")
 
 
-def _accuracy_vs_size(report: dict[str, Any], size: str, axis_label: str, color_of: dict[str, Any]) -> Plot:
+def _accuracy_vs_size(report: dict[str, Any], size: str, axis_label: str, color_of: dict[str, Any]) -> tuple[Any, str]:
     """Our mean final test accuracy (95% CI) against params or MACs, a line per series, the papers' points."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
@@ -94,18 +97,28 @@ def _accuracy_vs_size(report: dict[str, Any], size: str, axis_label: str, color_
         return _message(f"accuracy vs {what}: no finished trial with {what} recorded yet", caption)
     figure, axes = plt.subplots(figsize=(FIGURE_WIDTH_IN, 5.2))
     xs, handles = [], []
-    for name, rows in lines.items():
+    unnamed: dict[Any, list[list[float]]] = {}  # colour → x, mean, CI below and above of one-point series
+    for position, (name, rows) in enumerate(lines.items()):
         rows.sort(key=lambda r: r[size])
         stats = [r["final_test_acc"] for r in rows]
         x = [r[size] / 1e6 for r in rows]
         xs += x
         low = [0.0 if s["ci_low"] is None else s["mean"] - s["ci_low"] for s in stats]
         high = [0.0 if s["ci_high"] is None else s["ci_high"] - s["mean"] for s in stats]
+        color = color_of[rows[0]["group"]]
+        if len(rows) == 1 and position >= MAX_LEGEND_SERIES:  # a point the legend does not name is drawn below,
+            points = unnamed.setdefault(color, [[], [], [], []])  # with the others of its colour: one artist, not 500
+            for values, value in zip(points, (x[0], stats[0]["mean"], low[0], high[0]), strict=True):
+                values.append(value)
+            continue
         handles.append(axes.errorbar(x, [s["mean"] for s in stats], yerr=[low, high], marker="o", capsize=4, lw=1.8,
-                                     ms=6, color=color_of[rows[0]["group"]], label=f"ours: {name}"))
+                                     ms=6, color=color, label=f"ours: {name}"))
         for row, xi, s in zip(rows, x, stats, strict=True) if len(lines) <= MAX_LEGEND_SERIES else ():
             axes.annotate(str(model_info(row["model"]).depth), (xi, s["mean"]), xytext=(6, -12),
                           textcoords="offset points", fontsize=9, color="#57606a")
+    for color, (x, means, low, high) in unnamed.items():
+        axes.errorbar(x, means, yerr=[low, high], marker="o", capsize=4, lw=1.8, ls="none", ms=6, color=color)
+    ours = len(handles)
     markers = dict(zip(report["sources"], SOURCE_MARKERS, strict=False))  # one marker per source in every plot
     for source, points in published.items():
         x, accuracies = zip(*sorted(points), strict=True)
@@ -121,13 +134,13 @@ def _accuracy_vs_size(report: dict[str, Any], size: str, axis_label: str, color_
     axes.set(xlabel=axis_label, ylabel="CIFAR-10 test accuracy (%)",
              title=f"Accuracy vs {what}: ours (mean, 95% CI) and the papers")
     if len(lines) > MAX_LEGEND_SERIES:  # a sweep over a setting: one series per value, too many to name
-        handles[MAX_LEGEND_SERIES:len(lines)] = [Line2D([], [], ls="none", label=(
+        handles[MAX_LEGEND_SERIES:ours] = [Line2D([], [], ls="none", label=(
             f"… and {len(lines) - MAX_LEGEND_SERIES} more series (rows table)"))]
     figure.legend(handles=handles, loc="outside right upper", frameon=False)
-    return _save(figure, caption)
+    return figure, caption
 
 
-def _ablations(report: dict[str, Any]) -> Plot:
+def _ablations(report: dict[str, Any]) -> tuple[Any, str]:
     """One panel per published ablation curve our rows lie on: ours (mean, 95% CI) and the paper's points against
     the option's value, the baseline (no Ghost) as horizontal lines."""
     import matplotlib.pyplot as plt
@@ -165,7 +178,7 @@ def _ablations(report: dict[str, Any]) -> Plot:
                Line2D([], [], color="#2f6feb", alpha=0.6, label="baseline, ours"),
                Line2D([], [], color="black", ls=":", label="baseline, published")]
     figure.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
-    return _save(figure, caption)
+    return figure, caption
 
 
 def _plain_log_axis(axis: Any) -> None:
@@ -178,7 +191,7 @@ def _plain_log_axis(axis: Any) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
-def _forest(report: dict[str, Any], color_of: dict[str, Any]) -> Plot:
+def _forest(report: dict[str, Any], color_of: dict[str, Any]) -> tuple[Any, str]:
     """Every comparison's Δ with its 95% CI, 0 marked, and each source's published Δ with the interval it is
     judged against."""
     import matplotlib.pyplot as plt
@@ -234,10 +247,10 @@ def _forest(report: dict[str, Any], color_of: dict[str, Any]) -> Plot:
                     Line2D([], [], color=CLAIM_COLOR, alpha=0.18, lw=7,
                            label="95% prediction interval for one pair of runs")]
     figure.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
-    return _save(figure, caption)
+    return figure, caption
 
 
-def _learning_curves(report: dict[str, Any], color_of: dict[str, Any]) -> Plot:
+def _learning_curves(report: dict[str, Any], color_of: dict[str, Any]) -> tuple[Any, str]:
     """A small panel per variant: validation accuracy, mean line and min–max band over seeds."""
     import matplotlib.pyplot as plt
 
@@ -271,7 +284,7 @@ def _learning_curves(report: dict[str, Any], color_of: dict[str, Any]) -> Plot:
     figure.supylabel("validation accuracy (%)")
     figure.suptitle("Learning curves: validation accuracy, mean (line) and min–max (band) over seeds",
                     fontweight="bold")
-    return _save(figure, caption)
+    return figure, caption
 
 
 @dataclass(frozen=True)
@@ -306,29 +319,33 @@ def _mean_curves(report: dict[str, Any]) -> dict[str, dict[str, Curve]]:
     return curves
 
 
-def _message(text: str, caption: str) -> Plot:
+def _message(text: str, caption: str) -> tuple[Any, str]:
     """A plot with nothing to show yet says so, so that every name in `PLOTS` always has a file."""
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(FIGURE_WIDTH_IN, 1.0))
     axes.axis("off")
     axes.text(0.5, 0.5, text, ha="center", va="center", fontsize=12, color="#57606a")
-    return _save(figure, caption)
+    return figure, caption
 
 
-def _save(figure: Any, caption: str) -> Plot:
+def _save(figure: Any, caption: str, raster: bool) -> Plot:
     """SVG for the page (its ids prefixed with a digest of the figure, so that several inline SVGs never share
-    one; no fixed size, so that CSS sets it to the page width) and PNG for W&B."""
+    one; no fixed size, so that CSS sets it to the page width) and, when `raster`, PNG for W&B."""
     import matplotlib.pyplot as plt
 
-    svg_buffer, png_buffer = io.BytesIO(), io.BytesIO()
+    svg_buffer = io.BytesIO()
     figure.savefig(svg_buffer, format="svg", metadata={"Date": None})
-    figure.set_layout_engine("none")  # laid out once: the PNG reuses the SVG's positions
-    figure.savefig(png_buffer, format="png", dpi=100)
+    png = None
+    if raster:
+        png_buffer = io.BytesIO()
+        figure.set_layout_engine("none")  # laid out once: the PNG reuses the SVG's positions
+        figure.savefig(png_buffer, format="png", dpi=100)
+        png = png_buffer.getvalue()
     plt.close(figure)
     svg = svg_buffer.getvalue().decode()
     prefix = "p" + hashlib.sha256(svg.encode()).hexdigest()[:6] + "-"
     svg = svg[svg.index("<svg"):]
     svg = re.sub(r'(\bid="|url\(#|href="#)', rf"\g<1>{prefix}", svg)
     svg = re.sub(r'^<svg([^>]*?) width="[^"]*" height="[^"]*"', r'<svg\1 role="img"', svg, count=1)
-    return Plot(caption, svg, png_buffer.getvalue())
+    return Plot(caption, svg, png)

@@ -63,6 +63,7 @@ class SweepSpec:
     text: str  # the file as written, frozen into the sweep directory
     report: ReportSettings
     trial_resources: dict[str, Resources] = field(default_factory=dict)  # trials of grids with their own
+    trial_ids: tuple[str, ...] = ()  # `trials`' ids, in the same order (hashed once, at expansion)
 
     def resources_for(self, trial_id: str) -> Resources:
         """A trial's resources: its grid's `resources` over the top-level ones (the first grid that has it)."""
@@ -95,16 +96,16 @@ def parse_spec(data: Any, text: str = "") -> SweepSpec:
     for key in SWEEP_WRITTEN_WANDB_KEYS & set(overrides["wandb"]):
         raise ValueError(f"wandb.{key}: written by the sweep (the W&B group is the report row); remove it")
     TrialConfig.from_dict(copy.deepcopy(overrides))  # the top-level sections alone, before any grid
-    trials, first_grid = _expand_grids(data["grids"], seeds, overrides)
+    trials_by_id, first_grid = _expand_grids(data["grids"], seeds, overrides)
     trial_resources = _grid_resources(data["grids"], data.get("resources"), first_grid)
     backend, backend_options = _parse_backend(data.get("backend"))
     data_dir = data.get("data_dir")
     if data_dir is not None and not isinstance(data_dir, str):
         raise ValueError(f"data_dir: must be a path string, got {type(data_dir).__name__}")
     return SweepSpec(
-        name=name, trials=tuple(trials), resources=_parse_resources(data.get("resources")), backend=backend,
-        backend_options=backend_options, wandb=overrides["wandb"], data_dir=data_dir, text=text,
-        report=_parse_report(data.get("report")), trial_resources=trial_resources,
+        name=name, trials=tuple(trials_by_id.values()), resources=_parse_resources(data.get("resources")),
+        backend=backend, backend_options=backend_options, wandb=overrides["wandb"], data_dir=data_dir, text=text,
+        report=_parse_report(data.get("report")), trial_resources=trial_resources, trial_ids=tuple(trials_by_id),
     )
 
 
@@ -160,8 +161,9 @@ def _first_duplicate(values: list[Any]) -> int | None:
 
 def _expand_grids(
     grids: Any, seeds: list[int], overrides: dict[str, dict[str, Any]],
-) -> tuple[list[TrialConfig], dict[str, int]]:
-    """The union of every grid's product, seeds innermost, first occurrence kept; and each trial's first grid."""
+) -> tuple[dict[str, TrialConfig], dict[str, int]]:
+    """The union of every grid's product by trial id, seeds innermost, first occurrence kept; and each trial's
+    first grid."""
     if not isinstance(grids, list) or not grids:
         raise ValueError("grids: must be a non-empty list of mappings")
     parsed = [_parse_grid(grid, f"grids[{index}]") for index, grid in enumerate(grids)]
@@ -176,18 +178,18 @@ def _expand_grids(
         grid_ids: set[str] = set()
         for combination in itertools.product(*axes.values()):
             config = _trial_dict(dict(zip(axes, combination, strict=True)), overrides)
-            for seed in seeds:
-                try:
-                    trial = TrialConfig.from_dict({**copy.deepcopy(config), "seed": seed})
-                except ValueError as error:
-                    raise ValueError(f"{where}: {error}") from None
-                trial_id = trial.trial_id()
+            try:  # one check and one identity per combination; from_dict copies every list and mapping it keeps
+                first = TrialConfig.from_dict({**config, "seed": seeds[0]})
+            except ValueError as error:
+                raise ValueError(f"{where}: {error}") from None
+            for seed, trial_id in zip(seeds, first.seed_trial_ids(seeds), strict=True):
+                trial = first if seed == seeds[0] else TrialConfig.from_dict({**config, "seed": seed})
                 if trial_id in grid_ids:
                     raise ValueError(f"{where}: two combinations are the same trial {trial_id}")
                 grid_ids.add(trial_id)
                 trials.setdefault(trial_id, trial)
                 first_grid.setdefault(trial_id, index)
-    return list(trials.values()), first_grid
+    return trials, first_grid
 
 
 def _parse_grid(grid: Any, where: str) -> dict[str, list[Any]]:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from rich.console import Group
+from rich.cells import chop_cells
+from rich.console import Console, ConsoleOptions, Group
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -14,6 +18,8 @@ from ghostsweep.orchestrator.state import TrialState
 from ghostsweep.trials.trialdir import TrialStatus
 
 QUIET = (TrialStatus.DONE, TrialStatus.PENDING, TrialStatus.QUEUED)  # no table row without --all
+COLUMNS = ("trial", "state", "progress", "ETA", "job", "node", "final / reason")
+MAX_TABLE_ROWS = 200  # more rows are printed as plain aligned lines (_plain_lines)
 
 
 def eta_seconds(state: TrialState, trial: dict[str, Any]) -> float | None:
@@ -68,22 +74,50 @@ def render(states: list[TrialState], index: dict[str, Any], warnings: list[str],
     if summary["eta_s"] is not None:
         waiting = " and the queued ones at the running parallelism" if summary["counts"][TrialStatus.QUEUED] else ""
         header.append(f"  ETA {duration(summary['eta_s'])} (the running trials{waiting})")
-    table = Table(box=None, pad_edge=False)
-    for column in ("trial", "state", "progress", "ETA", "job", "node", "final / reason"):
-        table.add_column(column, no_wrap=column != "final / reason", overflow="fold")
     shown = [t for t in summary["trials"] if show_all or t["state"] not in QUIET]
-    for trial in shown:
-        progress = "" if trial["iteration"] is None else f"{trial['iteration']}/{trial['iterations']}"
-        eta = "" if trial["eta_s"] is None else duration(trial["eta_s"])
-        job, node = trial["job_id"] or "", trial["node"] or ""
-        outcome = final_numbers(trial["final_test_acc"], trial["final_val_acc"]) or trial["reason"] or ""
-        cells = (trial["trial_id"], trial["state"], progress, eta, job, node, outcome)
-        table.add_row(*map(Text, cells))  # Text, not markup: a reason may hold "[/x]" (a path, a traceback)
+    rows = [_cells(trial) for trial in shown]
     parts: list[Any] = [header, *(Text(f"warning: {w}", style="yellow") for w in warnings)]
-    if shown:
+    if len(rows) > MAX_TABLE_ROWS:
+        parts.append(_plain_lines(rows))
+    elif rows:
+        table = Table(box=None, pad_edge=False)
+        for column in COLUMNS:
+            table.add_column(column, no_wrap=column != COLUMNS[-1], overflow="fold")
+        for cells in rows:
+            table.add_row(*map(Text, cells))  # Text, not markup: a reason may hold "[/x]" (a path, a traceback)
         parts.append(table)
     parts.append(Text(time.strftime("as of %Y-%m-%d %H:%M:%S", time.localtime()), style="dim"))
     return Group(*parts)
+
+
+def _cells(trial: dict[str, Any]) -> tuple[str, ...]:
+    """One trial's row: id, state, progress, ETA, job, node, final numbers or reason."""
+    progress = "" if trial["iteration"] is None else f"{trial['iteration']}/{trial['iterations']}"
+    eta = "" if trial["eta_s"] is None else duration(trial["eta_s"])
+    outcome = final_numbers(trial["final_test_acc"], trial["final_val_acc"]) or trial["reason"] or ""
+    return trial["trial_id"], trial["state"], progress, eta, trial["job_id"] or "", trial["node"] or "", outcome
+
+
+def _plain_lines(rows: list[tuple[str, ...]]) -> PlainLines:
+    """The table as plain aligned lines, ids whole: a rich table of 10,000 rows takes seconds to lay out."""
+    rows = [COLUMNS, *rows]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(COLUMNS) - 1)]
+    return PlainLines(["  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)),
+                                  row[-1]]).rstrip() for row in rows])
+
+
+@dataclass(frozen=True)
+class PlainLines:
+    """Lines printed as they are; one wider than the console is folded onto the next line, never cut."""
+
+    lines: list[str]
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Segment]:
+        width = max(1, options.max_width)
+        for line in self.lines:
+            for piece in chop_cells(line, width) or [""]:
+                yield Segment(piece)
+                yield Segment.line()
 
 
 def final_numbers(test_acc: float | None, val_acc: float | None) -> str:

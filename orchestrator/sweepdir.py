@@ -29,6 +29,7 @@ TRIALS_DIR = "trials"
 class SweepDir:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self._index_read: tuple[tuple[int, int, int], dict[str, Any]] | None = None  # (file's identity, index)
 
     @property
     def index_path(self) -> Path:
@@ -39,7 +40,15 @@ class SweepDir:
 
     def index(self) -> dict[str, Any]:
         """sweep.json; ValueError when the directory is not a sweep, or (naming the file and the repair) when
-        sweep.json is not what `submit` wrote."""
+        sweep.json is not what `submit` wrote. Read again only when the file changed (a sweep of 10⁴ trials has a
+        sweep.json of megabytes, and one command asks for it several times)."""
+        try:
+            stat = self.index_path.stat()
+            identity = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            identity = None
+        if identity is not None and self._index_read is not None and self._index_read[0] == identity:
+            return self._index_read[1]
         try:
             data = read_json(self.index_path)
         except (ValueError, OSError) as error:
@@ -53,6 +62,8 @@ class SweepDir:
                 f"unreadable {self.index_path}: {problem}; `ghostsweep submit {self.root / SPEC_FILE} --out "
                 f"{self.root}` writes it again (it sets the bad one aside; trial folders are kept)"
             )
+        if identity is not None:
+            self._index_read = identity, data
         return data
 
     def readable_index(self) -> dict[str, Any] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import io
 import json
+import random
 import re
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from rich.console import Console
 from scipy import stats
 
-from ghostsweep.orchestrator.analysis import summarise
+from ghostsweep.orchestrator.analysis import RowInput, _pair, find_pairings, summarise
 from ghostsweep.orchestrator.cli import main
 from ghostsweep.orchestrator.report import (
     TrialRecord,
@@ -127,7 +128,10 @@ def test_html_opens_with_the_answer_and_inlines_every_plot_as_svg_text(tmp_path)
 
 def test_report_prints_tables_not_markdown(tmp_path, capsys):
     sweep = finished_sweep(tmp_path)
+    (sweep.root / "report-differences.png").write_bytes(b"an earlier report --wandb's")
     assert main(["report", str(sweep.root)]) == 0
+    assert not list(sweep.root.glob("*.png"))  # PNGs only for W&B (`--wandb`); none older than its SVG is left
+    assert len(list(sweep.root.glob("report-*.svg"))) == len(PLOTS)
     out = capsys.readouterr().out
     assert out.index("The answer") < out.index("Rows") < out.index("Published numbers") < out.index("Comparisons")
     assert "ghost_resnet56-conv-keep − resnet56: " in out
@@ -150,3 +154,37 @@ def test_partial_and_empty_reports_render(tmp_path):
         console.print(terminal_report(report))
         assert "Rows" in console.export_text()
     assert "learning curves: no evaluation recorded yet" in (tmp_path / "1" / "report.html").read_text()
+
+
+def test_pairings_are_every_pair_that_differs_in_one_factor():
+    """find_pairings tries only candidate pairs (so 500 rows are not 125,000 comparisons); it must find exactly
+    the pairs that trying every pair finds, in the same order, over rows differing in model, options, recipe,
+    runtime and missing keys."""
+    rng = random.Random(13)
+    defaults = {"model": "", "recipe.lr": 0.1, "recipe.iterations": 200, "runtime.compile": "off",
+                "runtime.precision": "fp32", "model_options.first_layer": "conv", "model_options.ratio": 2}
+    baseline_of = {"ghost_resnet20": "resnet20", "ghost_resnet56": "resnet56"}.get
+    found = 0
+    for _ in range(150):
+        rows, seen = [], set()
+        for _ in range(rng.randint(2, 24)):
+            model = rng.choice(["resnet20", "ghost_resnet20", "resnet56", "ghost_resnet56"])
+            settings = {"model": model, "recipe.lr": rng.choice([0.1, 0.05, 0.2]),
+                        "recipe.iterations": rng.choice([100, 200]), "runtime.compile": rng.choice(["off", "default"]),
+                        "runtime.precision": rng.choice(["fp32", "bf16"]),
+                        "model_options.first_layer": rng.choice(["conv", "ghost"]),
+                        "model_options.ratio": rng.choice([2, 3])}
+            if rng.random() < 0.2:
+                del settings["recipe.iterations"]
+            if json.dumps(settings, sort_keys=True) in seen:
+                continue
+            seen.add(json.dumps(settings, sort_keys=True))
+            rows.append(RowInput(group=str(len(rows)), label="", variant=model, model=model, settings=settings,
+                                 defaults=defaults | {"model": model}, seeds_planned=[], values={}))
+        every_pair = [_pair(a, b, baseline_of) or _pair(b, a, baseline_of)
+                      for i, a in enumerate(rows) for b in rows[i + 1:]]
+        expected = [(p.treatment.group, p.reference.group, p.factor, p.differing) for p in every_pair if p]
+        assert [(p.treatment.group, p.reference.group, p.factor, p.differing)
+                for p in find_pairings(rows, baseline_of)] == expected
+        found += len(expected)
+    assert found > 300  # the rows do pair, in every factor

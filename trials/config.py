@@ -13,6 +13,7 @@ import hashlib
 import json
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -171,17 +172,19 @@ class TrialConfig:
 
     def identity_dict(self) -> dict[str, Any]:
         """Everything that determines the trial's result, with defaults made explicit."""
-        d = self.to_dict()
-        for section in self.NON_IDENTITY:
-            d.pop(section)
+        d = {name: _plain(getattr(self, name)) for name in _field_names(TrialConfig) if name not in self.NON_IDENTITY}
         d["model_options"] = self.resolved_model_options()
         d["recipe"]["warmup_iterations"] = self.warmup_iterations
         return d
 
     def trial_id(self) -> str:
         """Readable prefix plus a short hash of the full identity: `ghost_resnet56-conv-keep-s3-1a2b3c4d`."""
-        blob = json.dumps(self.identity_dict(), sort_keys=True, separators=(",", ":"))
-        return f"{self.variant}-s{self.seed}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+        return _trial_id(self.variant, self.identity_dict())
+
+    def seed_trial_ids(self, seeds: Iterable[int]) -> list[str]:
+        """`trial_id()` of this config at each seed, its identity built once: a sweep's expansion hashes 10⁴ ids."""
+        variant, identity = self.variant, self.identity_dict()
+        return [_trial_id(variant, identity | {"seed": seed}) for seed in seeds]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrialConfig:
@@ -190,6 +193,11 @@ class TrialConfig:
         if isinstance(data, dict) and isinstance(data.get("recipe"), dict):
             data = data | {"recipe": expand_recipe_preset(data["recipe"])}
         return from_dict(cls, data)
+
+
+def _trial_id(variant: str, identity: dict[str, Any]) -> str:
+    blob = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return f"{variant}-s{identity['seed']}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
 
 
 def from_dict(cls: type, data: Any, where: str = "") -> Any:
@@ -206,10 +214,13 @@ def from_dict(cls: type, data: Any, where: str = "") -> Any:
     return cls(**kwargs)
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _plain(value: Any) -> Any:
     """`dataclasses.asdict` for this config's field types (dataclasses, lists, tuples, dicts, scalars), several
     times faster: a sweep of 10⁵ trials computes 10⁵ trial ids."""
-    if value is None or isinstance(value, str | int | float):
+    if type(value) in _SCALARS:
         return value
     if dataclasses.is_dataclass(value):
         return {name: _plain(getattr(value, name)) for name in _field_names(type(value))}

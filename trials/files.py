@@ -52,21 +52,32 @@ def atomic_write_lines(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def read_json(path: Path) -> Any | None:
-    """The file's JSON, or None when it does not exist (yet)."""
+    """The file's JSON, or None when it does not exist (yet). Read as bytes (JSON is UTF-8): a third faster than
+    through a text wrapper, which `status` over 10⁴ trials feels."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+        with open(path, "rb") as handle:
+            data = handle.read()
     except FileNotFoundError:
         return None
+    return json.loads(data)
 
 
 def read_lines(path: Path) -> list[dict[str, Any]]:
-    """A JSON-lines file's rows; none when it does not exist (yet)."""
+    """A JSON-lines file's rows; none when it does not exist (yet). Parsed as one array when that gives one value
+    per line (a tenth of the time of a parse per line: the report reads 10⁴ curves), else line by line, so a bad
+    line fails as it would alone."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         return []
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    lines = [line for line in text.splitlines() if line.strip()]
+    try:
+        rows = json.loads(f"[{','.join(lines)}]")
+    except ValueError:
+        rows = None
+    if rows is None or len(rows) != len(lines):
+        rows = [json.loads(line) for line in lines]
+    return rows
 
 
 def remove_stale_temporaries(directory: Path) -> None:

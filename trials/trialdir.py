@@ -23,6 +23,8 @@ Every file is written atomically (see `files`), so a reader on another node sees
 from __future__ import annotations
 
 import dataclasses
+import functools
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -190,7 +192,7 @@ class ProgressRecord:
 
 def read_result(trial_dir: Path) -> TrialResult | None:
     """The trial's result.json, or None when it has none yet."""
-    return _read_record(Path(trial_dir) / RESULT_FILE, TrialResult.from_dict)
+    return _read_record(os.path.join(trial_dir, RESULT_FILE), TrialResult.from_dict)
 
 
 def write_result(trial_dir: Path, result: TrialResult) -> None:
@@ -217,7 +219,7 @@ def set_aside(path: Path) -> Path:
 
 def read_queued(trial_dir: Path) -> QueuedRecord | None:
     """The current submission, or None when the trial is not submitted (or its submission was cancelled)."""
-    return _read_record(Path(trial_dir) / QUEUED_FILE, QueuedRecord.from_dict)
+    return _read_record(os.path.join(trial_dir, QUEUED_FILE), QueuedRecord.from_dict)
 
 
 def write_queued(trial_dir: Path, queued: QueuedRecord) -> None:
@@ -226,7 +228,7 @@ def write_queued(trial_dir: Path, queued: QueuedRecord) -> None:
 
 def read_progress(trial_dir: Path) -> ProgressRecord | None:
     """The runner's last heartbeat, or None before its first."""
-    return _read_record(Path(trial_dir) / PROGRESS_FILE, ProgressRecord.from_dict)
+    return _read_record(os.path.join(trial_dir, PROGRESS_FILE), ProgressRecord.from_dict)
 
 
 def write_progress(trial_dir: Path, progress: ProgressRecord) -> None:
@@ -236,9 +238,10 @@ def write_progress(trial_dir: Path, progress: ProgressRecord) -> None:
 Record = TypeVar("Record")
 
 
-def _read_record(path: Path, parse: Callable[[dict[str, Any]], Record]) -> Record | None:
+def _read_record(path: str, parse: Callable[[dict[str, Any]], Record]) -> Record | None:
     """None when the file does not exist (yet); a file that is not a valid record is a one-line ValueError
-    naming it, so the CLI says which trial to look at instead of printing a traceback."""
+    naming it, so the CLI says which trial to look at instead of printing a traceback. `path` is a str: status
+    reads 10⁴ trials, and a Path per file is a fifth of that."""
     try:
         data = read_json(path)
         if data is None:
@@ -252,5 +255,10 @@ def _read_record(path: Path, parse: Callable[[dict[str, Any]], Record]) -> Recor
 
 def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     """Only the keys `cls` declares: a newer writer's extra keys must not break an older reader."""
-    known = {f.name for f in fields(cls)}
+    known = _field_names(cls)
     return {k: v for k, v in data.items() if k in known}
+
+
+@functools.cache
+def _field_names(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in fields(cls))
