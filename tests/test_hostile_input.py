@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -59,31 +58,34 @@ HOSTILE_SPECS = {  # name: (spec text, a fragment of the one-line error)
 }
 
 
+# A small launcher sets the limit, forks the command and reports its rusage. Forking from pytest itself would
+# not do: Linux carries the forking process's peak RSS into the child's `ru_maxrss` across exec, and pytest holds
+# hundreds of MB late in a full run.
+LAUNCHER = """
+import json, os, resource, subprocess, sys
+limit, report, command = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(process.pid, 0)
+with open(report, "w") as out:
+    json.dump({"code": os.waitstatus_to_exitcode(status), "cpu_s": usage.ru_utime + usage.ru_stime,
+               "rss_mb": usage.ru_maxrss / 1024}, out)
+"""
+
+
 def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[int, str, float, float]:
     """(exit code, stderr, CPU seconds, peak RSS in MB) of `ghostsweep ARGS`, under the address-space limit."""
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
-
-    stderr_path = cwd / ".stderr"
-    with open(stderr_path, "w") as stderr:
-        started = time.monotonic()
-        process = subprocess.Popen([sys.executable, "-P", "-m", "ghostsweep.orchestrator.cli", *args], cwd=cwd,
-                                   stdout=subprocess.DEVNULL, stderr=stderr, preexec_fn=limit,
-                                   env=os.environ | (env or {}))
-        while True:  # wait4, not communicate(): the rusage is this child's alone
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() - started > HANG_S:
-                process.kill()
-                process.wait()
-                pytest.fail(f"ghostsweep {' '.join(args)[:80]} hung for {HANG_S} s")
-            time.sleep(0.02)
-    seconds = usage.ru_utime + usage.ru_stime  # CPU, not wall: the machine may be shared
-    process.returncode = os.waitstatus_to_exitcode(status)
-    err = stderr_path.read_text(errors="replace")
-    stderr_path.unlink()
-    return process.returncode, err, seconds, usage.ru_maxrss / 1024
+    report = cwd / ".rusage.json"
+    command = [sys.executable, "-P", "-m", "ghostsweep.orchestrator.cli", *args]
+    try:
+        done = subprocess.run([sys.executable, "-P", "-c", LAUNCHER, str(ADDRESS_SPACE), str(report), *command],
+                              cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              errors="replace", env=os.environ | (env or {}), timeout=HANG_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"ghostsweep {' '.join(args)[:80]} hung for {HANG_S} s")
+    usage = json.loads(report.read_text())  # CPU, not wall: the machine may be shared
+    report.unlink()
+    return usage["code"], done.stderr, usage["cpu_s"], usage["rss_mb"]
 
 
 def assert_one_line_refusal(code: int, err: str, rss_mb: float, fragment: str, prefix: str = "ghostsweep") -> None:

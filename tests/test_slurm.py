@@ -310,14 +310,17 @@ def test_packing_two_trials_share_one_array_task(cli, tmp_path):
 
 def test_job_ignores_modules_in_the_sweep_directory(cli, tmp_path):
     """Jobs run in SWEEP_DIR (--chdir) under `python -P`: a `ghostsweep.py`, `submitit.py` or `torch.py` there
-    shadows neither submitit's bootstrap nor the worker."""
+    shadows neither submitit's bootstrap nor the worker. (`submit --out` refuses a folder of the user's own
+    files, so the modules are dropped into the sweep once it exists, and `extend` submits the job that meets them.)"""
     sweep = tmp_path / "sweep"
-    sweep.mkdir()
-    for name in ("ghostsweep.py", "submitit.py", "torch.py"):
-        (sweep / name).write_text(f"raise SystemExit('imported the shadowing {name}')\n")
     cli.env |= {"GHOSTSWEEP_TRIAL_RUNNER": "slurm_fixtures:timed_trial", "TIMED_TRIAL_S": "1"}
     cli("submit", write_spec(tmp_path / "s.yaml", "s"), "--out", sweep)
-    assert {r["status"] for r in wait_ended(sweep, timeout=300).values()} == {"done"}
+    wait_ended(sweep, timeout=300)
+    for name in ("ghostsweep.py", "submitit.py", "torch.py"):
+        (sweep / name).write_text(f"raise SystemExit('imported the shadowing {name}')\n")
+    cli("extend", sweep, "--seeds", "2")
+    ended = wait_ended(sweep, timeout=300)
+    assert len(ended) == 2 and {r["status"] for r in ended.values()} == {"done"}, ended
 
 
 def test_ddp_two_tasks_match_local_two_ranks(cli, tmp_path, data_dir):
