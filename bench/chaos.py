@@ -41,6 +41,7 @@ from ghostsweep.trials.trialdir import (
     METRICS_FILE,
     QUEUED_FILE,
     RESULT_FILE,
+    Outcome,
     read_lines,
 )
 
@@ -178,7 +179,7 @@ class Chaos:
         return "submit"
 
     def _skewed_host(self) -> str | None:
-        candidates = [d for d in self.trial_dirs() if self._result_status(d) != "done"]
+        candidates = [d for d in self.trial_dirs() if not self._is_done(d)]
         if not candidates:
             return None
         trial_dir = self.rng.choice(candidates)
@@ -189,8 +190,7 @@ class Chaos:
         return f"{trial_dir.name} ({skew:+.0f} s)"
 
     def _truncate_checkpoint(self) -> str | None:
-        candidates = [d for d in self.trial_dirs()
-                      if (d / CHECKPOINT_FILE).exists() and self._result_status(d) != "done"]
+        candidates = self._unfinished_with(CHECKPOINT_FILE)
         if not candidates:
             return None
         trial_dir = self.rng.choice(candidates)
@@ -202,8 +202,7 @@ class Chaos:
         return trial_dir.name
 
     def _truncate_metrics(self) -> str | None:
-        candidates = [d for d in self.trial_dirs()
-                      if (d / METRICS_FILE).exists() and self._result_status(d) != "done"]
+        candidates = self._unfinished_with(METRICS_FILE)
         if not candidates:
             return None
         trial_dir = self.rng.choice(candidates)
@@ -212,7 +211,7 @@ class Chaos:
         return trial_dir.name
 
     def _corrupt_result(self) -> str | None:
-        candidates = [d for d in self.trial_dirs() if self._result_status(d) == "done"]
+        candidates = [d for d in self.trial_dirs() if self._is_done(d)]
         if not candidates:
             return None
         trial_dir = self.rng.choice(candidates)
@@ -234,7 +233,7 @@ class Chaos:
                 queued = json.loads((trial_dir / QUEUED_FILE).read_text())
             except (OSError, ValueError):
                 continue
-            if queued.get("job_id") and self._result_status(trial_dir) != "done":
+            if queued.get("job_id") and not self._is_done(trial_dir):
                 jobs.append((trial_dir, queued["job_id"]))
         if not jobs:
             return None
@@ -243,11 +242,15 @@ class Chaos:
         return f"{trial_dir.name} (job {job_id})"
 
     @staticmethod
-    def _result_status(trial_dir: Path) -> str | None:
+    def _is_done(trial_dir: Path) -> bool:
         try:
-            return json.loads((trial_dir / RESULT_FILE).read_text()).get("status")
+            return json.loads((trial_dir / RESULT_FILE).read_text()).get("status") == Outcome.DONE.value
         except (OSError, ValueError):
-            return None
+            return False
+
+    def _unfinished_with(self, name: str) -> list[Path]:
+        """The trials not done yet that hold the file `name`: the ones a corrupted file can still hurt."""
+        return [d for d in self.trial_dirs() if (d / name).exists() and not self._is_done(d)]
 
 
 def compare(trial_dir: Path, reference: Path) -> list[str]:

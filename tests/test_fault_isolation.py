@@ -158,12 +158,17 @@ def _weights(out: Path) -> list[bytes]:
     return [tensor.numpy().tobytes() for tensor in state["model"].values()]
 
 
+def _interrupted_copy(reference: Path, out: Path) -> Path:
+    """The reference trial's directory as an interrupted attempt left it, ready to resume."""
+    shutil.copytree(reference, out)
+    write_result(out, TrialResult(status=Outcome.INTERRUPTED, trial_id=result(reference)["trial_id"]))
+    return out
+
+
 def test_a_truncated_checkpoint_is_set_aside_and_the_previous_one_resumes_bitwise(
     reference: Path, cifar10_dir: Path, tmp_path: Path
 ) -> None:
-    out = tmp_path / "trial"
-    shutil.copytree(reference, out)
-    write_result(out, TrialResult(status=Outcome.INTERRUPTED, trial_id=result(reference)["trial_id"]))
+    out = _interrupted_copy(reference, tmp_path / "trial")
     size = (out / CHECKPOINT_FILE).stat().st_size
     with open(out / CHECKPOINT_FILE, "r+b") as handle:
         handle.truncate(size // 2)
@@ -179,9 +184,7 @@ def test_a_truncated_checkpoint_is_set_aside_and_the_previous_one_resumes_bitwis
 def test_with_no_good_checkpoint_the_trial_starts_afresh_bitwise(
     reference: Path, cifar10_dir: Path, tmp_path: Path
 ) -> None:
-    out = tmp_path / "trial"
-    shutil.copytree(reference, out)
-    write_result(out, TrialResult(status=Outcome.INTERRUPTED, trial_id=result(reference)["trial_id"]))
+    out = _interrupted_copy(reference, tmp_path / "trial")
     for name in (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE):
         data = bytearray((out / name).read_bytes())
         data[len(data) // 2] ^= 0xFF  # one flipped bit's worth of rot
