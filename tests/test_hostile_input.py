@@ -137,7 +137,7 @@ def test_a_written_config_json_is_still_a_valid_config(tmp_path):
     from ghostsweep.trials.cli import config_from_args
 
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({"model": "resnet8", "recipe": {"weight_decay": 1e-05}, "trial_id": "x"}))
+    config.write_text(json.dumps({"model": "resnet8", "seed": 0, "recipe": {"weight_decay": 1e-05}, "trial_id": "x"}))
     args = build_parser("train").parse_args(["train", "--config", str(config), "--out", str(tmp_path / "t")])
     assert config_from_args(args).recipe.weight_decay == 1e-05
 

@@ -103,7 +103,7 @@ def test_depth_the_family_cannot_build_fails_in_one_line() -> None:
 
 
 def test_digitless_name_is_a_one_line_error_in_the_train_cli(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
-    assert train("--model", "foo", "--out", tmp_path / "trial") == 2
+    assert train("--model", "foo", "--seed", "0", "--out", tmp_path / "trial") == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("ghostsweep train: error: unknown model 'foo'; valid: ") and "\n" not in err, err
     assert not (tmp_path / "trial").exists()

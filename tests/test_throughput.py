@@ -20,7 +20,7 @@ from ghostsweep.trials.trialdir import ExitCode
 
 # ResNet-20, batch 32 at lr 0.025 (the recipe's lr 0.1 at batch 128, scaled linearly: the same step per image),
 # 200 iterations with a metrics row per iteration, so the loss curve is per iteration.
-EQUIVALENCE = ["--model", "resnet20", "--batch-size", "32", "--lr", "0.025", "--iterations", "200",
+EQUIVALENCE = ["--model", "resnet20", "--seed", "0", "--batch-size", "32", "--lr", "0.025", "--iterations", "200",
                "--eval-interval", "1", "--val-size", "0", "--test-size", "1000", "--no-test-every-eval"]
 
 
@@ -68,7 +68,7 @@ def test_dense_depthwise_trial_follows_the_grouped_one(cifar10_dir: Path, tmp_pa
     each sum), then curves that differ only by rounding. Measured when written: |Δ loss| ≤ 6.5e-5 over the first
     10 iterations, growing chaotically to ~1e-2 by iteration 30. A wrong dense weight would miss by ~1 at once;
     identical curves would mean the dense kernels never ran."""
-    options = ["--model", "ghost_resnet8", "--batch-size", "32", "--lr", "0.025", "--iterations", "10",
+    options = ["--model", "ghost_resnet8", "--seed", "0", "--batch-size", "32", "--lr", "0.025", "--iterations", "10",
                "--eval-interval", "1", "--val-size", "0", "--test-size", "200", "--no-test-every-eval",
                "--data-dir", str(cifar10_dir)]
     for depthwise in ("grouped", "dense"):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 from test_trial_helpers import SMOKE, train, train_process, trial_env
+
+from ghostsweep.trials.cli import OVERRIDES, config_from_args
 
 
 def write_fake_cifar(folder: Path, images: int = 10_000, shape: tuple[int, ...] = (10_000, 3072)) -> Path:
@@ -39,9 +42,28 @@ def one_line_error(capsys: pytest.CaptureFixture[str], *args: object) -> str:
 def test_invalid_config(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, flags: list[str], message: str
 ) -> None:
-    args = ["--model", "resnet8", "--out", tmp_path / "trial", "--data-dir", tmp_path, *flags]
+    args = ["--model", "resnet8", "--seed", "0", "--out", tmp_path / "trial", "--data-dir", tmp_path, *flags]
     assert message in one_line_error(capsys, *args)
     assert not (tmp_path / "trial").exists()
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    ([], "give --model and --seed (or a --config that sets them)"),
+    (["--model", "resnet8"], "give --seed (or a --config that sets it)"),
+    (["--seed", "3"], "give --model (or a --config that sets it)"),
+])
+def test_a_trials_identity_is_never_a_default(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, flags: list[str], message: str
+) -> None:
+    """--model and --seed name the trial: without them (or a --config that sets them) train refuses to guess."""
+    assert message in one_line_error(capsys, *flags, "--out", tmp_path / "trial", "--data-dir", tmp_path)
+    assert not (tmp_path / "trial").exists()
+
+
+def test_config_file_supplies_the_identity(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("model: resnet8\nseed: 4\n")
+    args = argparse.Namespace(**dict.fromkeys(OVERRIDES), config=tmp_path / "c.yaml")
+    assert config_from_args(args).seed == 4
 
 
 def test_missing_data_dir(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -79,7 +101,7 @@ def test_batch_not_divisible_by_world_size(
 ) -> None:
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "3")
-    err = one_line_error(capsys, "--model", "resnet8", "--batch-size", "128", "--out", tmp_path / "t",
+    err = one_line_error(capsys, "--model", "resnet8", "--seed", "0", "--batch-size", "128", "--out", tmp_path / "t",
                          "--data-dir", tmp_path)
     assert "recipe.batch_size 128 is not divisible by the world size 3" in err
 
@@ -98,6 +120,7 @@ def test_out_dir_of_another_trial(capsys: pytest.CaptureFixture[str], tmp_path: 
 
 
 def test_bad_input_from_the_command_line_has_no_traceback(tmp_path: Path) -> None:
-    completed = train_process("--model", "resnet8", "--iterations", "0", "--out", tmp_path, env=trial_env())
+    completed = train_process("--model", "resnet8", "--seed", "0", "--iterations", "0", "--out", tmp_path,
+                              env=trial_env())
     assert completed.returncode == 2
     assert completed.stderr.strip() == "ghostsweep train: error: recipe.iterations must be > 0, got 0"

@@ -14,7 +14,7 @@ from ghostsweep.trials.runner import derive_seed
 
 # lr 0.001: at lr 0.1, fp32 rounding alone (the batch summed as 64 + 64 instead of 128; on one rank, merely
 # another thread count) grows chaotically to ~1e-2 relative within 20 iterations. At lr 0.001 it stays small.
-RUN = ["--model", "resnet8", "--batch-size", "128", "--iterations", "20", "--eval-interval", "20",
+RUN = ["--model", "resnet8", "--seed", "0", "--batch-size", "128", "--iterations", "20", "--eval-interval", "20",
        "--lr", "0.001", "--val-size", "100", "--test-size", "100"]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
 

@@ -25,7 +25,7 @@ TRAIN = [sys.executable, "-m", "ghostsweep", "train"]
 TRAIN_MAIN = "ghostsweep.orchestrator.cli:main"  # in-process equivalent
 WALL_CLOCK_FIELDS = ("images_per_s", "elapsed_s")  # the only metrics that may differ between equal runs
 # A smoke trial: the smallest CIFAR ResNet, small batches, cheap evaluations.
-SMOKE = ["--model", "resnet8", "--batch-size", "32", "--val-size", "200", "--test-size", "200"]
+SMOKE = ["--model", "resnet8", "--seed", "0", "--batch-size", "32", "--val-size", "200", "--test-size", "200"]
 
 
 def trial_env(**extra: str) -> dict[str, str]:
@@ -42,17 +42,17 @@ def trial_dir_for(root: Path, config: TrialConfig) -> Path:
     return trial_dir
 
 
-def train(*args: object) -> int:
-    """Run `train` in this process (no interpreter start-up), on one thread like `train_process`; the stop
-    signals, which `train` leaves ignored for its process's exit, are handed back to pytest."""
+def train(*args: object, threads: int = 1) -> int:
+    """Run `train` in this process (no interpreter start-up), on one thread like `train_process` unless asked
+    for more; the stop signals, which `train` leaves ignored for its process's exit, are handed back to pytest."""
     module, _, function = TRAIN_MAIN.partition(":")
-    threads = torch.get_num_threads()
+    before = torch.get_num_threads()
     handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     try:
         return getattr(importlib.import_module(module), function)(["train", *map(str, args)])
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
 

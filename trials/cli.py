@@ -47,7 +47,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
                               usage="ghostsweep train (--model M --seed S | --config FILE) --out DIR [flags ...]")
     p.add_argument("--config", type=Path, help="TrialConfig as JSON or YAML; flags below override it")
     p.add_argument("--model", help="required unless --config names it; e.g. resnet20, ghost_resnet56")
-    p.add_argument("--seed", type=int, help="the trial's seed (weights, batches); 0 if neither it nor --config does")
+    p.add_argument("--seed", type=int, help="the trial's seed (weights, batches); required unless --config sets it")
     p.add_argument("--out", type=Path, required=True, help="trial directory")
     p.add_argument("--data-dir", type=Path,
                    help="cifar-10-batches-py or its parent (default: $GHOSTSWEEP_DATA_DIR, then the cache)")
@@ -101,13 +101,15 @@ def config_from_args(args: argparse.Namespace) -> TrialConfig:
     """The config file (if any) with the given flags laid over it; invalid values raise ValueError."""
     from ghostsweep.trials.config import TrialConfig
 
-    if args.config is None and args.model is None:
-        raise ValueError("give --model or --config")
     data: dict[str, Any] = _read_config_file(args.config) if args.config else {}
     for dest, (section, key) in OVERRIDES.items():
         value = getattr(args, dest)
         if value is not None:
             (data.setdefault(section, {}) if section else data)[key] = value
+    missing = [f"--{key}" for key in ("model", "seed") if key not in data]
+    if missing:  # a trial's identity is never a silent default
+        them = "them" if len(missing) > 1 else "it"
+        raise ValueError(f"give {' and '.join(missing)} (or a --config that sets {them})")
     return TrialConfig.from_dict(data)
 
 
