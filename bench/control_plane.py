@@ -7,9 +7,11 @@ Times whole CLI commands (`python -P -m ghostsweep ...`: interpreter start and i
 checkout and from the baseline, extracted read-only with `git archive` (no git state changes) into a folder
 that is put first on PYTHONPATH, so that `ghostsweep` imports from it. Commands: `plan sweeps/paper.yaml`,
 `models`, and plan/status/report over a synthetic sweep directory of `--trials` trials (built with
-`sweep_scale.py`'s fake trial files). Runs alternate between old and new, so a busy neighbour slows both alike;
-the table gives medians of wall time and of CPU time (the child's user+sys: on a shared machine, the figure the
-neighbours' load changes least) and the ratios old/new. Goals (issue 13): plan paper.yaml and models >= 20x
+`sweep_scale.py`'s fake trial files). status and report are timed twice: cold (the read cache and the report's
+files removed before each run) and warm (right after an untimed run of the same code, which leaves them). Runs
+alternate between old and new, so a busy neighbour slows both alike; the table gives medians of wall time and of
+CPU time (the child's user+sys: on a shared machine, the figure the neighbours' load changes least) and the
+ratios old/new. Goals (issue 13): plan paper.yaml and models >= 20x
 faster; the 10,000-trial plan/status/report < 2 s each.
 """
 
@@ -30,8 +32,10 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from sweep_scale import fake_trial_files  # noqa: E402
 
+from ghostsweep.orchestrator.report import report_paths  # noqa: E402
 from ghostsweep.orchestrator.spec import load_spec  # noqa: E402
 from ghostsweep.orchestrator.sweepdir import SweepDir  # noqa: E402
+from ghostsweep.orchestrator.trialcache import CACHE_FILE  # noqa: E402
 
 SEEDS = 20
 COMMANDS = ("paper", "models", "plan", "status", "report")  # `--commands` names, in the table's order
@@ -89,6 +93,22 @@ def run_once(command: list[str], pythonpath: str | None) -> tuple[float, float]:
     return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
+def forget(sweep_root: Path) -> None:
+    """A cold start: no read cache and no report (so none can be reused)."""
+    for path in [sweep_root / CACHE_FILE, *report_paths(sweep_root).values()]:
+        path.unlink(missing_ok=True)
+
+
+def timed(command: list[str], pythonpath: str | None, start: str | None, sweep_root: Path) -> tuple[float, float]:
+    """One timed run from a `start`: "cold" (`forget` first), "warm" (an untimed run of the same code first), or
+    None (as it is)."""
+    if start == "cold":
+        forget(sweep_root)
+    elif start == "warm":
+        run_once(command, pythonpath)
+    return run_once(command, pythonpath)
+
+
 def check_imports(pythonpath: str, expected: Path) -> None:
     """The baseline run must import the baseline package, not this checkout's editable install."""
     where = subprocess.run([sys.executable, "-P", "-c", "import ghostsweep; print(ghostsweep.__file__)"],
@@ -115,25 +135,26 @@ def main() -> None:
     spec_path, sweep_root = build_sweep(work, args.trials)
     trials = len(list((sweep_root / "trials").iterdir())) if (sweep_root / "trials").is_dir() else args.trials
     every = {
-        "paper": ("plan sweeps/paper.yaml", ["plan", "sweeps/paper.yaml"]),
-        "models": ("models", ["models"]),
-        "plan": (f"plan ({trials:,} trials)", ["plan", str(spec_path), "--out", str(sweep_root)]),
-        "status": (f"status ({trials:,} trials)", ["status", str(sweep_root), "--all"]),
-        "report": (f"report ({trials:,} trials)", ["report", str(sweep_root)]),
+        "paper": [("plan sweeps/paper.yaml", ["plan", "sweeps/paper.yaml"], None)],
+        "models": [("models", ["models"], None)],
+        "plan": [(f"plan ({trials:,} trials)", ["plan", str(spec_path), "--out", str(sweep_root)], None)],
+        "status": [(f"status ({trials:,}) {start}", ["status", str(sweep_root), "--all"], start)
+                   for start in ("cold", "warm")],
+        "report": [(f"report ({trials:,}) {start}", ["report", str(sweep_root)], start) for start in ("cold", "warm")],
     }
-    commands = dict(every[name] for name in COMMANDS if name in args.commands)
+    commands = [row for name in COMMANDS if name in args.commands for row in every[name]]
     print(f"baseline {args.baseline if baseline else 'skipped'}{f' from {baseline}' if baseline else ''}; "
           f"{args.repeats} runs per side, alternating; load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
           flush=True)
     header = (f"{'command':28} {'old wall':>9} {'new wall':>9} {'ratio':>7}   {'old cpu':>8} {'new cpu':>8} "
               f"{'ratio':>7}")
     rows = []
-    for label, command in commands.items():
+    for label, command, start in commands:
         old, new = [], []
         for _ in range(args.repeats):
             if baseline is not None:
-                old.append(run_once(command, str(baseline)))
-            new.append(run_once(command, None))
+                old.append(timed(command, str(baseline), start, sweep_root))
+            new.append(timed(command, None, start, sweep_root))
         new_wall, new_cpu = (statistics.median(run[i] for run in new) for i in (0, 1))
         if old:
             old_wall, old_cpu = (statistics.median(run[i] for run in old) for i in (0, 1))

@@ -145,6 +145,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     report.add_argument("--wandb", action="store_true", help="also log the table and plots to a W&B run")
     report.add_argument("--from-wandb", metavar="ENTITY/PROJECT[/SWEEP]",
                         help="aggregate the trial runs of one sweep in W&B instead of the files")
+    report.add_argument("--rows", type=int, default=None, metavar="N",
+                        help="print the rows and published-number tables for the first N rows (default 40; 0: all); "
+                             "the files always have every row")
     report.set_defaults(handler=run_report)
     return parser
 
@@ -318,7 +321,7 @@ def run_status(args: argparse.Namespace) -> int:
         raise ValueError(f"--interval: must be > 0 seconds, got {args.interval:g}")
     sweep = SweepDir(args.sweep_dir)
     index = sweep.index()
-    states, warnings = collect_states(sweep)
+    states, warnings = collect_states(sweep, remember=True)
     if args.json:
         print(json.dumps(summarize(states, index) | {"warnings": warnings}, indent=2))
         return 0
@@ -330,7 +333,7 @@ def run_status(args: argparse.Namespace) -> int:
     with Live(render(states, index, warnings, args.all), console=console, auto_refresh=False) as live:
         while any(s.state in UNFINISHED for s in states):
             time.sleep(args.interval)
-            states, warnings = collect_states(sweep)
+            states, warnings = collect_states(sweep, remember=True)
             live.update(render(states, index, warnings, args.all), refresh=True)
     return 0
 
@@ -349,10 +352,17 @@ def run_cancel(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    """A sweep whose report inputs are unchanged since its report.json (`report.inputs_sha256`) keeps its files
+    and prints report.json again, without analysing or drawing (nor importing scipy or matplotlib); `--wandb`
+    always makes the report afresh, for its run."""
     from rich.console import Console
 
-    from ghostsweep.orchestrator.report import build_report, terminal_report, write_report
+    from ghostsweep.orchestrator.report import TERMINAL_ROWS, build_report, report_paths, terminal_report, write_report
 
+    rows = TERMINAL_ROWS if args.rows is None else args.rows
+    if rows < 0:
+        raise ValueError(f"--rows: must be >= 0 (0: all), got {args.rows}")
+    reused = None
     if args.from_wandb:
         from ghostsweep.orchestrator.report_wandb import records_from_wandb
 
@@ -361,18 +371,23 @@ def run_report(args: argparse.Namespace) -> int:
     else:
         if args.sweep_dir is None:
             raise ValueError("report: give SWEEP_DIR (or --from-wandb ENTITY/PROJECT[/SWEEP])")
-        from ghostsweep.orchestrator.report import records_from_sweep
-
-        out_dir = args.sweep_dir
         from ghostsweep.orchestrator.extend import report_options
+        from ghostsweep.orchestrator.report import inputs_sha256, records_from_sweep, reusable_report
+        from ghostsweep.orchestrator.trialcache import read_trials
 
-        report = build_report(*records_from_sweep(args.sweep_dir), **report_options(SweepDir(args.sweep_dir)))
-    paths = write_report(report, Path(out_dir), raster=args.wandb)  # PNGs only for W&B
+        out_dir, sweep = args.sweep_dir, SweepDir(args.sweep_dir)
+        reads, options = read_trials(sweep, curves=True, remember=True), report_options(sweep)
+        inputs = inputs_sha256(sweep, reads, options)
+        reused = None if args.wandb else reusable_report(Path(out_dir), inputs)
+        report = reused or build_report(*records_from_sweep(sweep, reads), **options, inputs_sha256=inputs)
+    # PNGs only for W&B
+    paths = report_paths(Path(out_dir)) if reused else write_report(report, Path(out_dir), raster=args.wandb)
     console = Console()
     if not console.is_terminal:
         console.width = 160  # a table piped to a file or a pager keeps its columns
-    console.print(terminal_report(report))
-    print(f"wrote {paths['html']} (open it in a browser), {paths['md']}, {paths['json']} and the plots as "
+    console.print(terminal_report(report, rows))
+    print(f"{'wrote' if reused is None else 'kept (its inputs are unchanged)'} {paths['html']} (open it in a "
+          f"browser), {paths['md']}, {paths['json']} and the plots as "
           f"{Path(out_dir) / 'report-*.svg'}{' and .png' if args.wandb else ''}")
     if args.wandb:
         from ghostsweep.orchestrator.report_wandb import log_report

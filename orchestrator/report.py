@@ -10,11 +10,15 @@ half-width, prediction interval and seeds needed; params, MACs, compute hours; e
 its kind), `comparisons` (treatment − reference, paired by seed, Welch beside it, size ratios, the sources'
 claims), `ablations` (each published ablation curve with our rows along it, and its baseline), `extensions`
 (seeds added by `ghostsweep extend`), `sources`, `wandb`, `trials` (per trial: seed, accuracies, learning curve).
+A report of a sweep directory also holds `inputs_sha256`, the digest of what it was made from: `report` on an
+unchanged sweep reuses the files and prints report.json again (`reusable_report`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
+import json
 import re
 import textwrap
 import time
@@ -26,17 +30,14 @@ from typing import Any
 from ghostsweep.model.registry import model_info
 from ghostsweep.orchestrator.analysis import DEFAULT_TARGET_HALFWIDTH_PP, Metric, RowInput, analyse
 from ghostsweep.orchestrator.references import CONTEXT, REFERENCES
-from ghostsweep.orchestrator.report_plots import CURVE_METRIC, Plot, render_plots
-from ghostsweep.orchestrator.state import read_state
+from ghostsweep.orchestrator.report_plots import PLOTS, Plot, render_plots
 from ghostsweep.orchestrator.sweepdir import SweepDir, trial_settings
+from ghostsweep.orchestrator.trialcache import TrialRead, read_trials
 from ghostsweep.trials.config import TrialConfig
 from ghostsweep.trials.trialdir import (
-    METRICS_FILE,
     TrialResult,
     TrialStatus,
-    atomic_write_json,
     atomic_write_text,
-    read_lines,
 )
 
 
@@ -59,31 +60,22 @@ class TrialRecord:
     settings: dict[str, Any] = field(default_factory=dict)  # sweepdir.trial_settings: what rows are compared by
 
 
-def records_from_sweep(sweep_dir: Path) -> tuple[str, list[TrialRecord], dict[str, Any]]:
-    """Title, records in plan order and W&B settings, from the files of a sweep directory."""
-    sweep = SweepDir(sweep_dir)
+def records_from_sweep(sweep_dir: Path | SweepDir, reads: list[TrialRead] | None = None,
+                       ) -> tuple[str, list[TrialRecord], dict[str, Any]]:
+    """Title, records in plan order and W&B settings, from the files of a sweep directory: its `read_trials`
+    with curves (settled trials through the read cache), or `reads` when the caller has them."""
+    sweep = sweep_dir if isinstance(sweep_dir, SweepDir) else SweepDir(sweep_dir)
     index = sweep.index()
     records = []
-    for trial_id in index["trial_ids"]:
-        trial = index["trials"][trial_id]
-        trial_dir = sweep.trial_dir(trial_id)
-        state = read_state(trial_dir)
+    for trial_id, read in zip(index["trial_ids"], reads or read_trials(sweep, curves=True), strict=True):
+        trial, state = index["trials"][trial_id], read.state
         records.append(TrialRecord(
             trial_id=trial_id, group=trial["group"], label=trial["label"], variant=trial["variant"],
             model=trial["model"], first_layer=trial["first_layer"], block_norm=trial["block_norm"],
             seed=trial["seed"], iterations=trial["iterations"], done=state.state == TrialStatus.DONE,
-            result=state.result, curve=_read_curve(trial_dir / METRICS_FILE), settings=trial.get("settings", {}),
+            result=state.result, curve=read.curve, settings=trial.get("settings", {}),
         ))
     return index["name"], records, index.get("wandb", {})
-
-
-def _read_curve(path: Path) -> list[tuple[int, float]]:
-    """The trial's curve; none when metrics.jsonl is unreadable (its trial's rerun repairs it, the rest report)."""
-    try:
-        rows = read_lines(path)
-    except (ValueError, OSError):
-        return []
-    return [(row["iteration"], row[CURVE_METRIC]) for row in rows if row.get(CURVE_METRIC) is not None]
 
 
 @cache
@@ -121,8 +113,9 @@ def _row_input(members: list[TrialRecord]) -> RowInput:
 def build_report(
     title: str, records: list[TrialRecord], wandb: dict[str, Any] | None = None,
     target_halfwidth_pp: float = DEFAULT_TARGET_HALFWIDTH_PP, extensions: list[dict[str, Any]] | None = None,
+    inputs_sha256: str | None = None,
 ) -> dict[str, Any]:
-    """Everything the report shows, as plain data (this is report.json)."""
+    """Everything the report shows, as plain data (this is report.json); `inputs_sha256` is recorded when given."""
     groups: dict[str, list[TrialRecord]] = {}
     for record in records:
         groups.setdefault(record.group, []).append(record)
@@ -134,7 +127,8 @@ def build_report(
     used = {ref["source"] for row in conclusions["rows"] for ref in row["references"]}
     sources = {ref.source.key: asdict(ref.source) for ref in REFERENCES if ref.source.key in used}
     return {
-        "title": title, "generated_at": time.time(), **conclusions, "extensions": extensions or [],
+        "title": title, "generated_at": time.time(), **({"inputs_sha256": inputs_sha256} if inputs_sha256 else {}),
+        **conclusions, "extensions": extensions or [],
         "sources": sources, "wandb": wandb or {},
         "trials": [{"trial_id": r.trial_id, "group": r.group, "seed": r.seed, "done": r.done,
                     **{m.value: None if r.result is None else getattr(r.result, m.value) for m in Metric},
@@ -143,6 +137,58 @@ def build_report(
     }
 
 
+REPORT_CODE = ("report.py", "report_plots.py", "analysis.py", "stats.py", "references.py")  # what makes a report
+
+
+def inputs_sha256(sweep: SweepDir, reads: list[TrialRead], options: dict[str, Any]) -> str:
+    """What a sweep's report is made from, digested: sweep.json (title, W&B settings, each trial's row and
+    settings), `build_report`'s options, each trial's read (its `digest`: a remembered trial's is in the read
+    cache, so an unchanged sweep is checked without building its records), and the code that turns them into a
+    report. Equal digests make the same report (but for `generated_at`)."""
+    digest = hashlib.sha256(sweep.index_path.read_bytes())
+    for name in REPORT_CODE:
+        digest.update((Path(__file__).parent / name).read_bytes())
+    digest.update(json.dumps([options, [read.digest for read in reads]], separators=(",", ":")).encode())
+    return digest.hexdigest()
+
+
+def report_paths(out_dir: Path) -> dict[str, Path]:
+    """The files `write_report` writes: json, md, html, and per plot NAME the SVG (`NAME-svg`) and the PNG
+    (`NAME`, with `--wandb` only)."""
+    paths = {"json": out_dir / "report.json", "md": out_dir / "report.md", "html": out_dir / "report.html"}
+    for name in PLOTS:
+        paths[name], paths[f"{name}-svg"] = out_dir / f"report-{name}.png", out_dir / f"report-{name}.svg"
+    return paths
+
+
+def reusable_report(out_dir: Path, inputs: str) -> dict[str, Any] | None:
+    """report.json in `out_dir`, but for its `trials` (what the terminal shows), when it was made from these
+    inputs (`inputs_sha256`) and every file but the PNGs is still there; else None (a missing, unreadable or
+    older report is made again)."""
+    paths = report_paths(out_dir)
+    if not all(path.is_file() for key, path in paths.items() if key not in PLOTS):
+        return None
+    try:
+        text = paths["json"].read_text(encoding="utf-8")
+        trials = text.rfind(TRIALS_KEY)  # the last key, at the top level (the only one indented by 2)
+        report = json.loads(text if trials < 0 else text[:trials] + "\n}")
+    except (ValueError, OSError):
+        return None
+    return report if isinstance(report, dict) and report.get("inputs_sha256") == inputs else None
+
+
+TRIALS_KEY = ',\n  "trials": ['
+
+
+def report_json(report: dict[str, Any]) -> str:
+    """report.json's text: indented, but each trial (with its learning curve) on one line, so that a sweep of 10⁴
+    trials is a few megabytes, written in a fraction of a second."""
+    head = {key: value for key, value in report.items() if key != "trials"}
+    if "trials" not in report:
+        return json.dumps(head, indent=2) + "\n"
+    trials = ",\n".join(f"    {json.dumps(trial)}" for trial in report["trials"])
+    body = json.dumps(head | {"trials": []}, indent=2)  # "trials" last, as in the report
+    return body.removesuffix("[]\n}") + (f"[\n{trials}\n  ]\n}}\n" if trials else "[]\n}\n")
 
 
 def write_report(report: dict[str, Any], out_dir: Path, raster: bool = True) -> dict[str, Path]:
@@ -152,12 +198,11 @@ def write_report(report: dict[str, Any], out_dir: Path, raster: bool = True) -> 
     that none is older than its SVG."""
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = render_plots(report, raster)
-    paths = {"json": out_dir / "report.json", "md": out_dir / "report.md", "html": out_dir / "report.html"}
-    atomic_write_json(paths["json"], report)
+    paths = report_paths(out_dir)
+    atomic_write_text(paths["json"], report_json(report))
     atomic_write_text(paths["md"], to_markdown(report))
     atomic_write_text(paths["html"], to_html(report, plots))
     for name, plot in plots.items():
-        paths[name], paths[f"{name}-svg"] = out_dir / f"report-{name}.png", out_dir / f"report-{name}.svg"
         if plot.png is None:
             paths[name].unlink(missing_ok=True)
         else:
@@ -215,6 +260,7 @@ class Table:
     rows: list[list[str]]
     grouped: bool = False  # consecutive rows with the same first cell belong to one row of the report
     terminal: tuple[int, ...] | None = None  # the columns the terminal shows (None: all), so that ~150 columns hold it
+    per_row: bool = False  # lines about the report's rows: the terminal shows those of the first `--rows` rows
 
 
 TABLE_COLUMNS = (
@@ -282,12 +328,12 @@ def report_tables(report: dict[str, Any]) -> list[Table]:
     tables = [Table(
         "Rows", "CIFAR-10 test accuracy (%): mean ± sample std [95% t-interval of the mean] over the seeds that "
         f"are done; the seeds the observed spread needs for a ±{report['target_halfwidth_pp']:g} pp interval (the "
-        "target).", TABLE_COLUMNS, table_rows(report), terminal=(0, 1, 2, 3, 4, 6, 7, 8))]
+        "target).", TABLE_COLUMNS, table_rows(report), terminal=(0, 1, 2, 3, 4, 6, 7, 8), per_row=True)]
     if published := published_rows(report):
         tables.append(Table(
             "Published numbers", "Each published number is judged by the method its kind calls for (named in the "
             "verdict); ours − paper uses the accuracy that method compares (final, or the max over evaluations for "
-            "a number selected on the test set).", PUBLISHED_COLUMNS, published, grouped=True))
+            "a number selected on the test set).", PUBLISHED_COLUMNS, published, grouped=True, per_row=True))
     if report["comparisons"]:
         tables.append(Table(
             "Comparisons", "Δ = treatment − reference, in percentage points of CIFAR-10 test accuracy, paired by "
@@ -379,9 +425,13 @@ def to_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def terminal_report(report: dict[str, Any]) -> Any:
+TERMINAL_ROWS = 40  # report rows the terminal's per-row tables show by default (`report --rows`); 0: all
+
+
+def terminal_report(report: dict[str, Any], rows: int = TERMINAL_ROWS) -> Any:
     """What `ghostsweep report` prints (a rich renderable): the answer, then the tables; the files hold the
-    plots, notes and sources."""
+    plots, notes and sources. The tables about rows show the first `rows` report rows (0: all) and say how many
+    more the files have; the answer and the comparisons are always whole."""
     from rich import box
     from rich.console import Group
     from rich.markup import escape
@@ -408,8 +458,9 @@ def terminal_report(report: dict[str, Any]) -> Any:
                         title_justify="left", caption_justify="left", title_style="bold underline",
                         header_style="bold")
         shown = table.terminal or range(len(table.columns))
+        lines, left_out = _first_rows(table, rows)
         for j in shown:  # a column of numbers never wraps: its header is wrapped to the numbers' width instead
-            cells = [cells[j] for cells in table.rows]
+            cells = [cells[j] for cells in lines]
             if all(NUMBER.match(cell) for cell in cells):
                 header = table.columns[j].replace(" − ", "\xa0−\xa0")  # "ours − paper" stays on one line
                 width = max([len(cell) for cell in cells] + [len(word) for word in header.split(" ")] + [8])
@@ -417,13 +468,27 @@ def terminal_report(report: dict[str, Any]) -> Any:
             else:  # labels keep one line up to 30 characters
                 out.add_column(escape(table.columns[j]), min_width=min(max(map(len, cells), default=0), 30),
                                overflow="fold")
-        for i, cells in enumerate(table.rows):
-            repeated = table.grouped and i and cells[0] == table.rows[i - 1][0]
-            last = table.grouped and (i + 1 == len(table.rows) or table.rows[i + 1][0] != cells[0])
+        for i, cells in enumerate(lines):
+            repeated = table.grouped and i and cells[0] == lines[i - 1][0]
+            last = table.grouped and (i + 1 == len(lines) or lines[i + 1][0] != cells[0])
             out.add_row(Text("" if repeated else cells[0], style="bold"), *(styled(cells[j]) for j in shown[1:]),
                         end_section=last)
         parts += [Text(), out]
+        if left_out:
+            parts.append(Text(f"… and {left_out} more row{'s' if left_out > 1 else ''} in report.md and report.html "
+                              "(`ghostsweep report --rows 0` prints them all)", style="dim"))
     return Group(*parts)
+
+
+def _first_rows(table: Table, rows: int) -> tuple[list[list[str]], int]:
+    """The table's lines about its first `rows` report rows (a row's lines share their first cell), and how many
+    rows are left out; every line when `rows` is 0 or the table is not per row."""
+    if not table.per_row or not rows:
+        return table.rows, 0
+    starts = [i for i, cells in enumerate(table.rows) if not i or cells[0] != table.rows[i - 1][0]]
+    if len(starts) <= rows:
+        return table.rows, 0
+    return table.rows[:starts[rows]], len(starts) - rows
 
 
 NUMBER = re.compile(r"[\d±+\-−—]")  # a cell that starts like a number stays on one line

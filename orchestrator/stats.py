@@ -10,7 +10,8 @@ Our numbers are n seeds of one variant. A published number is one of:
 
 Differences between two of our variants are paired by seed (seed s of both models sees the same batches,
 so the difference removes that shared noise); when seeds do not pair, Welch's interval is used instead.
-Only `scipy.special` is imported (t quantiles and tails); `scipy.stats` costs seconds to import.
+Only `scipy.special` is imported (t quantiles and tails); `scipy.stats` costs seconds to import. numpy and scipy are
+imported when a number is computed, not with this module: a `report` that reuses its report.json never needs them.
 """
 
 from __future__ import annotations
@@ -19,9 +20,6 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-from scipy.special import stdtr, stdtrit
-
 LEVEL = 0.95
 BEST_OF_DRAWS = 200_000  # Monte Carlo draws for best-of-m: the interval's ends move < 0.01 pp between seeds
 BEST_OF_SEED = 20200601  # fixed, so a report is reproducible to the digit
@@ -29,6 +27,8 @@ BEST_OF_SEED = 20200601  # fixed, so a report is reproducible to the digit
 
 def t_quantile(df: float, level: float = LEVEL) -> float:
     """The two-sided `level` quantile of Student's t with `df` degrees of freedom."""
+    from scipy.special import stdtrit
+
     return float(stdtrit(df, 0.5 + level / 2))
 
 
@@ -101,6 +101,8 @@ def welch_interval(a: Sample, b: Sample, level: float = LEVEL) -> Interval | Non
         return Interval(delta, delta, delta, "Welch interval of the difference of means", a.n + b.n)
     df = (va + vb) ** 2 / (va**2 / (a.n - 1) + vb**2 / (b.n - 1))
     half = t_quantile(df, level) * se
+    from scipy.special import stdtr
+
     p_value = float(2 * stdtr(df, -abs(delta) / se))
     return Interval(delta, delta - half, delta + half, "Welch interval of the difference of means",
                     a.n + b.n, df, p_value)
@@ -138,6 +140,8 @@ def paired_interval(a_by_seed: Mapping[int, float], b_by_seed: Mapping[int, floa
     sample = Sample.of(differences)
     p_value = None
     if sample.std:
+        from scipy.special import stdtr
+
         p_value = float(2 * stdtr(sample.n - 1, -abs(sample.mean) / (sample.std / math.sqrt(sample.n))))
     return Interval(interval.estimate, interval.low, interval.high, "paired t-interval over seeds", len(seeds),
                     sample.n - 1, p_value)
@@ -153,6 +157,8 @@ def best_of_interval(values: Sequence[float], draws: int, level: float = LEVEL) 
     sample = Sample.of(values)
     if sample.std is None or draws < 1:
         return None
+    import numpy as np
+
     rng = np.random.default_rng(BEST_OF_SEED)
     sigma = sample.std * np.sqrt((sample.n - 1) / rng.chisquare(sample.n - 1, BEST_OF_DRAWS))
     mu = rng.normal(sample.mean, sigma / math.sqrt(sample.n))

@@ -11,8 +11,9 @@ from ghostsweep.orchestrator import badnodes
 from ghostsweep.orchestrator.backends import get_backend
 from ghostsweep.orchestrator.backends.base import Backend, JobInfo, JobPhase, Resources, Submission
 from ghostsweep.orchestrator.lease import filesystem_now
-from ghostsweep.orchestrator.state import TrialState, mark_queued, read_state, record_job_id, unqueue
+from ghostsweep.orchestrator.state import TrialState, mark_queued, record_job_id, unqueue
 from ghostsweep.orchestrator.sweepdir import SweepDir, trial_resources
+from ghostsweep.orchestrator.trialcache import read_states
 from ghostsweep.trials.datadir import cifar10_folder, data_root, download_allowed, resolve_data_dir
 from ghostsweep.trials.trialdir import TrialStatus
 
@@ -50,10 +51,11 @@ def check_sweep_data(sweep: SweepDir, backend: Backend) -> list[str]:
     return check_data(backend, index.get("data_dir_override"), index.get("data_dir"))
 
 
-def collect_states(sweep: SweepDir, poll: bool = True) -> tuple[list[TrialState], list[str]]:
-    """Every trial's state in plan order, refined by the backends' view of queued trials; plus warnings."""
+def collect_states(sweep: SweepDir, poll: bool = True, remember: bool = False) -> tuple[list[TrialState], list[str]]:
+    """Every trial's state in plan order, refined by the backends' view of queued trials; plus warnings.
+    `remember`: update the read cache (`status` does)."""
     now = filesystem_now(sweep.root)  # one probe: every lease's age on the filesystem's clock
-    states = [read_state(sweep.trial_dir(trial_id), now) for trial_id in sweep.trial_ids()]
+    states = read_states(sweep, now, remember)  # settled trials from the read cache (orchestrator/trialcache.py)
     states, warnings = refine_with_backends(sweep, states) if poll else (states, [])
     return states, warnings + bad_node_warnings(sweep, states)
 

@@ -1,6 +1,6 @@
 """The ray backend: on a local Ray (one session for the in-process tests), through the CLI, and inside Slurm.
 
-Trials are real (CIFAR-10, resnet20, tens of iterations) except in the packing test, whose subject is Tune's
+Trials are real (CIFAR-10, resnet8 or resnet20, tens of iterations) except in the packing test, whose subject is Tune's
 scheduling: there a stand-in trial that sleeps records when it ran, so the overlap is measured, not guessed.
 """
 
@@ -98,9 +98,9 @@ def test_smoke_sweep_matches_local_backend(local_ray, tmp_path):
 
 def test_retry_resumes_and_permanent_failure_is_recorded(local_ray, tmp_path):
     spec = {"name": "faults", "seeds": [0], "resources": {"cpus_per_trial": 1}, "grids": [
-        {"model": "resnet20", "faults.fail_at_iteration": 15, "faults.times": 1},  # fails once, after ckpt 10
-        {"model": "resnet20", "recipe.lr": 0.05, "faults.fail_at_iteration": 5},  # fails every attempt
-        {"model": "resnet20", "recipe.lr": 0.02},
+        {"model": "resnet8", "faults.fail_at_iteration": 15, "faults.times": 1},  # fails once, after ckpt 10
+        {"model": "resnet8", "recipe.lr": 0.05, "faults.fail_at_iteration": 5},  # fails every attempt
+        {"model": "resnet8", "recipe.lr": 0.02},
     ]}
     sweep = run_sweep(tmp_path / "sweep", spec, "ray", {"max_failures": 1})
     once, always, fine = sweep.trial_ids()
@@ -215,7 +215,7 @@ def two_node_slurm():
 def test_ray_cluster_on_slurm_runs_sweep_on_both_nodes(two_node_slurm, tmp_path):
     spec_file, root = tmp_path / "spec.yaml", tmp_path / "sweep"
     spec_file.write_text(json.dumps({
-        **TINY, "name": "onslurm", "grids": [{"model": "resnet20"}], "seeds": 4,
+        **TINY, "name": "onslurm", "grids": [{"model": "resnet8"}], "seeds": 4,
         "resources": {"cpus_per_trial": 1},
     }))
     env = os.environ | ENV | two_node_slurm

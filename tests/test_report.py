@@ -7,6 +7,8 @@ import io
 import json
 import random
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ from ghostsweep.orchestrator.report import (
     TrialRecord,
     build_report,
     records_from_sweep,
+    report_json,
     terminal_report,
     write_report,
 )
@@ -188,3 +191,59 @@ def test_pairings_are_every_pair_that_differs_in_one_factor():
                 for p in find_pairings(rows, baseline_of)] == expected
         found += len(expected)
     assert found > 300  # the rows do pair, in every factor
+
+
+REPORT_AND_IMPORTS = """
+import sys
+from ghostsweep.orchestrator.cli import main
+assert main(["report", sys.argv[1]]) == 0
+print("imported:", [name for name in ("scipy", "matplotlib", "numpy") if name in sys.modules])
+"""
+
+
+def report_in_a_process(sweep: SweepDir) -> str:
+    """`ghostsweep report` in a fresh interpreter (this one has scipy and matplotlib imported), and what it imported."""
+    return subprocess.run([sys.executable, "-P", "-c", REPORT_AND_IMPORTS, str(sweep.root)], capture_output=True,
+                          text=True, check=True).stdout
+
+
+def test_an_unchanged_sweep_keeps_its_report_and_a_changed_one_gets_a_new_one(tmp_path):
+    sweep = finished_sweep(tmp_path)
+    first = report_in_a_process(sweep)
+    written = (sweep.root / "report.json").read_bytes()
+    assert "\nwrote " in first and "imported: ['scipy', 'matplotlib', 'numpy']" in first
+    again = report_in_a_process(sweep)
+    assert "\nkept (its inputs are unchanged) " in again and "imported: []" in again  # no analysis, no drawing
+    assert again.split("\nkept ")[0] == first.split("\nwrote ")[0]  # the same terminal report
+    assert (sweep.root / "report.json").read_bytes() == written
+    trial_id = sweep.trial_ids()[0]
+    write_result(sweep.trial_dir(trial_id), TrialResult(status=Outcome.DONE, trial_id=trial_id, final_test_acc=91.0))
+    assert "\nwrote " in report_in_a_process(sweep)  # a changed result
+    assert json.loads((sweep.root / "report.json").read_text())["trials"][0]["final_test_acc"] == 91.0
+    assert "\nkept " in report_in_a_process(sweep)
+    (sweep.root / "report-differences.svg").unlink()
+    assert "\nwrote " in report_in_a_process(sweep)  # a file gone
+    assert (sweep.root / "report-differences.svg").is_file()
+
+
+def test_the_terminal_shows_the_first_rows_and_says_how_many_more(tmp_path, capsys):
+    sweep = finished_sweep(tmp_path)
+    assert main(["report", str(sweep.root), "--rows", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("… and 1 more row in report.md and report.html") == 2  # the rows and the published numbers
+    assert "ghost_resnet56-conv-keep − resnet56: " in out  # the answer stays whole
+    assert main(["report", str(sweep.root), "--rows", "0"]) == 0
+    assert "more row" not in capsys.readouterr().out
+    assert main(["report", str(sweep.root), "--rows", "-1"]) == 2
+    assert capsys.readouterr().err == "ghostsweep: error: --rows: must be >= 0 (0: all), got -1\n"
+
+
+def test_report_json_keeps_one_trial_a_line(tmp_path):
+    report = build_report(*records_from_sweep(finished_sweep(tmp_path).root))
+    text = report_json(report)
+    assert json.loads(text) == json.loads(json.dumps(report))
+    lines = text.splitlines()
+    start = lines.index('  "trials": [')
+    assert [json.loads(line.strip().rstrip(",")) for line in lines[start + 1:-2]] == json.loads(json.dumps(
+        report["trials"]))
+    assert report_json(report | {"trials": []}).endswith('"trials": []\n}\n')

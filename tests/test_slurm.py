@@ -1,8 +1,9 @@
 """The slurm backend against the project's real local Slurm cluster (slurm/cluster.sh), on CPU with CIFAR-10.
 
 Every sbatch/sacct/squeue/scancel the CLI runs goes through a logging wrapper first on PATH: real calls,
-counted. Trials are tiny (ResNet-20, a few dozen iterations on a 500-image val/test split), the smoke sweep's
-too. The node-failure test starts its own two-node cluster (another prefix and port base) so it never disturbs
+counted. Trials are tiny: a few dozen iterations on a 500-image val/test split, of ResNet-8 (ResNet-20 where a
+trial must still be running when it is signalled, and in the smoke sweep, which keeps smoke.yaml's models). The
+node-failure test starts its own two-node cluster (another prefix and port base) so it never disturbs
 the shared one.
 """
 
@@ -111,9 +112,9 @@ class Cli:
 
 
 def write_spec(path: Path, name: str, *, seeds: int = 1, recipe: dict | None = None,
-               resources: dict | None = None, options: dict | None = None) -> Path:
+               resources: dict | None = None, options: dict | None = None, model: str = "resnet8") -> Path:
     spec = {
-        "name": name, "grids": [{"model": ["resnet20"]}], "seeds": seeds,
+        "name": name, "grids": [{"model": [model]}], "seeds": seeds,
         "recipe": TINY["recipe"] | (recipe or {}), "data": TINY["data"], "runtime": TINY["runtime"],
         "resources": RESOURCES | (resources or {}), "backend": {"name": "slurm", "options": options or {}},
     }
@@ -241,9 +242,10 @@ def test_status_falls_back_to_squeue_without_sacct(cli, tmp_path):
 
 def test_preemption_checkpoints_requeues_and_matches(cli, tmp_path):
     """`scancel --signal=USR2` mid-trial: checkpoint, requeue, resume; same metrics as without it."""
-    recipe = {"iterations": 45, "milestones": [20, 35], "eval_interval": 15}
-    preempted = cli("submit", write_spec(tmp_path / "a.yaml", "a", recipe=recipe), "--out", tmp_path / "a")
-    cli("submit", write_spec(tmp_path / "b.yaml", "b", recipe=recipe), "--out", tmp_path / "b")
+    recipe = {"iterations": 45, "milestones": [20, 35], "eval_interval": 15}  # ResNet-20: still running at USR2
+    preempted = cli("submit", write_spec(tmp_path / "a.yaml", "a", recipe=recipe, model="resnet20"), "--out",
+                    tmp_path / "a")
+    cli("submit", write_spec(tmp_path / "b.yaml", "b", recipe=recipe, model="resnet20"), "--out", tmp_path / "b")
     (trial,) = trial_dirs(tmp_path / "a")
     assert job_of(trial) in preempted.stdout
     wait_for(lambda: (trial / "checkpoint.pt").exists(), 240, "the first checkpoint")
