@@ -146,8 +146,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     report.add_argument("--from-wandb", metavar="ENTITY/PROJECT[/SWEEP]",
                         help="aggregate the trial runs of one sweep in W&B instead of the files")
     report.add_argument("--rows", type=int, default=None, metavar="N",
-                        help="print the rows and published-number tables for the first N rows (default 40; 0: all); "
-                             "the files always have every row")
+                        help="print the first N entries of the answer and of the rows, published-number and "
+                             "comparison tables (default 40; 0: all); the files always have everything")
     report.set_defaults(handler=run_report)
     return parser
 

@@ -260,7 +260,7 @@ class Table:
     rows: list[list[str]]
     grouped: bool = False  # consecutive rows with the same first cell belong to one row of the report
     terminal: tuple[int, ...] | None = None  # the columns the terminal shows (None: all), so that ~150 columns hold it
-    per_row: bool = False  # lines about the report's rows: the terminal shows those of the first `--rows` rows
+    per_row: bool = False  # one entry per line (or group): the terminal shows the first `--rows` entries
 
 
 TABLE_COLUMNS = (
@@ -339,7 +339,7 @@ def report_tables(report: dict[str, Any]) -> list[Table]:
             "Comparisons", "Δ = treatment − reference, in percentage points of CIFAR-10 test accuracy, paired by "
             "seed (the same seed gives both rows the same batches); Welch's unpaired interval beside it. A "
             "published Δ (two single runs) is judged against the 95% prediction interval for one unpaired pair of "
-            "runs.", COMPARISON_COLUMNS, comparison_rows(report), terminal=(0, 1, 2, 4, 5, 6, 7, 8)))
+            "runs.", COMPARISON_COLUMNS, comparison_rows(report), terminal=(0, 1, 2, 4, 5, 6, 7, 8), per_row=True))
     tables += [ablation_table(ablation) for ablation in report.get("ablations", [])]
     if context := context_rows(report):
         tables.append(Table(
@@ -430,8 +430,8 @@ TERMINAL_ROWS = 40  # report rows the terminal's per-row tables show by default 
 
 def terminal_report(report: dict[str, Any], rows: int = TERMINAL_ROWS) -> Any:
     """What `ghostsweep report` prints (a rich renderable): the answer, then the tables; the files hold the
-    plots, notes and sources. The tables about rows show the first `rows` report rows (0: all) and say how many
-    more the files have; the answer and the comparisons are always whole."""
+    plots, notes and sources. The answer and the tables of rows and comparisons show their first `rows` entries
+    (0: all; 500 rows of a 10⁴-trial sweep are for the files) and say how many more the files have."""
     from rich import box
     from rich.console import Group
     from rich.markup import escape
@@ -448,9 +448,12 @@ def terminal_report(report: dict[str, Any], rows: int = TERMINAL_ROWS) -> Any:
                         Text("The answer", style="bold underline")]
     if not report["answer"]:
         parts.append(Text("No comparison yet: no two rows differ in one factor with seeds done."))
-    for comparison, sentence in zip(report["comparisons"], report["answer"], strict=False):
+    answers = list(zip(report["comparisons"], report["answer"], strict=False))
+    for comparison, sentence in answers[:rows or None]:
         label = comparison["difference"] if sentence.startswith(comparison["difference"]) else ""
         parts.append(Text("• ").append_text(styled(sentence, label)))
+    if rows and len(answers) > rows:
+        parts.append(_more(len(answers) - rows))
     for table in report_tables(report):
         caption = table.intro + (" Some columns are left out here: report.md and report.html have them all."
                                  if table.terminal else "")
@@ -475,9 +478,15 @@ def terminal_report(report: dict[str, Any], rows: int = TERMINAL_ROWS) -> Any:
                         end_section=last)
         parts += [Text(), out]
         if left_out:
-            parts.append(Text(f"… and {left_out} more row{'s' if left_out > 1 else ''} in report.md and report.html "
-                              "(`ghostsweep report --rows 0` prints them all)", style="dim"))
+            parts.append(_more(left_out))
     return Group(*parts)
+
+
+def _more(left_out: int) -> Any:
+    from rich.text import Text
+
+    return Text(f"… and {left_out} more in report.md and report.html (`ghostsweep report --rows 0` prints them all)",
+                style="dim")
 
 
 def _first_rows(table: Table, rows: int) -> tuple[list[list[str]], int]:

@@ -1,9 +1,10 @@
 """The per-trial read cache that `status` and `report` share: a settled trial is read once and remembered.
 
-A trial is settled when only a change to a file in its folder can change what we read: done, failed or preempted.
-(A failed trial's lease, if any, was stale or its holder dead when read; only a rewrite or touch of lease.json, which
-changes the signature, makes it fresh again.) Running, queued, pending and unreadable trials are always read live:
-a running trial's lease ages with the time, and an unreadable trial's reason names the path the sweep was given by.
+A trial is settled when only a change to a file in its folder can change what we read: every state but running and
+unreadable. `read_state` depends on the clock only through a lease's freshness: a trial that is not running has no
+lease or a stale one, and only a rewrite or touch of lease.json, which changes the signature, makes it fresh again.
+Running and unreadable trials are always read live: a running trial's lease ages with the time, and an unreadable
+trial's reason names the path the sweep was given by. A queued trial that starts writes its lease: a new signature.
 Each remembered trial is keyed by the stat signature of its folder and of every file `read_state` and the learning
 curve read: (size, mtime_ns, inode), or absent. A file replaced (every writer renames), rewritten, appended to,
 created or deleted changes the signature, and the trial is read again. The signature holds the files' own stats,
@@ -25,7 +26,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ghostsweep.orchestrator.lease import filesystem_now
+from ghostsweep.orchestrator.lease import STALE_S, filesystem_now
 from ghostsweep.orchestrator.report_plots import CURVE_METRIC
 from ghostsweep.orchestrator.state import TrialState, read_state
 from ghostsweep.orchestrator.sweepdir import TRIALS_DIR, SweepDir
@@ -45,7 +46,7 @@ from ghostsweep.trials.trialdir import (
 )
 
 CACHE_FILE = ".trial-cache.json"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 CACHE_SWITCH = "GHOSTSWEEP_TRIAL_CACHE"  # "off": read every trial live
 SIGNED_FILES = (RESULT_FILE, QUEUED_FILE, LEASE_FILE, PROGRESS_FILE, METRICS_FILE)
 RACY_S = 2.0
@@ -116,7 +117,7 @@ def read_trials(sweep: SweepDir, now: float | None = None, curves: bool = False,
         signature = _signature(folder, entry["sig"] if entry is not None else None)
         if entry is not None and signature is not None and entry["sig"] == signature:
             if curves and "curve" not in entry:  # remembered by `status`, which reads no curves
-                entry = entry | {"curve": read_curve(os.path.join(folder, METRICS_FILE))}
+                entry = entry | {"curve": _curve_text(read_curve(os.path.join(folder, METRICS_FILE)))}
             if curves and "digest" not in entry:
                 entry = entry | {"digest": _content_digest(entry)}
                 changed = True
@@ -182,9 +183,11 @@ def _rememberable(state: TrialState, signature: list[Any] | None, now: float) ->
     clock."""
     if signature is None:
         return False
-    settled = state.state in (TrialStatus.DONE, TrialStatus.FAILED, TrialStatus.PREEMPTED)
+    settled = state.state not in (TrialStatus.RUNNING, TrialStatus.UNREADABLE)
     newest = max([signature[0], *(file[2] for file in signature[2:])])
-    return settled and newest < (now - RACY_S) * 1e9
+    # a young lease whose holder died here is not fresh, but would be if its pid were reused: not remembered
+    lease_young = any(file[0] == LEASE_FILE and file[2] >= (now - STALE_S) * 1e9 for file in signature[2:])
+    return settled and not lease_young and newest < (now - RACY_S) * 1e9
 
 
 def _to_entry(live: tuple[TrialState, Curve], signature: list[Any] | None, with_curve: bool) -> dict[str, Any]:
@@ -196,7 +199,13 @@ def _to_entry(live: tuple[TrialState, Curve], signature: list[Any] | None, with_
         "progress": None if state.progress is None else state.progress.to_dict(), "result": result,
         "lease": state.lease, "node": state.node,
     }
-    return entry | {"curve": curve} if with_curve else entry
+    return entry | {"curve": _curve_text(curve)} if with_curve else entry
+
+
+def _curve_text(curve: Curve) -> str:
+    """A curve as the cache holds it: JSON text inside the JSON, so that loading the cache does not decode
+    10⁴ curves that only a report which rebuilds its files needs."""
+    return json.dumps(curve, separators=(",", ":"))
 
 
 def _from_entry(trial_id: str, entry: dict[str, Any] | None, curves: bool) -> tuple[TrialState, Curve] | None:
@@ -209,7 +218,7 @@ def _from_entry(trial_id: str, entry: dict[str, Any] | None, curves: bool) -> tu
             progress=None if progress is None else ProgressRecord(**progress),
             result=None if result is None else TrialResult(**result | {"status": Outcome(result["status"])}),
             lease=entry["lease"], node=entry["node"])
-        curve = list(map(tuple, entry.get("curve", ()))) if curves else []
+        curve = list(map(tuple, json.loads(entry.get("curve", "[]")))) if curves else []
     except (KeyError, TypeError, ValueError):
         return None
     return state, curve

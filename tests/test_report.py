@@ -230,10 +230,10 @@ def test_the_terminal_shows_the_first_rows_and_says_how_many_more(tmp_path, caps
     sweep = finished_sweep(tmp_path)
     assert main(["report", str(sweep.root), "--rows", "1"]) == 0
     out = capsys.readouterr().out
-    assert out.count("… and 1 more row in report.md and report.html") == 2  # the rows and the published numbers
-    assert "ghost_resnet56-conv-keep − resnet56: " in out  # the answer stays whole
+    assert out.count("… and 1 more in report.md and report.html") == 2  # the rows and the published numbers
+    assert "ghost_resnet56-conv-keep − resnet56: " in out  # the one comparison: its answer is the first entry
     assert main(["report", str(sweep.root), "--rows", "0"]) == 0
-    assert "more row" not in capsys.readouterr().out
+    assert "… and" not in capsys.readouterr().out
     assert main(["report", str(sweep.root), "--rows", "-1"]) == 2
     assert capsys.readouterr().err == "ghostsweep: error: --rows: must be >= 0 (0: all), got -1\n"
 

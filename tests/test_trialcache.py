@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ghostsweep.orchestrator.cli import main
+from ghostsweep.orchestrator.lease import STALE_S, Lease
 from ghostsweep.orchestrator.spec import parse_spec
 from ghostsweep.orchestrator.state import mark_queued
 from ghostsweep.orchestrator.sweepdir import SweepDir
@@ -85,14 +86,14 @@ def test_outputs_are_the_same_with_the_cache_as_without_it(sweep: SweepDir, caps
     monkeypatch.delenv(CACHE_SWITCH)
     cold = outputs(sweep, capsys)
     remembered = json.loads((sweep.root / CACHE_FILE).read_text())["trials"]
-    assert len(remembered) == 5 and all("curve" in entry for entry in remembered.values())  # not the pending one
+    assert len(remembered) == 6 and all("curve" in entry for entry in remembered.values())  # pending ones too
     warm = outputs(sweep, capsys)
     assert without == cold == warm
     assert "done 4" in warm["status"] and "failed 1" in warm["status"] and "pending 1" in warm["status"]
 
 
 def test_settled_trials_come_from_the_cache(sweep: SweepDir, monkeypatch) -> None:
-    read_trials(sweep, curves=True, remember=True)  # remembers the five settled trials
+    read_trials(sweep, curves=True, remember=True)  # remembers the six settled trials
     cache = sweep.root / CACHE_FILE
     data = json.loads(cache.read_text())
     done = next(trial_id for trial_id, entry in data["trials"].items() if entry["state"] == "done")
@@ -132,7 +133,7 @@ def test_a_torn_corrupt_or_foreign_cache_is_rebuilt(sweep: SweepDir, capsys, bad
     expected = status_output(sweep, capsys, "--all")
     (sweep.root / CACHE_FILE).write_bytes(bad)
     assert status_output(sweep, capsys, "--all") == expected
-    assert len(json.loads((sweep.root / CACHE_FILE).read_text())["trials"]) == 5  # written afresh
+    assert len(json.loads((sweep.root / CACHE_FILE).read_text())["trials"]) == 6  # written afresh
 
 
 def test_only_status_and_report_write_the_cache(sweep: SweepDir, capsys) -> None:
@@ -153,3 +154,17 @@ def test_fresh_files_are_read_live_until_they_age(sweep: SweepDir) -> None:
     read_trials(sweep, remember=True)
     assert done in json.loads((sweep.root / CACHE_FILE).read_text())["trials"]
 
+
+
+def test_a_running_trial_is_always_read_live(sweep: SweepDir, capsys) -> None:
+    """A fresh lease ages with the clock alone: the running trial is never remembered, and when its holder is
+    gone (here: the lease grows stale) status says so without any file of the trial changing."""
+    running = sweep.trial_ids()[5]
+    mark_queued(sweep.trial_dir(running), "local")
+    lease = Lease.acquire(sweep.trial_dir(running))
+    age(sweep.trial_dir(running), 5)  # older than the racy window, younger than a stale lease
+    assert final_accuracy(sweep, capsys, running) == ("running", None)
+    assert running not in json.loads((sweep.root / CACHE_FILE).read_text())["trials"]
+    age(sweep.trial_dir(running), STALE_S + 60)  # the holder stopped heartbeating long ago
+    assert final_accuracy(sweep, capsys, running)[0] != "running"
+    lease.release()
