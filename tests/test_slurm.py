@@ -278,10 +278,10 @@ def test_real_timeout_requeues_and_finishes(cli, tmp_path):
 def test_cancel_then_rerun_failed(cli, tmp_path):
     """Cancelled trials, one waiting and one running (it stops "interrupted" first), show failed (cancelled);
     status shows the running one's job and node; `rerun --failed` completes both, the running one resuming.
-    The trial is the stand-in (30 s of work), so it is surely running when cancelled."""
+    The trial is the stand-in (15 s of work), so it is surely running when cancelled."""
     sweep = tmp_path / "sweep"
     spec = write_spec(tmp_path / "c.yaml", "c", seeds=2, options={"array_parallelism": 1})
-    cli.env |= {"GHOSTSWEEP_TRIAL_RUNNER": "slurm_fixtures:timed_trial", "TIMED_TRIAL_S": "30",
+    cli.env |= {"GHOSTSWEEP_TRIAL_RUNNER": "slurm_fixtures:timed_trial", "TIMED_TRIAL_S": "15",
                 "PYTHONPATH": cli.env["PYTHONPATH"]}
     cli("submit", spec, "--out", sweep)
     first, second = trial_dirs(sweep)
@@ -367,7 +367,7 @@ def test_smoke_sweep_matches_local_backend(cli, tmp_path):
 def test_node_failure_requeues_on_the_other_node(data_dir, tmp_path, monkeypatch):
     """Two-node cluster of its own: the running trial's node dies (slurmd and its jobs, SIGKILL); Slurm
     marks the job NODE_FAIL, which poll does not call final, and requeues it on the other node, where the
-    trial resumes and finishes. The trial is the 40 s stand-in (progress saved each second) so that it is
+    trial resumes and finishes. The trial is the 25 s stand-in (progress saved each second) so that it is
     surely still running when its node dies; the real runner's resume is what the preemption test checks."""
     knobs = {"GHOSTSWEEP_SLURM_PREFIX": "/tmp/ghostsweep-slurm-nodefail",
              "GHOSTSWEEP_SLURM_PORT_BASE": "7817", "GHOSTSWEEP_SLURM_NODES": "2"}
@@ -376,7 +376,7 @@ def test_node_failure_requeues_on_the_other_node(data_dir, tmp_path, monkeypatch
     cli = Cli(tmp_path / "bin", data_dir, conf)
     try:
         spec = write_spec(tmp_path / "n.yaml", "n")
-        cli.env |= {"GHOSTSWEEP_TRIAL_RUNNER": "slurm_fixtures:timed_trial", "TIMED_TRIAL_S": "40",
+        cli.env |= {"GHOSTSWEEP_TRIAL_RUNNER": "slurm_fixtures:timed_trial", "TIMED_TRIAL_S": "25",
                     "PYTHONPATH": cli.env["PYTHONPATH"]}
         cli("submit", spec, "--out", tmp_path / "sweep")
         (trial,) = trial_dirs(tmp_path / "sweep")
