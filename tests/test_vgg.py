@@ -210,8 +210,8 @@ def test_ghost_vgg16_learns(cifar10_dir: Path, tmp_path: Path) -> None:
     """160 iterations of batch 16 from the vgg preset on the real CIFAR-10, two CPU threads, take Ghost-VGG-16
     from chance to well above it on 500 test images. Measured (one thread): 11.0, 11.8, 14.6, 19.4% at iterations
     40, 80, 120, 160, and 19.6% at 160 on two; chance is 10 ± 1.3%, so the bound, 15%, is 3.7 std above chance and
-    4.4 pp below the measurement. lr 0.02 (the preset's 0.1 is for batch 64; at lr 0.05 the loss stayed above 3 for 100 iterations;
-    lr 0.01 reached only 15.8% at 120)."""
+    4.4 pp below the measurement. lr 0.02 (the preset's 0.1 is for batch 64; at lr 0.05 the loss stayed above 3
+    for 100 iterations; lr 0.01 reached only 15.8% at 120)."""
     code = train("--model", "ghost_vgg16", "--seed", "0", "--recipe-preset", "vgg", "--iterations", "160",
                  "--batch-size", "16", "--lr", "0.02", "--val-size", "0", "--test-size", "500",
                  "--normalization", "channel", "--eval-interval", "160", "--checkpoint-interval", "160",
