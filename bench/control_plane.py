@@ -100,12 +100,15 @@ def forget(sweep_root: Path) -> None:
 
 
 def timed(command: list[str], pythonpath: str | None, start: str | None, sweep_root: Path) -> tuple[float, float]:
-    """One timed run from a `start`: "cold" (`forget` first), "warm" (an untimed run of the same code first), or
+    """One timed run from a `start`: "cold" (`forget` first), "warm" (an untimed run of the same code first),
+    "after-status" (an untimed `status` of the same code first: `plan` reads the cache but never writes it), or
     None (as it is)."""
     if start == "cold":
         forget(sweep_root)
     elif start == "warm":
         run_once(command, pythonpath)
+    elif start == "after-status":
+        run_once(["status", str(sweep_root)], pythonpath)
     return run_once(command, pythonpath)
 
 
@@ -137,7 +140,8 @@ def main() -> None:
     every = {
         "paper": [("plan sweeps/paper.yaml", ["plan", "sweeps/paper.yaml"], None)],
         "models": [("models", ["models"], None)],
-        "plan": [(f"plan ({trials:,} trials)", ["plan", str(spec_path), "--out", str(sweep_root)], None)],
+        "plan": [(f"plan ({trials:,}) {start}", ["plan", str(spec_path), "--out", str(sweep_root)], start)
+                 for start in ("cold", "after-status")],
         "status": [(f"status ({trials:,}) {start}", ["status", str(sweep_root), "--all"], start)
                    for start in ("cold", "warm")],
         "report": [(f"report ({trials:,}) {start}", ["report", str(sweep_root)], start) for start in ("cold", "warm")],

@@ -25,10 +25,9 @@ from rich.text import Text
 
 from ghostsweep.model.registry import complexity, model_info
 from ghostsweep.orchestrator.backends.base import Resources
-from ghostsweep.orchestrator.lease import filesystem_now
 from ghostsweep.orchestrator.spec import SweepSpec
-from ghostsweep.orchestrator.state import read_state
 from ghostsweep.orchestrator.sweepdir import SweepDir
+from ghostsweep.orchestrator.trialcache import read_states
 from ghostsweep.trials.config import TrialConfig
 from ghostsweep.trials.trialdir import TrialStatus
 
@@ -177,9 +176,9 @@ def plan_trials(spec: SweepSpec, sweep_root: Path) -> list[PlannedTrial]:
     sweep = SweepDir(sweep_root)
     trial_ids = spec.trial_ids  # hashed once, at expansion
     states: dict[str, str] = {}
-    if sweep.index_path.exists():
-        now = filesystem_now(sweep.root)  # one probe of the filesystem's clock for every lease's age
-        states = {trial_id: str(read_state(sweep.trial_dir(trial_id), now).state) for trial_id in trial_ids}
+    if sweep.index_path.exists():  # settled trials from the read cache that `status` and `report` keep
+        known = {state.trial_id: str(state.state) for state in read_states(sweep)}
+        states = {trial_id: known.get(trial_id, str(TrialStatus.PENDING)) for trial_id in trial_ids}
     planned = []
     for number, (trial, trial_id) in enumerate(zip(spec.trials, trial_ids, strict=True), 1):
         resources = spec.resources_for(trial_id)
