@@ -104,6 +104,7 @@ def read_trials(sweep: SweepDir, now: float | None = None, curves: bool = False,
     trials_root = os.path.join(os.path.normpath(sweep.root), TRIALS_DIR)
     cache_path = os.path.join(sweep.root, CACHE_FILE)
     cached = _load(cache_path) if enabled else {}
+    enabled = enabled and (remember or bool(cached))  # nothing to use or keep: read live without signing
     entries: dict[str, dict[str, Any]] = {}
     changed = False
     reads = []
