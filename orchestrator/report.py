@@ -161,6 +161,10 @@ def report_paths(out_dir: Path) -> dict[str, Path]:
     return paths
 
 
+TRIALS_KEY = ',\n  "trials": ['  # where report.json's last key starts: written by `report_json`, cut at by
+# `reusable_report`, which needs everything but the trials
+
+
 def reusable_report(out_dir: Path, inputs: str) -> dict[str, Any] | None:
     """report.json in `out_dir`, but for its `trials` (what the terminal shows), when it was made from these
     inputs (`inputs_sha256`) and every file but the PNGs is still there; else None (a missing, unreadable or
@@ -177,8 +181,6 @@ def reusable_report(out_dir: Path, inputs: str) -> dict[str, Any] | None:
     return report if isinstance(report, dict) and report.get("inputs_sha256") == inputs else None
 
 
-TRIALS_KEY = ',\n  "trials": ['
-
 
 def report_json(report: dict[str, Any]) -> str:
     """report.json's text: indented, but each trial (with its learning curve) on one line, so that a sweep of 10⁴
@@ -186,9 +188,9 @@ def report_json(report: dict[str, Any]) -> str:
     head = {key: value for key, value in report.items() if key != "trials"}
     if "trials" not in report:
         return json.dumps(head, indent=2) + "\n"
-    trials = ",\n".join(f"    {json.dumps(trial)}" for trial in report["trials"])
-    body = json.dumps(head | {"trials": []}, indent=2)  # "trials" last, as in the report
-    return body.removesuffix("[]\n}") + (f"[\n{trials}\n  ]\n}}\n" if trials else "[]\n}\n")
+    trials = ",\n".join(f"    {json.dumps(trial)}" for trial in report["trials"])  # "trials" last, as in the report
+    tail = f"\n{trials}\n  ]\n}}\n" if trials else "]\n}\n"
+    return json.dumps(head, indent=2).removesuffix("\n}") + TRIALS_KEY + tail
 
 
 def write_report(report: dict[str, Any], out_dir: Path, raster: bool = True) -> dict[str, Path]:
