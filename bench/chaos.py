@@ -35,7 +35,7 @@ from typing import Any
 import torch
 import yaml
 
-from ghostsweep.orchestrator.lease import append_lease_event, lease_log_overlaps, read_lease, written_here
+from ghostsweep.orchestrator.sweepdir.lease import append_lease_event, lease_log_overlaps, read_lease, written_here
 from ghostsweep.trials.trialdir import (
     CHECKPOINT_FILE,
     METRICS_FILE,
@@ -54,7 +54,7 @@ SKEWED_WORKER = """
 import sys, time
 real_time = time.time
 time.time = lambda: real_time() + float(sys.argv[1])  # this host's clock is off by that much
-from ghostsweep.orchestrator import lease, worker
+from ghostsweep.orchestrator.sweepdir import lease, worker
 lease.this_machine = lambda: "chaos-second-host/boot/pid:[1]"
 sys.exit(worker.main(sys.argv[2:]))
 """

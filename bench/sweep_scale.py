@@ -25,12 +25,12 @@ from rich.console import Console
 
 REPO = Path(__file__).resolve().parents[1]
 
-from ghostsweep.orchestrator.plan import print_plan  # noqa: E402
-from ghostsweep.orchestrator.report import build_report, records_from_sweep, write_report  # noqa: E402
-from ghostsweep.orchestrator.spec import load_spec  # noqa: E402
-from ghostsweep.orchestrator.status import render  # noqa: E402
-from ghostsweep.orchestrator.sweep import collect_states  # noqa: E402
-from ghostsweep.orchestrator.sweepdir import SweepDir  # noqa: E402
+from ghostsweep.orchestrator.monitor.status import render  # noqa: E402
+from ghostsweep.orchestrator.report.build import build_report, records_from_sweep, write_report  # noqa: E402
+from ghostsweep.orchestrator.spec.plan import print_plan  # noqa: E402
+from ghostsweep.orchestrator.spec.sweepspec import load_spec  # noqa: E402
+from ghostsweep.orchestrator.submission.sweep import collect_states  # noqa: E402
+from ghostsweep.orchestrator.sweepdir.directory import SweepDir  # noqa: E402
 from ghostsweep.trials.trialdir import LEASE_FILE, atomic_write_json  # noqa: E402
 
 SPEC = """

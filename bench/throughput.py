@@ -10,7 +10,8 @@ What each side measures (batch 128, same model code, same device and torch threa
 - reference: akamaster's loop. torchvision PIL transforms (flip, pad-4 crop, normalise) in a shuffled
   DataLoader with `--workers` processes, then forward, cross-entropy, backward, SGD step; eager fp32 NCHW.
   Timed from the end of its warm-up iterations to its last step (CUDA synchronised at both ends).
-- trial: `python -m ghostsweep.orchestrator.worker TRIAL_DIR...`, the very process a sweep runs, in the configuration;
+- trial: `python -m ghostsweep.orchestrator.submission.worker TRIAL_DIR...`, the very process a sweep runs, in
+  the configuration;
   its own `images_per_s` (data order, on-device augmentation, forward, backward, SGD step, loss read-back
   every 20 iterations; evaluation and file writes excluded) over every eval period but the first (warm-up,
   compilation, CUDA graph capture). Packed: K trials in one worker, started together with equal work; the
@@ -47,7 +48,8 @@ from torchvision import transforms
 REPO = Path(__file__).resolve().parents[1]
 
 from ghostsweep import model  # noqa: E402
-from ghostsweep.orchestrator.plan import THROUGHPUT_FILE  # noqa: E402
+from ghostsweep.orchestrator.backends.base import WORKER_MODULE  # noqa: E402
+from ghostsweep.orchestrator.spec.plan import THROUGHPUT_FILE  # noqa: E402
 from ghostsweep.trials import data as cifar  # noqa: E402
 from ghostsweep.trials.config import DataConfig, Recipe, RuntimeConfig, TrialConfig  # noqa: E402
 
@@ -211,7 +213,7 @@ def _start_worker(job: Job, root: Path, data_dir: Path, device: str, threads: in
     env = os.environ | {"OMP_NUM_THREADS": str(threads), "GHOSTSWEEP_DATA_DIR": str(data_dir)}
     env |= extra_env or {}
     with open(root / WORKER_OUTPUT, "w") as output:  # a file, not a pipe: workers waited on later never block
-        worker = subprocess.Popen([sys.executable, "-m", "ghostsweep.orchestrator.worker", *map(str, trial_dirs)],
+        worker = subprocess.Popen([sys.executable, "-m", WORKER_MODULE, *map(str, trial_dirs)],
                                   env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
     return worker, trial_dirs
 

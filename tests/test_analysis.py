@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from ghostsweep.orchestrator.analysis import Metric, RowInput, analyse, judge_reference
-from ghostsweep.orchestrator.references import references_for
-from ghostsweep.orchestrator.report import build_report, records_from_sweep
-from ghostsweep.orchestrator.spec import parse_spec
-from ghostsweep.orchestrator.sweepdir import SweepDir
+from ghostsweep.orchestrator.report.analysis import Metric, RowInput, analyse, judge_reference
+from ghostsweep.orchestrator.report.build import build_report, records_from_sweep
+from ghostsweep.orchestrator.report.references import references_for
+from ghostsweep.orchestrator.spec.sweepspec import parse_spec
+from ghostsweep.orchestrator.sweepdir.directory import SweepDir
 from ghostsweep.trials.trialdir import Outcome, TrialResult, write_result
 
 SEEDS = (0, 1, 2, 3, 4)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ghostsweep.orchestrator import worker
+from ghostsweep.orchestrator.submission import worker
 from ghostsweep.trials.config import TrialConfig
 from ghostsweep.trials.datadir import DEFAULT_CACHE, data_root
 from ghostsweep.trials.trialdir import ExitCode, atomic_write_json

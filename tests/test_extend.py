@@ -14,8 +14,8 @@ from scipy.stats import t
 from test_sweep_local import fake_env
 
 from ghostsweep.orchestrator.cli import main
-from ghostsweep.orchestrator.spec import load_spec
-from ghostsweep.orchestrator.sweepdir import EXTENSIONS_FILE, SweepDir, describe_trials
+from ghostsweep.orchestrator.spec.sweepspec import load_spec
+from ghostsweep.orchestrator.sweepdir.directory import EXTENSIONS_FILE, SweepDir, describe_trials
 from ghostsweep.trials.config import TrialConfig
 from ghostsweep.trials.trialdir import CONFIG_FILE, Outcome, TrialResult, write_result
 

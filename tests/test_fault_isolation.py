@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 from test_trial_helpers import REPO, SMOKE, metrics, result, train
 
+from ghostsweep.orchestrator.backends.base import WORKER_MODULE
 from ghostsweep.orchestrator.cli import _after_submission
-from ghostsweep.orchestrator.lease import Lease
-from ghostsweep.orchestrator.spec import load_spec
-from ghostsweep.orchestrator.sweep import backend_for, submit_trials
-from ghostsweep.orchestrator.sweepdir import SweepDir
+from ghostsweep.orchestrator.spec.sweepspec import load_spec
+from ghostsweep.orchestrator.submission.sweep import backend_for, submit_trials
+from ghostsweep.orchestrator.sweepdir.directory import SweepDir
+from ghostsweep.orchestrator.sweepdir.lease import Lease
 from ghostsweep.trials.trialdir import (
     CHECKPOINT_FILE,
     PREVIOUS_CHECKPOINT_FILE,
@@ -124,7 +125,7 @@ def test_a_trial_leased_elsewhere_is_skipped_not_failed(tmp_path: Path, capsys: 
     trial_dir = sweep.trial_dir(sweep.trial_ids()[0])
     held = Lease.acquire(trial_dir)
     try:
-        skipped = subprocess.run([sys.executable, "-P", "-m", "ghostsweep.orchestrator.worker", str(trial_dir)],
+        skipped = subprocess.run([sys.executable, "-P", "-m", WORKER_MODULE, str(trial_dir)],
                                  capture_output=True, text=True, timeout=300)
         assert skipped.returncode == ExitCode.SKIPPED and "already running elsewhere" in skipped.stdout
         backend = backend_for(sweep)

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from ghostsweep.orchestrator.cli import main
-from ghostsweep.orchestrator.spec import load_spec, parse_spec
-from ghostsweep.orchestrator.sweepdir import SweepDir
+from ghostsweep.orchestrator.spec.sweepspec import load_spec, parse_spec
+from ghostsweep.orchestrator.sweepdir.directory import SweepDir
 from ghostsweep.trials.trialdir import record_failure
 
 REPO = Path(__file__).resolve().parents[1]

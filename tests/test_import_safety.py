@@ -28,7 +28,7 @@ def shadowing_project(root: Path) -> Path:
 
 def test_worker_command_keeps_the_working_directory_off_sys_path(tmp_path: Path) -> None:
     command = worker_command([tmp_path / "t"])
-    assert command[:4] == [sys.executable, "-P", "-m", "ghostsweep.orchestrator.worker"]
+    assert command[:4] == [sys.executable, "-P", "-m", "ghostsweep.orchestrator.submission.worker"]
 
 
 def test_local_sweep_from_a_shadowing_directory(tmp_path: Path) -> None:

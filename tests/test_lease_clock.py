@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from ghostsweep.orchestrator import lease
-from ghostsweep.orchestrator.lease import Lease, lease_log_overlaps
-from ghostsweep.orchestrator.state import read_state
+from ghostsweep.orchestrator.sweepdir import lease
+from ghostsweep.orchestrator.sweepdir.lease import Lease, lease_log_overlaps
+from ghostsweep.orchestrator.sweepdir.state import read_state
 from ghostsweep.trials.trialdir import Outcome, TrialResult, TrialStatus, write_result
 
 SKEWS = [pytest.param(600.0, id="10-min-ahead"), pytest.param(-600.0, id="10-min-behind")]
@@ -31,7 +31,7 @@ import os, sys, time
 from pathlib import Path
 real_time = time.time
 time.time = lambda: real_time() + float(sys.argv[2])  # this host's clock is off
-from ghostsweep.orchestrator import lease, state
+from ghostsweep.orchestrator.sweepdir import lease, state
 lease.this_machine = lambda: "another-machine/another-boot/pid:[1]"
 if sys.argv[3] == "hold":
     if sys.argv[4] != "-":  # a container on another machine whose host name is ours: its pids are not ours

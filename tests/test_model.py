@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ghostsweep import model
-from ghostsweep.orchestrator.models_table import table_variants
+from ghostsweep.orchestrator.cli.models import table_variants
 
 RESNET_PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962, 1202: 19_421_274}
 GHOST_KEEP_PARAMS = {20: 140_458, 56: 442_186, 110: 894_778}

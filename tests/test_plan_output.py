@@ -11,9 +11,9 @@ import pytest
 from rich.console import Console
 
 from ghostsweep import model
-from ghostsweep.orchestrator import plan
 from ghostsweep.orchestrator.cli import main
-from ghostsweep.orchestrator.spec import load_spec
+from ghostsweep.orchestrator.spec import plan
+from ghostsweep.orchestrator.spec.sweepspec import load_spec
 from ghostsweep.trials.config import TrialConfig
 
 REPO = Path(__file__).resolve().parents[1]

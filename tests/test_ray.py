@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 from ghostsweep.orchestrator.backends import get_backend
-from ghostsweep.orchestrator.spec import parse_spec
-from ghostsweep.orchestrator.state import read_state
-from ghostsweep.orchestrator.sweep import submit_trials
-from ghostsweep.orchestrator.sweepdir import SweepDir
+from ghostsweep.orchestrator.spec.sweepspec import parse_spec
+from ghostsweep.orchestrator.submission.sweep import submit_trials
+from ghostsweep.orchestrator.sweepdir.directory import SweepDir
+from ghostsweep.orchestrator.sweepdir.state import read_state
 from ghostsweep.trials.files import atomic_write_json, read_json, read_lines
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,9 +11,9 @@ from test_trial_helpers import train
 
 from ghostsweep import model
 from ghostsweep.model import registry
-from ghostsweep.orchestrator.models_table import table_variants
-from ghostsweep.orchestrator.references import REFERENCES
-from ghostsweep.orchestrator.spec import parse_spec
+from ghostsweep.orchestrator.cli.models import table_variants
+from ghostsweep.orchestrator.report.references import REFERENCES
+from ghostsweep.orchestrator.spec.sweepspec import parse_spec
 from ghostsweep.trials import cli as train_cli
 from ghostsweep.trials.config import TrialConfig
 

@@ -16,9 +16,9 @@ import pytest
 from rich.console import Console
 from scipy import stats
 
-from ghostsweep.orchestrator.analysis import RowInput, _pair, find_pairings, summarise
 from ghostsweep.orchestrator.cli import main
-from ghostsweep.orchestrator.report import (
+from ghostsweep.orchestrator.report.analysis import RowInput, _pair, find_pairings, summarise
+from ghostsweep.orchestrator.report.build import (
     TrialRecord,
     build_report,
     records_from_sweep,
@@ -26,9 +26,9 @@ from ghostsweep.orchestrator.report import (
     terminal_report,
     write_report,
 )
-from ghostsweep.orchestrator.report_plots import PLOTS
-from ghostsweep.orchestrator.spec import load_spec
-from ghostsweep.orchestrator.sweepdir import SweepDir
+from ghostsweep.orchestrator.report.plots import PLOTS
+from ghostsweep.orchestrator.spec.sweepspec import load_spec
+from ghostsweep.orchestrator.sweepdir.directory import SweepDir
 from ghostsweep.trials.trialdir import METRICS_FILE, Outcome, TrialResult, atomic_write_lines, write_result
 
 

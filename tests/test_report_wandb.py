@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from ghostsweep.orchestrator.report import build_report, records_from_sweep, write_report
-from ghostsweep.orchestrator.report_plots import PLOTS
-from ghostsweep.orchestrator.report_wandb import log_report, records_from_wandb, report_tables
-from ghostsweep.orchestrator.spec import parse_spec
-from ghostsweep.orchestrator.sweepdir import SweepDir
+from ghostsweep.orchestrator.report.build import build_report, records_from_sweep, write_report
+from ghostsweep.orchestrator.report.plots import PLOTS
+from ghostsweep.orchestrator.report.wandb_io import log_report, records_from_wandb, report_tables
+from ghostsweep.orchestrator.spec.sweepspec import parse_spec
+from ghostsweep.orchestrator.sweepdir.directory import SweepDir
 from ghostsweep.trials.config import TrialConfig
 from ghostsweep.trials.trialdir import (
     CONFIG_FILE,

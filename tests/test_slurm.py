@@ -22,8 +22,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ghostsweep.orchestrator.backends.base import JobPhase, Resources, TrialRef
+from ghostsweep.orchestrator.backends.base import JobPhase
 from ghostsweep.orchestrator.backends.slurm import SlurmBackend, SlurmOptions, expand_job_ids
+from ghostsweep.orchestrator.spec.resources import Resources
+from ghostsweep.orchestrator.sweepdir.directory import TrialRef
 
 pytestmark = pytest.mark.slurm
 

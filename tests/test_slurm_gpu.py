@@ -20,11 +20,11 @@ import pytest
 import yaml
 from test_slurm import CLUSTER, Cli, job_of, read, start_cluster, trial_dirs, wait_ended, wait_for
 
-from ghostsweep.orchestrator.backends.base import Resources
 from ghostsweep.orchestrator.backends.slurm import SlurmBackend, SlurmOptions
-from ghostsweep.orchestrator.badnodes import find_bad_nodes
-from ghostsweep.orchestrator.spec import parse_spec
-from ghostsweep.orchestrator.sweepdir import SweepDir, trial_resources
+from ghostsweep.orchestrator.spec.resources import Resources
+from ghostsweep.orchestrator.spec.sweepspec import parse_spec
+from ghostsweep.orchestrator.sweepdir.badnodes import find_bad_nodes
+from ghostsweep.orchestrator.sweepdir.directory import SweepDir, trial_resources
 from ghostsweep.trials.trialdir import Outcome, TrialResult
 
 pytestmark = pytest.mark.slurm

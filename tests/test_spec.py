@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ghostsweep.orchestrator.cli import main
-from ghostsweep.orchestrator.spec import load_spec
+from ghostsweep.orchestrator.spec.sweepspec import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
 

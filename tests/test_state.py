@@ -10,10 +10,10 @@ import threading
 import time
 from pathlib import Path
 
-from ghostsweep.orchestrator import sweep, worker
 from ghostsweep.orchestrator.backends.base import JobInfo, JobPhase
-from ghostsweep.orchestrator.lease import STALE_S, Lease, lease_log_overlaps, wait_until_released
-from ghostsweep.orchestrator.state import TrialState, mark_queued, read_state, unqueue
+from ghostsweep.orchestrator.submission import sweep, worker
+from ghostsweep.orchestrator.sweepdir.lease import STALE_S, Lease, lease_log_overlaps, wait_until_released
+from ghostsweep.orchestrator.sweepdir.state import TrialState, mark_queued, read_state, unqueue
 from ghostsweep.trials.config import TrialConfig
 from ghostsweep.trials.trialdir import (
     LEASE_FILE,

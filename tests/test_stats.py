@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from ghostsweep.orchestrator import stats
+from ghostsweep.orchestrator.report import stats
 
 A = [92.31, 91.87, 92.64, 92.05, 92.42]
 B = [92.70, 92.11, 93.02, 92.35, 92.81]

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from ghostsweep.orchestrator.cli import main
-from ghostsweep.orchestrator.spec import parse_spec
-from ghostsweep.orchestrator.sweepdir import SweepDir
+from ghostsweep.orchestrator.spec.sweepspec import parse_spec
+from ghostsweep.orchestrator.sweepdir.directory import SweepDir
 from ghostsweep.trials.trialdir import Outcome, ProgressRecord, TrialResult, write_progress, write_result
 
 

@@ -135,8 +135,8 @@ def test_wheel_holds_only_the_ghostsweep_package(built: Path) -> None:
     (wheel,) = built.glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names} == {PACKAGE, f"{PACKAGE}-0.1.0.dist-info"}
-    for module in ("model/registry.py", "trials/trialdir.py", "orchestrator/cli.py",
-                   "orchestrator/backends/base.py", "orchestrator/throughput.json"):
+    for module in ("model/registry.py", "trials/trialdir.py", "orchestrator/cli/__init__.py",
+                   "orchestrator/backends/base.py", "orchestrator/spec/throughput.json"):
         assert f"{PACKAGE}/{module}" in names
     assert not [n for n in names if n.startswith((f"{PACKAGE}/tests", f"{PACKAGE}/bench", f"{PACKAGE}/slurm"))]
 

@@ -15,12 +15,12 @@ import pytest
 from rich.console import Console
 
 from ghostsweep.orchestrator.backends import get_backend
-from ghostsweep.orchestrator.backends.base import Resources
-from ghostsweep.orchestrator.lease import Lease
-from ghostsweep.orchestrator.progress import SubmitProgress
-from ghostsweep.orchestrator.spec import load_spec
-from ghostsweep.orchestrator.sweep import check_data
-from ghostsweep.orchestrator.sweepdir import SweepDir
+from ghostsweep.orchestrator.monitor.progress import SubmitProgress
+from ghostsweep.orchestrator.spec.resources import Resources
+from ghostsweep.orchestrator.spec.sweepspec import load_spec
+from ghostsweep.orchestrator.submission.sweep import check_data
+from ghostsweep.orchestrator.sweepdir.directory import SweepDir
+from ghostsweep.orchestrator.sweepdir.lease import Lease
 from ghostsweep.trials.datadir import DataError
 from ghostsweep.trials.trialdir import (
     METRICS_FILE,

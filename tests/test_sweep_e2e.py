@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ghostsweep.orchestrator.report_plots import PLOTS
+from ghostsweep.orchestrator.report.plots import PLOTS
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parents[2] / "shared/data/cifar-10-batches-py"

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ghostsweep.orchestrator.lease import Lease
+from ghostsweep.orchestrator.sweepdir.lease import Lease
 from ghostsweep.trials.datadir import FOLDER, TEST_FILE, TRAIN_FILES
 from ghostsweep.trials.files import atomic_write_json
 

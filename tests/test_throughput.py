@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from test_trial_helpers import REPO, TRAIN, assert_same_state, checkpoint, metrics, result, trial_dir_for, trial_env
 
-from ghostsweep.orchestrator import plan, worker
+from ghostsweep.orchestrator.backends.base import WORKER_MODULE
+from ghostsweep.orchestrator.spec import plan, worker
 from ghostsweep.trials.config import DataConfig, Recipe, RuntimeConfig, TrialConfig
 from ghostsweep.trials.trialdir import ExitCode
 
@@ -87,7 +88,7 @@ def test_dense_depthwise_trial_follows_the_grouped_one(cifar10_dir: Path, tmp_pa
 def _worker(*trial_dirs: Path, data_dir: Path) -> None:
     """The sweep worker, one thread per trial (as the local backend gives a CPU slot cpus_per_trial=1)."""
     env = trial_env(GHOSTSWEEP_DATA_DIR=str(data_dir))
-    done = subprocess.run([sys.executable, "-m", "ghostsweep.orchestrator.worker", *map(str, trial_dirs)], env=env,
+    done = subprocess.run([sys.executable, "-m", WORKER_MODULE, *map(str, trial_dirs)], env=env,
                           cwd=REPO,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -139,7 +139,7 @@ def test_a_burst_of_signals_checkpoints_and_ends_interrupted(cifar10_dir: Path, 
     config = TrialConfig(model="resnet8", recipe=Recipe(iterations=100_000, batch_size=32, eval_interval=1_000),
                          data=DataConfig(val_size=0, test_size=200), runtime=RuntimeConfig(device="cpu"))
     trial_dir = trial_dir_for(tmp_path, config)
-    argv = {"worker": ["ghostsweep.orchestrator.worker", str(trial_dir)],
+    argv = {"worker": ["ghostsweep.orchestrator.submission.worker", str(trial_dir)],
             "train": ["ghostsweep.orchestrator.cli", "train", "--config", str(trial_dir / "config.json"),
                       "--out", str(trial_dir)]}
     worker = subprocess.Popen([sys.executable, "-m", *argv[command]],

@@ -18,10 +18,10 @@ from test_trial_helpers import (
     wandb_run_record,
 )
 
-from ghostsweep.orchestrator.report import build_report, records_from_sweep
-from ghostsweep.orchestrator.report_wandb import records_from_wandb
-from ghostsweep.orchestrator.spec import parse_spec
-from ghostsweep.orchestrator.sweepdir import SweepDir
+from ghostsweep.orchestrator.report.build import build_report, records_from_sweep
+from ghostsweep.orchestrator.report.wandb_io import records_from_wandb
+from ghostsweep.orchestrator.spec.sweepspec import parse_spec
+from ghostsweep.orchestrator.sweepdir.directory import SweepDir
 
 SECRET = "local-" + "0123456789abcdef" * 2 + "deadbeef"  # shaped like a key; must never be written anywhere
 RUN = [*SMOKE, "--iterations", "4", "--eval-interval", "2", "--val-size", "100", "--test-size", "100"]

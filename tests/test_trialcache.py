@@ -1,5 +1,5 @@
-"""The per-trial read cache (orchestrator/trialcache.py): settled trials are read once, any change to a trial's files
-is seen at once, a bad cache is rebuilt, and `status` and `report` print the same with it as without it."""
+"""The per-trial read cache (orchestrator/sweepdir/cache.py): settled trials are read once, any change to a trial's
+files is seen at once, a bad cache is rebuilt, and `status` and `report` print the same with it as without it."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from ghostsweep.orchestrator.cli import main
-from ghostsweep.orchestrator.lease import STALE_S, Lease
-from ghostsweep.orchestrator.spec import parse_spec
-from ghostsweep.orchestrator.state import mark_queued
-from ghostsweep.orchestrator.sweepdir import SweepDir
-from ghostsweep.orchestrator.trialcache import CACHE_FILE, CACHE_SWITCH, read_trials
+from ghostsweep.orchestrator.spec.sweepspec import parse_spec
+from ghostsweep.orchestrator.sweepdir.cache import CACHE_FILE, CACHE_SWITCH, read_trials
+from ghostsweep.orchestrator.sweepdir.directory import SweepDir
+from ghostsweep.orchestrator.sweepdir.lease import STALE_S, Lease
+from ghostsweep.orchestrator.sweepdir.state import mark_queued
 from ghostsweep.trials.trialdir import (
     METRICS_FILE,
     RESULT_FILE,

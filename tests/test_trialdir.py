@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from ghostsweep.orchestrator.lease import Lease
-from ghostsweep.orchestrator.state import mark_queued, read_state, record_job_id
+from ghostsweep.orchestrator.sweepdir.lease import Lease
+from ghostsweep.orchestrator.sweepdir.state import mark_queued, read_state, record_job_id
 from ghostsweep.trials.trialdir import (
     PROGRESS_FILE,
     QUEUED_FILE,

@@ -15,11 +15,11 @@ from test_trial_helpers import result, train
 
 from ghostsweep import model
 from ghostsweep.orchestrator.cli import main
-from ghostsweep.orchestrator.plan import print_plan
-from ghostsweep.orchestrator.references import ABLATIONS, REFERENCES, ablation_points, references_for
-from ghostsweep.orchestrator.report import build_report, records_from_sweep, write_report
-from ghostsweep.orchestrator.spec import load_spec
-from ghostsweep.orchestrator.sweepdir import SweepDir
+from ghostsweep.orchestrator.report.build import build_report, records_from_sweep, write_report
+from ghostsweep.orchestrator.report.references import ABLATIONS, REFERENCES, ablation_points, references_for
+from ghostsweep.orchestrator.spec.plan import print_plan
+from ghostsweep.orchestrator.spec.sweepspec import load_spec
+from ghostsweep.orchestrator.sweepdir.directory import SweepDir
 from ghostsweep.trials.config import RECIPE_PRESETS, Recipe, TrialConfig
 from ghostsweep.trials.trialdir import Outcome, TrialResult, write_result
 

@@ -8,10 +8,12 @@ so a crash leaves garbage that `remove_stale_temporaries` recognises.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 CRASH_EXIT_CODE = 86
@@ -84,3 +86,16 @@ def remove_stale_temporaries(directory: Path) -> None:
     """Temporaries left by a crash between write and rename are garbage: the renamed files are the truth."""
     for tmp in Path(directory).glob(".*.tmp-*"):
         tmp.unlink(missing_ok=True)
+
+
+def source_digest(*modules: ModuleType) -> str:
+    """sha256 of these modules' source, a package's being every .py file under its folder (sorted): what a cached
+    product was made by, so a file added to or moved within a package is covered without a hand-kept list."""
+    digest = hashlib.sha256()
+    for module in modules:
+        path = Path(module.__file__ or "")
+        files = sorted(path.parent.rglob("*.py")) if path.name == "__init__.py" else [path]
+        for file in files:
+            digest.update(file.relative_to(path.parent).as_posix().encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()

@@ -56,6 +56,7 @@ QUEUED_FILE = "queued.json"
 LEASE_FILE = "lease.json"
 PROGRESS_FILE = "progress.json"
 METRICS_FILE = "metrics.jsonl"
+CURVE_METRIC = "val_acc"  # what a trial's learning curve is, in the files and in W&B
 CHECKPOINT_FILE = "checkpoint.pt"
 PREVIOUS_CHECKPOINT_FILE = "checkpoint.prev.pt"
 CHECKPOINT_DIGEST_FILE = "checkpoint.sha256.json"

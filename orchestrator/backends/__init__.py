@@ -6,7 +6,8 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from ghostsweep.orchestrator.backends.base import Backend, Resources
+from ghostsweep.orchestrator.backends.base import Backend
+from ghostsweep.orchestrator.spec.resources import Resources
 
 BACKEND_MODULES = {
     "local": "ghostsweep.orchestrator.backends.local",

@@ -27,27 +27,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
-WORKER_MODULE = "ghostsweep.orchestrator.worker"
+from ghostsweep.orchestrator.spec.resources import Resources
+from ghostsweep.orchestrator.sweepdir.directory import TrialRef
+
+WORKER_MODULE = "ghostsweep.orchestrator.submission.worker"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 OUR_PROCESS_MARK = b"ghostsweep"  # in the command line of every process a job id may name
-
-
-@dataclass(frozen=True)
-class Resources:
-    """What one trial needs. `trials_per_gpu = K` packs K trials onto one GPU (or one CPU slot)."""
-
-    gpus_per_trial: int = 0
-    trials_per_gpu: int = 1
-    cpus_per_trial: int = 1
-    mem_gb: float = 4.0
-    time_limit_min: int = 240
-    nodes: int = 1
-
-
-@dataclass(frozen=True)
-class TrialRef:
-    trial_id: str
-    trial_dir: Path
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ from ghostsweep.orchestrator.backends.base import (
     worker_command,
     worker_env,
 )
-from ghostsweep.orchestrator.lease import break_dead_lease
-from ghostsweep.orchestrator.state import read_state, record_job_id, unqueue
+from ghostsweep.orchestrator.sweepdir.lease import break_dead_lease
+from ghostsweep.orchestrator.sweepdir.state import read_state, record_job_id, unqueue
 from ghostsweep.trials.trialdir import WORKER_LOG, ExitCode, TrialStatus, record_failure
 
 POLL_INTERVAL_S = 0.5

@@ -45,8 +45,8 @@ from ghostsweep.orchestrator.backends.base import (
     worker_command,
     worker_env,
 )
-from ghostsweep.orchestrator.lease import STALE_S, break_dead_lease, wait_until_released
-from ghostsweep.orchestrator.state import read_state, record_job_id, unqueue
+from ghostsweep.orchestrator.sweepdir.lease import STALE_S, break_dead_lease, wait_until_released
+from ghostsweep.orchestrator.sweepdir.state import read_state, record_job_id, unqueue
 from ghostsweep.trials.trialdir import (
     METRICS_FILE,
     WORKER_LOG,
@@ -253,7 +253,7 @@ def _ddp_rank(loop_config: dict[str, Any]) -> None:
     """One DDP rank inside a Ray Train worker: the worker in-process, in the group Ray Train set up."""
     import ray.train
 
-    from ghostsweep.orchestrator import worker
+    from ghostsweep.orchestrator.submission import worker
 
     code = worker.run_trial_dir(Path(loop_config["trial_dir"]))
     if code != ExitCode.DONE:

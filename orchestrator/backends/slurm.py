@@ -3,7 +3,7 @@
 One `submit` is one sbatch per MaxArraySize trials (an array task runs `trials_per_gpu` packed trials, or one
 DDP trial as `nodes x tasks_per_node` ranks). Each task runs the common worker as a subprocess and forwards
 SIGUSR2/SIGTERM to it; when the worker exits "interrupted" after a USR2 (timeout warning or preemption),
-submitit's own handler checkpoints the job and requeues it. The sweep's bad nodes (orchestrator/badnodes.py) go
+submitit's own handler checkpoints the job and requeues it. The sweep's bad nodes (orchestrator/sweepdir/badnodes.py) go
 to every sbatch as `--exclude` unless `exclude_bad_nodes: false`. `poll` is one batched `sacct` (or, on clusters
 without accounting or with a slow one, one `squeue`, saying so) and `cancel` one `scancel`. See docs/slurm.md.
 """
@@ -35,7 +35,7 @@ from ghostsweep.orchestrator.backends.base import (
     worker_command,
     worker_env,
 )
-from ghostsweep.orchestrator.lease import break_dead_lease, wait_until_released
+from ghostsweep.orchestrator.sweepdir.lease import break_dead_lease, wait_until_released
 from ghostsweep.trials.trialdir import LEASE_FILE, ExitCode, read_result
 
 SBATCH_OPTIONS = ("partition", "account", "qos", "constraint", "gres")  # passed to sbatch as they are
@@ -61,7 +61,7 @@ class SlurmOptions(BackendOptions):
     max_requeues: int = field(default=3, metadata={"min": 0})  # timeouts and preemptions together, per job
     tasks_per_trial: int = field(default=0, metadata={"min": 0})  # ranks per trial; 0: one per GPU, at least 1
     sacct_timeout_s: int = field(default=20, metadata={"min": 1})  # then `status` falls back to squeue
-    exclude_bad_nodes: bool = True  # sbatch --exclude the sweep's bad nodes (orchestrator/badnodes.py)
+    exclude_bad_nodes: bool = True  # sbatch --exclude the sweep's bad nodes (orchestrator/sweepdir/badnodes.py)
     sbatch: dict[str, str | int] = field(default_factory=dict)  # any other sbatch flags, passed through
 
 

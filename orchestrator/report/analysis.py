@@ -19,8 +19,8 @@ from enum import StrEnum
 from typing import Any
 
 from ghostsweep.model.registry import model_info, model_options
-from ghostsweep.orchestrator import stats
-from ghostsweep.orchestrator.references import (
+from ghostsweep.orchestrator.report import stats
+from ghostsweep.orchestrator.report.references import (
     ABLATIONS,
     DEFAULT_TARGET_HALFWIDTH_PP,
     Ablation,

@@ -7,13 +7,14 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from ghostsweep.orchestrator import badnodes
 from ghostsweep.orchestrator.backends import get_backend
-from ghostsweep.orchestrator.backends.base import Backend, JobInfo, JobPhase, Resources, Submission
-from ghostsweep.orchestrator.lease import filesystem_now
-from ghostsweep.orchestrator.state import TrialState, mark_queued, record_job_id, unqueue
-from ghostsweep.orchestrator.sweepdir import SweepDir, trial_resources
-from ghostsweep.orchestrator.trialcache import read_states
+from ghostsweep.orchestrator.backends.base import Backend, JobInfo, JobPhase, Submission
+from ghostsweep.orchestrator.spec.resources import Resources
+from ghostsweep.orchestrator.sweepdir import badnodes
+from ghostsweep.orchestrator.sweepdir.cache import read_states
+from ghostsweep.orchestrator.sweepdir.directory import SweepDir, trial_resources
+from ghostsweep.orchestrator.sweepdir.lease import filesystem_now
+from ghostsweep.orchestrator.sweepdir.state import TrialState, mark_queued, record_job_id, unqueue
 from ghostsweep.trials.datadir import cifar10_folder, data_root, download_allowed, resolve_data_dir
 from ghostsweep.trials.trialdir import TrialStatus
 
@@ -55,13 +56,13 @@ def collect_states(sweep: SweepDir, poll: bool = True, remember: bool = False) -
     """Every trial's state in plan order, refined by the backends' view of queued trials; plus warnings.
     `remember`: update the read cache (`status` does)."""
     now = filesystem_now(sweep.root)  # one probe: every lease's age on the filesystem's clock
-    states = read_states(sweep, now, remember)  # settled trials from the read cache (orchestrator/trialcache.py)
+    states = read_states(sweep, now, remember)  # settled trials from the read cache (orchestrator/sweepdir/cache.py)
     states, warnings = refine_with_backends(sweep, states) if poll else (states, [])
     return states, warnings + bad_node_warnings(sweep, states)
 
 
 def bad_node_warnings(sweep: SweepDir, states: list[TrialState]) -> list[str]:
-    """One line per bad node (orchestrator/badnodes.py), saying whether the sweep's backend excludes it."""
+    """One line per bad node (orchestrator/sweepdir/badnodes.py), saying whether the sweep's backend excludes it."""
     bad = badnodes.bad_nodes(sweep, ((s.trial_id, s.result) for s in states))
     if not bad:
         return []

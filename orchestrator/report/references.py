@@ -23,7 +23,7 @@ class Source:
 
 
 class ReferenceKind(StrEnum):
-    """What a published number is; the report judges each kind with its own method (orchestrator/stats.py)."""
+    """What a published number is; the report judges each kind with its own method (orchestrator/report/stats.py)."""
 
     SINGLE_RUN = "single run"
     MEAN_OF_N = "mean of n runs ± std"

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ghostsweep.orchestrator.lease import is_fresh, read_lease
+from ghostsweep.orchestrator.sweepdir.lease import is_fresh, read_lease
 from ghostsweep.trials.trialdir import (
     LEASE_FILE,
     PROGRESS_FILE,

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ghostsweep.model.registry import model_info
+from ghostsweep.trials.trialdir import CURVE_METRIC
 
 PLOTS = ("accuracy-vs-params", "accuracy-vs-macs", "differences", "learning-curves", "ablations")
-CURVE_METRIC = "val_acc"  # what a trial's learning curve is, in the files and in W&B
 
 
 @dataclass(frozen=True)

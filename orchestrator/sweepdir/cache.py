@@ -26,11 +26,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ghostsweep.orchestrator.lease import STALE_S, filesystem_now
-from ghostsweep.orchestrator.report_plots import CURVE_METRIC
-from ghostsweep.orchestrator.state import TrialState, read_state
-from ghostsweep.orchestrator.sweepdir import TRIALS_DIR, SweepDir
+from ghostsweep.orchestrator import sweepdir as sweepdir_package
+from ghostsweep.orchestrator.sweepdir.directory import TRIALS_DIR, SweepDir
+from ghostsweep.orchestrator.sweepdir.lease import STALE_S, filesystem_now
+from ghostsweep.orchestrator.sweepdir.state import TrialState, read_state
+from ghostsweep.trials import files, trialdir
+from ghostsweep.trials.files import source_digest
 from ghostsweep.trials.trialdir import (
+    CURVE_METRIC,
     LEASE_FILE,
     METRICS_FILE,
     PROGRESS_FILE,
@@ -50,8 +53,6 @@ CACHE_FORMAT = 2
 CACHE_SWITCH = "GHOSTSWEEP_TRIAL_CACHE"  # "off": read every trial live
 SIGNED_FILES = (RESULT_FILE, QUEUED_FILE, LEASE_FILE, PROGRESS_FILE, METRICS_FILE)
 RACY_S = 2.0
-# the code whose reads the cache remembers: another version of it does not trust the file
-READERS = ("state.py", "lease.py", "trialcache.py", "../trials/trialdir.py", "../trials/files.py")
 
 Curve = list[tuple[int, float]]
 
@@ -250,9 +251,6 @@ def _save(path: str, entries: dict[str, dict[str, Any]]) -> None:
 
 @functools.cache
 def _code_digest() -> str:
-    """Of the code that reads a trial: a different version's cache is not trusted."""
-    digest = hashlib.sha256()
-    here = Path(__file__).parent
-    for name in READERS:
-        digest.update((here / name).read_bytes())
-    return digest.hexdigest()[:16]
+    """Of the code that reads a trial (this package and the trial-directory protocol): a different version's cache
+    is not trusted."""
+    return source_digest(sweepdir_package, trialdir, files)[:16]

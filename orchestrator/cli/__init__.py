@@ -22,8 +22,8 @@ import yaml
 
 import ghostsweep
 from ghostsweep.orchestrator.backends import BACKEND_MODULES
-from ghostsweep.orchestrator.models_table import add_models_parser
-from ghostsweep.orchestrator.sweepdir import SweepDir
+from ghostsweep.orchestrator.cli.models import add_models_parser
+from ghostsweep.orchestrator.sweepdir.directory import SweepDir
 from ghostsweep.trials import cli as train_cli  # torch-free until add_train_parser runs
 from ghostsweep.trials.strict_yaml import shown
 from ghostsweep.trials.trialdir import ExitCode, TrialStatus
@@ -173,8 +173,8 @@ def backend_option_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    from ghostsweep.orchestrator.plan import print_plan
-    from ghostsweep.orchestrator.spec import load_spec
+    from ghostsweep.orchestrator.spec.plan import print_plan
+    from ghostsweep.orchestrator.spec.sweepspec import load_spec
 
     spec = load_spec(args.spec)
     print_plan(spec, args.out or DEFAULT_RUNS_DIR / spec.name, output_format=args.format)
@@ -183,8 +183,8 @@ def run_plan(args: argparse.Namespace) -> int:
 
 def run_submit(args: argparse.Namespace) -> int:
     from ghostsweep.orchestrator.backends import get_backend
-    from ghostsweep.orchestrator.spec import load_spec
-    from ghostsweep.orchestrator.sweep import check_data, collect_states, validate_backend
+    from ghostsweep.orchestrator.spec.sweepspec import load_spec
+    from ghostsweep.orchestrator.submission.sweep import check_data, collect_states, validate_backend
 
     spec = load_spec(args.spec)
     backend_name = args.backend or spec.backend
@@ -211,7 +211,13 @@ def run_submit(args: argparse.Namespace) -> int:
 
 
 def run_rerun(args: argparse.Namespace) -> int:
-    from ghostsweep.orchestrator.sweep import UNFINISHED, backend_for, check_sweep_data, collect_states, select_rerun
+    from ghostsweep.orchestrator.submission.sweep import (
+        UNFINISHED,
+        backend_for,
+        check_sweep_data,
+        collect_states,
+        select_rerun,
+    )
 
     sweep = SweepDir(args.sweep_dir)
     states, warnings = collect_states(sweep)
@@ -231,9 +237,9 @@ def run_rerun(args: argparse.Namespace) -> int:
 
 
 def run_extend(args: argparse.Namespace) -> int:
-    from ghostsweep.orchestrator.extend import apply_extension, describe, plan_seeds, plan_until_halfwidth
-    from ghostsweep.orchestrator.sweep import backend_for, check_sweep_data
-    from ghostsweep.orchestrator.sweepdir import EXTENSIONS_FILE
+    from ghostsweep.orchestrator.submission.extend import apply_extension, describe, plan_seeds, plan_until_halfwidth
+    from ghostsweep.orchestrator.submission.sweep import backend_for, check_sweep_data
+    from ghostsweep.orchestrator.sweepdir.directory import EXTENSIONS_FILE
 
     sweep = SweepDir(args.sweep_dir)
     if args.seeds is not None:
@@ -276,8 +282,8 @@ def _check_sweep_folder(sweep: SweepDir) -> None:
 
 def _submit(sweep: SweepDir, trial_ids: list[str], backend: Backend, heading: str) -> int:
     """What submit, rerun and extend share: name the trials, hand them to the backend, report how they ended."""
-    from ghostsweep.orchestrator.progress import SubmitProgress
-    from ghostsweep.orchestrator.sweep import submit_trials
+    from ghostsweep.orchestrator.monitor.progress import SubmitProgress
+    from ghostsweep.orchestrator.submission.sweep import submit_trials
 
     unwritable = [t for t in trial_ids if sweep.trial_dir(t).is_dir() and not os.access(sweep.trial_dir(t), os.W_OK)]
     if unwritable:
@@ -301,7 +307,7 @@ def _submit(sweep: SweepDir, trial_ids: list[str], backend: Backend, heading: st
 def _after_submission(sweep: SweepDir, submissions: list[Submission], ended: bool) -> int:
     """How the trials stand; for a blocking backend (`ended`) they have ended, so exit 1 if any failed. One
     still running then was skipped by our worker: another live worker holds its lease, which is no failure."""
-    from ghostsweep.orchestrator.state import read_state
+    from ghostsweep.orchestrator.sweepdir.state import read_state
 
     states = Counter(read_state(sweep.trial_dir(s.trial_id)).state for s in submissions)
     words = {TrialStatus.RUNNING: "already running elsewhere"} if ended else {}
@@ -314,8 +320,8 @@ def run_status(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.live import Live
 
-    from ghostsweep.orchestrator.status import render, summarize
-    from ghostsweep.orchestrator.sweep import UNFINISHED, collect_states
+    from ghostsweep.orchestrator.monitor.status import render, summarize
+    from ghostsweep.orchestrator.submission.sweep import UNFINISHED, collect_states
 
     if not args.interval > 0:
         raise ValueError(f"--interval: must be > 0 seconds, got {args.interval:g}")
@@ -339,7 +345,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_cancel(args: argparse.Namespace) -> int:
-    from ghostsweep.orchestrator.sweep import cancel_sweep, collect_states
+    from ghostsweep.orchestrator.submission.sweep import cancel_sweep, collect_states
 
     sweep = SweepDir(args.sweep_dir)
     states, warnings = collect_states(sweep)
@@ -357,23 +363,29 @@ def run_report(args: argparse.Namespace) -> int:
     always makes the report afresh, for its run."""
     from rich.console import Console
 
-    from ghostsweep.orchestrator.report import TERMINAL_ROWS, build_report, report_paths, terminal_report, write_report
+    from ghostsweep.orchestrator.report.build import (
+        TERMINAL_ROWS,
+        build_report,
+        report_paths,
+        terminal_report,
+        write_report,
+    )
 
     rows = TERMINAL_ROWS if args.rows is None else args.rows
     if rows < 0:
         raise ValueError(f"--rows: must be >= 0 (0: all), got {args.rows}")
     reused = None
     if args.from_wandb:
-        from ghostsweep.orchestrator.report_wandb import records_from_wandb
+        from ghostsweep.orchestrator.report.wandb_io import records_from_wandb
 
         out_dir = args.sweep_dir or DEFAULT_RUNS_DIR / args.from_wandb.replace("/", "-")
         report = build_report(*records_from_wandb(args.from_wandb))
     else:
         if args.sweep_dir is None:
             raise ValueError("report: give SWEEP_DIR (or --from-wandb ENTITY/PROJECT[/SWEEP])")
-        from ghostsweep.orchestrator.extend import report_options
-        from ghostsweep.orchestrator.report import inputs_sha256, records_from_sweep, reusable_report
-        from ghostsweep.orchestrator.trialcache import read_trials
+        from ghostsweep.orchestrator.report.build import inputs_sha256, records_from_sweep, reusable_report
+        from ghostsweep.orchestrator.submission.extend import report_options
+        from ghostsweep.orchestrator.sweepdir.cache import read_trials
 
         out_dir, sweep = args.sweep_dir, SweepDir(args.sweep_dir)
         reads, options = read_trials(sweep, curves=True, remember=True), report_options(sweep)
@@ -390,7 +402,7 @@ def run_report(args: argparse.Namespace) -> int:
           f"browser), {paths['md']}, {paths['json']} and the plots as "
           f"{Path(out_dir) / 'report-*.svg'}{' and .png' if args.wandb else ''}")
     if args.wandb:
-        from ghostsweep.orchestrator.report_wandb import log_report
+        from ghostsweep.orchestrator.report.wandb_io import log_report
 
         print(f"logged to W&B: {log_report(report, paths, Path(out_dir))}")
     return 0

@@ -1,4 +1,5 @@
-"""`python -P -m ghostsweep.orchestrator.worker TRIAL_DIR [TRIAL_DIR ...]`: what every backend runs on a node.
+"""`python -P -m ghostsweep.orchestrator.submission.worker TRIAL_DIR [TRIAL_DIR ...]`: what every backend runs on
+a node.
 
 For each trial: skip it when done or leased by a live worker, else hold its lease (with heartbeat) while
 `trials.runner.run_trial` runs it, resuming from its checkpoint. Several TRIAL_DIRs are packed trials: one
@@ -26,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from ghostsweep.orchestrator.backends.base import SignalForwarder, worker_command
-from ghostsweep.orchestrator.lease import Lease, read_lease
-from ghostsweep.orchestrator.sweepdir import SPEC_FILE, SWEEP_FILE
+from ghostsweep.orchestrator.sweepdir.directory import SPEC_FILE, SWEEP_FILE
+from ghostsweep.orchestrator.sweepdir.lease import Lease, read_lease
 from ghostsweep.trials.binding import node_name
 from ghostsweep.trials.stop import STOP_SIGNALS, StopRequest, ignore_late_signals, request_stop_on_signals
 from ghostsweep.trials.trialdir import (
@@ -53,7 +54,7 @@ MPS_PROBE = "import torch; torch.ones(1, device='cuda').sum().item()"
 def main(argv: list[str] | None = None) -> int:
     trial_dirs = [Path(arg) for arg in (sys.argv[1:] if argv is None else argv)]
     if not trial_dirs or any(str(d).startswith("-") for d in trial_dirs):
-        print("usage: python -P -m ghostsweep.orchestrator.worker TRIAL_DIR [TRIAL_DIR ...]", file=sys.stderr)
+        print(f"usage: python -P -m {__spec__.name} TRIAL_DIR [TRIAL_DIR ...]", file=sys.stderr)
         return ExitCode.USAGE
     try:
         return run_trial_dir(trial_dirs[0]) if len(trial_dirs) == 1 else run_packed(trial_dirs)

@@ -14,7 +14,7 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
-from ghostsweep.orchestrator.state import TrialState
+from ghostsweep.orchestrator.sweepdir.state import TrialState
 from ghostsweep.trials.trialdir import TrialStatus
 
 QUIET = (TrialStatus.DONE, TrialStatus.PENDING, TrialStatus.QUEUED)  # no table row without --all

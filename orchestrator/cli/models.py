@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ghostsweep import model
-from ghostsweep.orchestrator.references import published_variants, references_for
+from ghostsweep.orchestrator.report.references import published_variants, references_for
 
 TABLE_OPTIONS = ("first_layer", "block_norm")  # the option columns: a row for each combination a model takes
 

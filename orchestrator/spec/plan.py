@@ -24,10 +24,10 @@ from rich.table import Table
 from rich.text import Text
 
 from ghostsweep.model.registry import complexity, model_info
-from ghostsweep.orchestrator.backends.base import Resources
-from ghostsweep.orchestrator.spec import SweepSpec
-from ghostsweep.orchestrator.sweepdir import SweepDir
-from ghostsweep.orchestrator.trialcache import read_states
+from ghostsweep.orchestrator.spec.resources import Resources
+from ghostsweep.orchestrator.spec.sweepspec import SweepSpec
+from ghostsweep.orchestrator.sweepdir.cache import read_states
+from ghostsweep.orchestrator.sweepdir.directory import SweepDir
 from ghostsweep.trials.config import TrialConfig
 from ghostsweep.trials.trialdir import TrialStatus
 

@@ -10,20 +10,28 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ghostsweep.orchestrator.backends.base import Resources, TrialRef
+from ghostsweep.orchestrator.spec.resources import Resources
 from ghostsweep.trials.trialdir import CONFIG_FILE, atomic_write_json, atomic_write_text, read_json, set_aside
 
 if TYPE_CHECKING:
-    from ghostsweep.orchestrator.spec import SweepSpec
+    from ghostsweep.orchestrator.spec.sweepspec import SweepSpec
     from ghostsweep.trials.config import TrialConfig
 
 SPEC_FILE = "spec.yaml"
 SWEEP_FILE = "sweep.json"
-EXTENSIONS_FILE = "extensions.json"  # what `ghostsweep extend` added, and why (orchestrator/extend.py)
+EXTENSIONS_FILE = "extensions.json"  # what `ghostsweep extend` added, and why (orchestrator/submission/extend.py)
 TRIALS_DIR = "trials"
+
+
+
+@dataclass(frozen=True)
+class TrialRef:
+    trial_id: str
+    trial_dir: Path
 
 
 class SweepDir:

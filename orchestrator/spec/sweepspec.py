@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ghostsweep.orchestrator.backends import BACKEND_MODULES
-from ghostsweep.orchestrator.backends.base import Resources
-from ghostsweep.orchestrator.references import DEFAULT_TARGET_HALFWIDTH_PP
+from ghostsweep.orchestrator.report.references import DEFAULT_TARGET_HALFWIDTH_PP
+from ghostsweep.orchestrator.spec.resources import Resources
 from ghostsweep.trials.config import TrialConfig, from_dict
 from ghostsweep.trials.strict_yaml import load_file, shown
 

@@ -1,7 +1,7 @@
 """The reproduction report: read a finished (or unfinished) sweep, conclude, and write it down.
 
 Reading: one `TrialRecord` per trial, from a sweep directory (`records_from_sweep`) or from W&B runs
-(`report_wandb.records_from_wandb`). Concluding: `orchestrator/analysis.py` (statistics in `stats.py`).
+(`report_wandb.records_from_wandb`). Concluding: `orchestrator/report/analysis.py` (statistics in `stats.py`).
 Writing: report.json (everything, numeric), report.md, report.html, and the terminal table.
 
 report.json: `title`, `generated_at`, `target_halfwidth_pp`, `answer` (one sentence per comparison),
@@ -28,12 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from ghostsweep.model.registry import model_info
-from ghostsweep.orchestrator.analysis import DEFAULT_TARGET_HALFWIDTH_PP, Metric, RowInput, analyse
-from ghostsweep.orchestrator.references import CONTEXT, REFERENCES
-from ghostsweep.orchestrator.report_plots import PLOTS, Plot, render_plots
-from ghostsweep.orchestrator.sweepdir import SweepDir, trial_settings
-from ghostsweep.orchestrator.trialcache import TrialRead, read_trials
+from ghostsweep.orchestrator import report as report_package
+from ghostsweep.orchestrator.report.analysis import DEFAULT_TARGET_HALFWIDTH_PP, Metric, RowInput, analyse
+from ghostsweep.orchestrator.report.plots import PLOTS, Plot, render_plots
+from ghostsweep.orchestrator.report.references import CONTEXT, REFERENCES
+from ghostsweep.orchestrator.sweepdir.cache import TrialRead, read_trials
+from ghostsweep.orchestrator.sweepdir.directory import SweepDir, trial_settings
 from ghostsweep.trials.config import TrialConfig
+from ghostsweep.trials.files import source_digest
 from ghostsweep.trials.trialdir import (
     TrialResult,
     TrialStatus,
@@ -137,17 +139,13 @@ def build_report(
     }
 
 
-REPORT_CODE = ("report.py", "report_plots.py", "analysis.py", "stats.py", "references.py")  # what makes a report
-
-
 def inputs_sha256(sweep: SweepDir, reads: list[TrialRead], options: dict[str, Any]) -> str:
     """What a sweep's report is made from, digested: sweep.json (title, W&B settings, each trial's row and
     settings), `build_report`'s options, each trial's read (its `digest`: a remembered trial's is in the read
     cache, so an unchanged sweep is checked without building its records), and the code that turns them into a
     report. Equal digests make the same report (but for `generated_at`)."""
     digest = hashlib.sha256(sweep.index_path.read_bytes())
-    for name in REPORT_CODE:
-        digest.update((Path(__file__).parent / name).read_bytes())
+    digest.update(source_digest(report_package).encode())  # the code that makes a report: this package
     digest.update(json.dumps([options, [read.digest for read in reads]], separators=(",", ":")).encode())
     return digest.hexdigest()
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ghostsweep.orchestrator.sweepdir import SweepDir
+from ghostsweep.orchestrator.sweepdir.directory import SweepDir
 from ghostsweep.trials.trialdir import Outcome, TrialResult, atomic_write_json, read_json, read_result
 
 BAD_NODES_FILE = "bad_nodes.json"

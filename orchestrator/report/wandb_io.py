@@ -16,10 +16,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ghostsweep.orchestrator.analysis import Metric
-from ghostsweep.orchestrator.report import TrialRecord
-from ghostsweep.orchestrator.report_plots import CURVE_METRIC, PLOTS
-from ghostsweep.trials.trialdir import Outcome, TrialResult
+from ghostsweep.orchestrator.report.analysis import Metric
+from ghostsweep.orchestrator.report.build import TrialRecord
+from ghostsweep.orchestrator.report.plots import PLOTS
+from ghostsweep.trials.trialdir import CURVE_METRIC, Outcome, TrialResult
 
 WANDB_PATH = re.compile(r"(?P<entity>[\w.-]+)/(?P<project>[\w.-]+)(?:/(?P<sweep>[\w.-]+))?")
 TRIAL_CONFIG_KEYS = ("model", "seed", "model_options", "recipe", "data", "runtime")
@@ -34,7 +34,7 @@ def records_from_wandb(path: str, api: Any | None = None) -> tuple[str, list[Tri
     if match is None:
         raise ValueError(f"--from-wandb: expected ENTITY/PROJECT or ENTITY/PROJECT/SWEEP, got {path!r}")
     entity, project, sweep = match.group("entity", "project", "sweep")
-    from ghostsweep.orchestrator.sweepdir import describe_trials
+    from ghostsweep.orchestrator.sweepdir.directory import describe_trials
     from ghostsweep.trials.config import TrialConfig
 
     if api is None:

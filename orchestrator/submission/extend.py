@@ -19,10 +19,10 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from ghostsweep.orchestrator.analysis import DEFAULT_TARGET_HALFWIDTH_PP
-from ghostsweep.orchestrator.report import build_report, records_from_sweep
-from ghostsweep.orchestrator.state import read_state
-from ghostsweep.orchestrator.sweepdir import EXTENSIONS_FILE, SweepDir
+from ghostsweep.orchestrator.report.analysis import DEFAULT_TARGET_HALFWIDTH_PP
+from ghostsweep.orchestrator.report.build import build_report, records_from_sweep
+from ghostsweep.orchestrator.sweepdir.directory import EXTENSIONS_FILE, SweepDir
+from ghostsweep.orchestrator.sweepdir.state import read_state
 from ghostsweep.trials.config import TrialConfig
 from ghostsweep.trials.trialdir import CONFIG_FILE, TrialStatus, atomic_write_json, read_json
 

@@ -25,9 +25,9 @@ from rich.table import Table
 from rich.text import Text
 
 from ghostsweep.orchestrator.backends.base import Submission
-from ghostsweep.orchestrator.state import TrialState, read_state
-from ghostsweep.orchestrator.status import duration, final_numbers
-from ghostsweep.orchestrator.sweepdir import SweepDir
+from ghostsweep.orchestrator.monitor.status import duration, final_numbers
+from ghostsweep.orchestrator.sweepdir.directory import SweepDir
+from ghostsweep.orchestrator.sweepdir.state import TrialState, read_state
 from ghostsweep.trials.trialdir import METRICS_FILE, TrialStatus, read_lines
 
 REFRESH_S = 2.0

@@ -1,0 +1,1 @@
+"""Watching a sweep: `status` and what `submit` shows while its trials run."""
