@@ -1,7 +1,7 @@
 """The chaos suite at CI size (bench/chaos.py): real tiny trials on the local backend and on the real Slurm
 cluster under a seeded schedule of faults; every trial must end done and bitwise equal to its fault-free run,
 with no two live holders of a lease ever, and the sweep's files intact. A larger run: `python bench/chaos.py
---size 8` (figures in the README's safety section)."""
+--size 8` (figures in docs/architecture.md, "Faults")."""
 
 from __future__ import annotations
 

@@ -97,7 +97,7 @@ def test_every_checked_option_has_samples() -> None:
 
 
 def test_paper_counts() -> None:
-    """The README's table: He et al.'s ResNet-56 and our Ghost-ResNet-56 (GhostNet: 0.85M/125M, 0.43M/63M)."""
+    """docs/models.md's table: He et al.'s ResNet-56 and our Ghost-ResNet-56 (GhostNet: 0.85M/125M, 0.43M/63M)."""
     assert model.complexity("resnet56") == model.Complexity(853_018, 125_485_696)
     assert model.complexity("ghost_resnet56") == model.Complexity(442_186, 65_286_784)
     assert model.complexity("ghost_resnet56", block_norm="fused").params == 438_154

@@ -16,7 +16,7 @@ import pytest
 from test_trial_helpers import REPO, SMOKE, metrics, result, train
 
 from ghostsweep.orchestrator.backends.base import WORKER_MODULE
-from ghostsweep.orchestrator.cli import _after_submission
+from ghostsweep.orchestrator.cli.submitting import _after_submission
 from ghostsweep.orchestrator.spec.sweepspec import load_spec
 from ghostsweep.orchestrator.submission.sweep import backend_for, submit_trials
 from ghostsweep.orchestrator.sweepdir.directory import SweepDir

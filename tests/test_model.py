@@ -30,7 +30,7 @@ def test_resnet56_forward_macs() -> None:
 def test_ghost_resnet_params(depth: int, expected: int) -> None:
     built = model.build(f"ghost_resnet{depth}", first_layer="conv", block_norm="keep", ratio=2, cheap_kernel=3)
     assert model.count_params(built) == expected
-    # The seed document's table is exactly 16 higher at every depth (see README).
+    # The seed document's table is exactly 16 higher at every depth (see docs/models.md).
     assert SEED_DOCUMENT_GHOST_PARAMS[depth] - expected == 16
 
 

@@ -32,7 +32,7 @@ def test_json_lists_every_trial_and_the_totals(tmp_path: Path, capsys: pytest.Ca
     assert [trial["trial_id"] for trial in document["trials"]] == ids and len(ids) == 85
     assert {trial["unit"] for trial in document["trials"]} == {"GPU-h"}
     assert document["totals"]["GPU-h"] == pytest.approx(sum(t["hours"] for t in document["trials"]))
-    assert round(document["totals"]["GPU-h"], 1) == 63.4  # the README's projection for paper.yaml
+    assert round(document["totals"]["GPU-h"], 1) == 63.4  # docs/throughput.md's projection for paper.yaml
     assert sum(variant["trials"] for variant in document["variants"]) == 85 and len(document["variants"]) == 17
     assert document["gpu_device"] == "NVIDIA H200" and document["cpu_device"] is None
     assert document["submit_would_start"] is None  # no sweep directory yet

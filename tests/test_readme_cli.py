@@ -1,6 +1,6 @@
-"""The README's commands are the CLI's: every command and flag its CLI reference and its code blocks name exists
-(`ghostsweep COMMAND --help` lists it), every flag a command has is in its reference row (train's are in
-docs/trials.md), and every argument has a help line."""
+"""The documented commands are the CLI's: every command and flag the README's command table, and the code blocks
+and `ghostsweep …` code spans of the README and docs/*.md, name exists (`ghostsweep COMMAND --help` lists it),
+every flag a command has is in its table row (train's are in docs/trials.md), and every argument has a help line."""
 
 from __future__ import annotations
 
@@ -14,14 +14,16 @@ import pytest
 
 from ghostsweep.orchestrator.cli import build_parser
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+PAGES = (README, *sorted((REPO / "docs").glob("*.md")))
 COMMANDS = {"models", "train", "plan", "submit", "status", "rerun", "extend", "cancel", "report"}
 FLAG = r"--[a-z][a-z-]+"
 
 
 def documented() -> dict[str, set[str]]:
     """Per command in the CLI table, the --flags its row names."""
-    section = README.read_text().split("## CLI reference", 1)[1].split("\n## ", 1)[0]
+    section = README.read_text().split("## Commands", 1)[1].split("\n## ", 1)[0]
     commands: dict[str, set[str]] = {}
     for line in section.splitlines():
         match = re.match(r"\| `ghostsweep (\w+)([^`]*)`(.*)", line)
@@ -30,12 +32,14 @@ def documented() -> dict[str, set[str]]:
     return commands
 
 
-def in_code_blocks() -> dict[str, set[str]]:
-    """Per command run in the README's shell blocks (quickstart, cluster), the --flags those lines pass it."""
-    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
+def named_in(pages: tuple[Path, ...]) -> dict[str, set[str]]:
+    """Per command these pages run or quote (code blocks, `ghostsweep …` code spans), the --flags they pass it."""
     commands: dict[str, set[str]] = {}
-    for command, arguments in re.findall(r"\bghostsweep (\w+)((?:\\\n|[^&#\n])*)", "\n".join(blocks)):
-        commands.setdefault(command, set()).update(re.findall(FLAG, arguments))
+    for page in pages:
+        text = page.read_text()
+        quoted = re.findall(r"```\w*\n(.*?)```", text, flags=re.S) + re.findall(r"`(ghostsweep [^`\n]+)`", text)
+        for command, arguments in re.findall(r"\bghostsweep ([a-z]+)((?:\\\n|[^&#\n])*)", "\n".join(quoted)):
+            commands.setdefault(command, set()).update(re.findall(FLAG, arguments))
     return commands
 
 
@@ -47,7 +51,7 @@ def subparser(command: str) -> argparse.ArgumentParser:
 
 def test_the_readme_names_every_command() -> None:
     assert set(documented()) == COMMANDS
-    assert set(in_code_blocks()) <= COMMANDS and {"submit", "report"} <= set(in_code_blocks())
+    assert set(named_in(PAGES)) <= COMMANDS and {"submit", "report"} <= set(named_in((README,)))
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
@@ -55,9 +59,9 @@ def test_every_documented_flag_exists(command: str) -> None:
     done = subprocess.run([sys.executable, "-P", "-m", "ghostsweep", command, "--help"], capture_output=True,
                           text=True)
     assert done.returncode == 0, done.stderr
-    named = documented()[command] | in_code_blocks().get(command, set())
+    named = documented()[command] | named_in(PAGES).get(command, set())
     missing = sorted(flag for flag in named if flag not in done.stdout)
-    assert missing == [], f"README names {missing} for `ghostsweep {command}`"
+    assert missing == [], f"the README or docs/ name {missing} for `ghostsweep {command}`"
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS - {"train"}))

@@ -1,4 +1,5 @@
-"""The package's shape: one import name, no import cycles, nothing imported from a top-level `model`/`trials`.
+"""The package's shape: one import name, no import cycles, layers that import one way (NEVER_IMPORTS), every
+package folder installed, nothing imported from a top-level `model`/`trials`.
 
 The repository root is the package `ghostsweep` (pyproject's package-dir), so a wheel must hold `ghostsweep/…`
 only, and a plain (non-editable) install must work from any folder.
@@ -10,6 +11,7 @@ import ast
 import os
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -91,15 +93,54 @@ def test_no_import_cycle_between_modules() -> None:
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
 
 
-def test_dependencies_point_one_way() -> None:
-    """orchestrator → trials → model: the model zoo knows no trial, a trial knows no sweep."""
+def within(module: str, area: str) -> bool:
+    return module == area or module.startswith(f"{area}.")
+
+
+ORCHESTRATOR = f"{PACKAGE}.orchestrator"
+BACKENDS, CLI, MONITOR, REPORT, SPEC, SUBMISSION, SWEEPDIR = (
+    f"{ORCHESTRATOR}.{sub}" for sub in ("backends", "cli", "monitor", "report", "spec", "submission", "sweepdir"))
+# The layers: orchestrator → trials → model, and inside orchestrator/ the sweep directory and the report never reach
+# for what submits, follows or runs trials. What each area never imports:
+NEVER_IMPORTS = {
+    f"{PACKAGE}.model": (f"{PACKAGE}.trials", ORCHESTRATOR),
+    f"{PACKAGE}.trials": (ORCHESTRATOR,),
+    SWEEPDIR: (REPORT, SUBMISSION, MONITOR, BACKENDS, CLI),
+    SPEC: (SUBMISSION, MONITOR, BACKENDS, CLI),
+    REPORT: (BACKENDS, SUBMISSION, MONITOR, CLI),
+    BACKENDS: (REPORT, MONITOR, CLI),
+}
+# The one edge across a rule, and why: a spec names its backend, and the backends' names are theirs.
+ALLOWED = {(f"{SPEC}.sweepspec", BACKENDS)}  # BACKEND_MODULES, the name table (backends import lazily)
+# The CLI is the top: only it and the package's `python -m ghostsweep` import it.
+CLI_IMPORTERS = (CLI, f"{PACKAGE}.__main__")
+
+
+def import_edges() -> list[tuple[str, str]]:
     modules = package_modules()
-    layer = {"model": 0, "trials": 1, "orchestrator": 2}
-    upward = [f"{name} -> {imported}" for name, path in modules.items() if name.count(".") >= 1
-              and name.split(".")[1] in layer
-              for imported in imported_modules(path, name, set(modules)) if imported.count(".") >= 1
-              and imported.split(".")[1] in layer and layer[imported.split(".")[1]] > layer[name.split(".")[1]]]
-    assert upward == []
+    return [(name, imported) for name, path in modules.items()
+            for imported in imported_modules(path, name, set(modules))]
+
+
+def test_each_layer_imports_only_what_it_may() -> None:
+    crossing = [f"{name} -> {imported}" for name, imported in import_edges()
+                for area, forbidden in NEVER_IMPORTS.items() if within(name, area)
+                for other in forbidden if within(imported, other) and (name, other) not in ALLOWED]
+    assert crossing == []
+
+
+def test_only_the_entry_points_import_the_cli() -> None:
+    importers = [f"{name} -> {imported}" for name, imported in import_edges()
+                 if within(imported, CLI) and not any(within(name, entry) for entry in CLI_IMPORTERS)]
+    assert importers == []
+
+
+def test_every_package_folder_is_installed() -> None:
+    """A subpackage missing from pyproject's explicit list would be left out of the wheel, and imports break."""
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {".".join((PACKAGE, *init.parent.relative_to(REPO).parts))
+               for sub in SUBPACKAGES for init in (REPO / sub).rglob("__init__.py")}
+    assert sorted(folders - listed) == []
 
 
 def test_every_import_names_the_package() -> None:

@@ -87,15 +87,15 @@ def print_table(rows: list[ModelRow]) -> None:
     console.print(table)
 
 
-def add_models_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("models", help="list models with params and MACs beside the papers' values")
     parser.add_argument("names", nargs="*", metavar="MODEL", help="only these models (default: all)")
     parser.add_argument("--format", choices=("table", "json"), default="table",
                         help="table (default) for people, json for scripts")
-    parser.set_defaults(handler=run_models)
+    parser.set_defaults(handler=run)
 
 
-def run_models(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     rows = model_rows(args.names)
     if args.format == "json":
         print(json.dumps([row.__dict__ for row in rows], indent=2))
