@@ -1,4 +1,5 @@
-"""Shared fixtures: where the real CIFAR-10 lives in CI (`../shared`, beside the clone)."""
+"""Shared fixtures: where the real CIFAR-10 lives in CI (`../shared`, beside the clone); how pytest-xdist
+spreads the suite over the machine's cores."""
 
 from pathlib import Path
 
@@ -13,3 +14,13 @@ def cifar10_dir() -> Path:
     if not (CIFAR10_DIR / "test_batch").is_file():
         pytest.skip(f"real CIFAR-10 not found at {CIFAR10_DIR} (../shared exists only beside CI clones)")
     return CIFAR10_DIR
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """One pytest-xdist group per test module (its module-scoped fixtures are built once), except that every Ray
+    test shares one group and every other Slurm test another: Ray tests each start a local Ray, and Slurm tests
+    share one cluster whose timing (time limits, requeues) they assert, so each kind runs one test at a time."""
+    for item in items:
+        group = ("ray" if item.get_closest_marker("ray") else "slurm" if item.get_closest_marker("slurm")
+                 else item.nodeid.partition("::")[0])
+        item.add_marker(pytest.mark.xdist_group(group))

@@ -81,6 +81,7 @@ def test_local_backend_ignores_the_users_modules(user_folder: Path) -> None:
     assert_all_done(user_folder, "runs/tiny")
 
 
+@pytest.mark.ray
 def test_ray_backend_ignores_the_users_modules(user_folder: Path) -> None:
     pytest.importorskip("ray")
     env = user_env(user_folder, RAY_ADDRESS="local")
@@ -112,6 +113,7 @@ def test_slurm_backend_ignores_the_users_modules(user_folder: Path, slurm_env: d
 
 
 @pytest.mark.slurm
+@pytest.mark.ray
 def test_ray_on_slurm_ignores_the_users_modules(user_folder: Path, slurm_env: dict[str, str]) -> None:
     pytest.importorskip("ray")
     job = subprocess.run(

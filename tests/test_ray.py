@@ -27,10 +27,10 @@ from ghostsweep.trials.files import atomic_write_json, read_json, read_lines
 
 REPO = Path(__file__).resolve().parents[1]
 CIFAR10_DIR = REPO.parent / "shared/data/cifar-10-batches-py"
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.ray, pytest.mark.skipif(
     not (CIFAR10_DIR / "test_batch").is_file(),
     reason=f"real CIFAR-10 not found at {CIFAR10_DIR} (../shared exists only beside CI clones)",
-)
+)]
 TINY = {  # one trial is ~20 s of CPU here
     "recipe": {"iterations": 20, "milestones": [10, 15], "eval_interval": 10, "checkpoint_interval": 10,
                "batch_size": 32},

@@ -89,6 +89,7 @@ def assert_worker_saw_key_and_no_file_holds_it(sweep_root: Path, *other_dirs: Pa
     assert scanned > 20, scanned  # the sweep's files, the W&B run's, Ray's logs
 
 
+@pytest.mark.ray
 def test_private_ray_workers_inherit_the_key_and_no_file_holds_it(tmp_path, env, ray_temp_dir):
     """The default: a Ray started by `submit` itself; its workers inherit the key from the submitting process."""
     done = submit(tmp_path, env | {"RAY_TMPDIR": str(ray_temp_dir)})
