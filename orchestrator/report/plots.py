@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ghostsweep.model.registry import model_info
-from ghostsweep.orchestrator.report.model import Report, RowSummary
+from ghostsweep.orchestrator.report.model import Comparison, Report, RowSummary
 from ghostsweep.orchestrator.report.references import ABLATION_SYMBOLS
 from ghostsweep.trials.trialdir import CURVE_METRIC
 
@@ -99,6 +99,33 @@ def _accuracy_vs_size(report: Report, size: Literal["params", "macs"], axis_labe
     if not lines and not published:
         return _message(f"accuracy vs {what}: no finished trial with {what} recorded yet", caption)
     figure, axes = plt.subplots(figsize=(FIGURE_WIDTH_IN, 5.2))
+    xs, handles = _our_series(axes, lines, size, color_of)
+    ours = len(handles)
+    markers = dict(zip(report.sources, SOURCE_MARKERS, strict=False))  # one marker per source in every plot
+    for source, points in published.items():
+        x, accuracies = zip(*sorted(points), strict=True)
+        x = [value / 1e6 for value in x]
+        xs += x
+        title = (report.sources[source].title if source in report.sources else source).split(",")[0]
+        handles.append(axes.scatter(x, accuracies, marker=markers.get(source, "o"), s=70, facecolors="none",
+                                    edgecolors="black", linewidths=1.5, zorder=3,
+                                    label=f"published: {source} ({title})"))
+    if max(xs) / min(xs) > 8:
+        _plain_log_axis(axes.xaxis)
+        axis_label += ", log scale"
+    axes.set(xlabel=axis_label, ylabel="CIFAR-10 test accuracy (%)",
+             title=f"Accuracy vs {what}: ours (mean, 95% CI) and the papers")
+    if len(lines) > MAX_LEGEND_SERIES:  # a sweep over a setting: one series per value, too many to name
+        handles[MAX_LEGEND_SERIES:ours] = [Line2D([], [], ls="none", label=(
+            f"… and {len(lines) - MAX_LEGEND_SERIES} more series (rows table)"))]
+    figure.legend(handles=handles, loc="outside right upper", frameon=False)
+    return figure, caption
+
+
+def _our_series(axes: Any, lines: dict[str, list[RowSummary]], size: Literal["params", "macs"],
+                color_of: dict[str, Any]) -> tuple[list[float], list[Any]]:
+    """Each series' mean final test accuracy with its 95% CI against size, the depth beside each point while the
+    legend names every series; the x values drawn and the legend's handles."""
     xs, handles = [], []
     unnamed: dict[Any, list[list[float]]] = {}  # colour → x, mean, CI below and above of one-point series
     for position, (name, rows) in enumerate(lines.items()):
@@ -121,26 +148,7 @@ def _accuracy_vs_size(report: Report, size: Literal["params", "macs"], axis_labe
                           textcoords="offset points", fontsize=9, color="#57606a")
     for color, (x, means, low, high) in unnamed.items():
         axes.errorbar(x, means, yerr=[low, high], marker="o", capsize=4, lw=1.8, ls="none", ms=6, color=color)
-    ours = len(handles)
-    markers = dict(zip(report.sources, SOURCE_MARKERS, strict=False))  # one marker per source in every plot
-    for source, points in published.items():
-        x, accuracies = zip(*sorted(points), strict=True)
-        x = [value / 1e6 for value in x]
-        xs += x
-        title = (report.sources[source].title if source in report.sources else source).split(",")[0]
-        handles.append(axes.scatter(x, accuracies, marker=markers.get(source, "o"), s=70, facecolors="none",
-                                    edgecolors="black", linewidths=1.5, zorder=3,
-                                    label=f"published: {source} ({title})"))
-    if max(xs) / min(xs) > 8:
-        _plain_log_axis(axes.xaxis)
-        axis_label += ", log scale"
-    axes.set(xlabel=axis_label, ylabel="CIFAR-10 test accuracy (%)",
-             title=f"Accuracy vs {what}: ours (mean, 95% CI) and the papers")
-    if len(lines) > MAX_LEGEND_SERIES:  # a sweep over a setting: one series per value, too many to name
-        handles[MAX_LEGEND_SERIES:ours] = [Line2D([], [], ls="none", label=(
-            f"… and {len(lines) - MAX_LEGEND_SERIES} more series (rows table)"))]
-    figure.legend(handles=handles, loc="outside right upper", frameon=False)
-    return figure, caption
+    return xs, handles
 
 
 def _ablations(report: Report) -> tuple[Any, str]:
@@ -217,26 +225,8 @@ def _forest(report: Report, color_of: dict[str, Any]) -> tuple[Any, str]:
         y = n - 1 - i
         if i and c.factor != comparisons[i - 1].factor:
             axes.axhline(y + 0.5, color="#d0d7de", lw=1)
-        interval, welch = c.paired or c.welch, c.paired is None
-        color = color_of.get(c.treatment, "black")
-        if interval is None:
-            axes.annotate("not enough seeds for an interval", (0, y), xytext=(6, 0), textcoords="offset points",
-                          va="center", fontsize=10, color="#57606a")
-        else:
-            welch_used |= welch
-            est = interval.estimate
-            axes.errorbar(est, y, xerr=[[est - interval.low], [interval.high - est]], fmt="o", ms=7,
-                          capsize=4, lw=2, color=color, mfc="white" if welch else color, zorder=3)
-            axes.annotate(f"{est:+.2f} [{interval.low:+.2f}, {interval.high:+.2f}]", (1, y),
-                          xycoords=("axes fraction", "data"), xytext=(8, 0), textcoords="offset points",
-                          va="center", fontsize=10)
-        for k, claim in enumerate(c.claims):
-            claims_used = True
-            yc = y - 0.25 * (k + 1) / len(c.claims)
-            if claim.prediction:
-                axes.plot([claim.prediction.low, claim.prediction.high], [yc, yc], color=CLAIM_COLOR,
-                          alpha=0.18, lw=7, solid_capstyle="butt", zorder=2)
-            axes.plot(claim.delta, yc, marker="D", ms=7, color=CLAIM_COLOR, ls="none", zorder=4)
+        welch_used |= _forest_line(axes, c, y, color_of.get(c.treatment, "black"))
+        claims_used |= bool(c.claims)
     axes.set_yticks(range(n), [textwrap.fill(c.difference, 52) for c in reversed(comparisons)])
     axes.set_ylim(-0.7, n - 0.4)
     axes.grid(axis="y", visible=False)
@@ -251,6 +241,29 @@ def _forest(report: Report, color_of: dict[str, Any]) -> tuple[Any, str]:
                            label="95% prediction interval for one pair of runs")]
     figure.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
     return figure, caption
+
+
+def _forest_line(axes: Any, comparison: Comparison, y: float, color: Any) -> bool:
+    """One comparison at height y: our Δ with its 95% CI (hollow: Welch's) and each source's Δ below it with its
+    prediction interval. Whether Welch's interval was drawn."""
+    interval, welch = comparison.paired or comparison.welch, comparison.paired is None
+    if interval is None:
+        axes.annotate("not enough seeds for an interval", (0, y), xytext=(6, 0), textcoords="offset points",
+                      va="center", fontsize=10, color="#57606a")
+    else:
+        est = interval.estimate
+        axes.errorbar(est, y, xerr=[[est - interval.low], [interval.high - est]], fmt="o", ms=7,
+                      capsize=4, lw=2, color=color, mfc="white" if welch else color, zorder=3)
+        axes.annotate(f"{est:+.2f} [{interval.low:+.2f}, {interval.high:+.2f}]", (1, y),
+                      xycoords=("axes fraction", "data"), xytext=(8, 0), textcoords="offset points",
+                      va="center", fontsize=10)
+    for k, claim in enumerate(comparison.claims):
+        yc = y - 0.25 * (k + 1) / len(comparison.claims)
+        if claim.prediction:
+            axes.plot([claim.prediction.low, claim.prediction.high], [yc, yc], color=CLAIM_COLOR,
+                      alpha=0.18, lw=7, solid_capstyle="butt", zorder=2)
+        axes.plot(claim.delta, yc, marker="D", ms=7, color=CLAIM_COLOR, ls="none", zorder=4)
+    return interval is not None and welch
 
 
 def _learning_curves(report: Report, color_of: dict[str, Any]) -> tuple[Any, str]:
