@@ -38,11 +38,17 @@ def _interval_dict(interval: Interval | None) -> dict[str, Any] | None:
 class MeanWithInterval(Protocol):
     """A mean over seeds with its 95% CI: a row's summary, an ablation point, an ablation's baseline."""
 
-    n: int
-    mean: float | None
-    std: float | None
-    ci_low: float | None
-    ci_high: float | None
+    @property
+    def mean(self) -> float | None: ...
+
+    @property
+    def std(self) -> float | None: ...
+
+    @property
+    def ci_low(self) -> float | None: ...
+
+    @property
+    def ci_high(self) -> float | None: ...
 
 
 @dataclass(frozen=True)
