@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from sweep_scale import fake_trial_files  # noqa: E402
 
-from ghostsweep.orchestrator.report.build import report_paths  # noqa: E402
+from ghostsweep.orchestrator.report.files import report_paths  # noqa: E402
 from ghostsweep.orchestrator.spec.sweepspec import load_spec  # noqa: E402
 from ghostsweep.orchestrator.sweepdir.cache import CACHE_FILE  # noqa: E402
 from ghostsweep.orchestrator.sweepdir.directory import SweepDir  # noqa: E402

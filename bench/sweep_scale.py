@@ -26,7 +26,9 @@ from rich.console import Console
 REPO = Path(__file__).resolve().parents[1]
 
 from ghostsweep.orchestrator.monitor.status import render  # noqa: E402
-from ghostsweep.orchestrator.report.build import build_report, records_from_sweep, write_report  # noqa: E402
+from ghostsweep.orchestrator.report.build import build_report  # noqa: E402
+from ghostsweep.orchestrator.report.files import write_report  # noqa: E402
+from ghostsweep.orchestrator.report.records import records_from_sweep  # noqa: E402
 from ghostsweep.orchestrator.spec.plan import print_plan  # noqa: E402
 from ghostsweep.orchestrator.spec.sweepspec import load_spec  # noqa: E402
 from ghostsweep.orchestrator.submission.sweep import collect_states  # noqa: E402

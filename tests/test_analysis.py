@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from ghostsweep.orchestrator.report.analysis import Metric, RowInput, analyse, judge_reference
-from ghostsweep.orchestrator.report.build import build_report, records_from_sweep
+from ghostsweep.orchestrator.report.analysis import RowInput, analyse, judge_reference
+from ghostsweep.orchestrator.report.build import build_report
+from ghostsweep.orchestrator.report.model import Metric, Report
+from ghostsweep.orchestrator.report.records import records_from_sweep
 from ghostsweep.orchestrator.report.references import references_for
 from ghostsweep.orchestrator.spec.sweepspec import parse_spec
 from ghostsweep.orchestrator.sweepdir.directory import SweepDir
@@ -49,7 +51,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def report(sweep: Path) -> dict:
+def report(sweep: Path) -> Report:
     return build_report(*records_from_sweep(sweep))
 
 
@@ -57,34 +59,34 @@ def values(model: str, first_layer: str | None) -> list[float]:
     return [accuracy(model, first_layer, s) for s in SEEDS]
 
 
-def test_rows_match_scipy(report: dict) -> None:
-    row = next(r for r in report["rows"] if r["model"] == "resnet56")
+def test_rows_match_scipy(report: Report) -> None:
+    row = next(r for r in report.rows if r.model == "resnet56")
     sample = values("resnet56", None)
-    final = row["final_test_acc"]
+    final = row.final_test_acc
     low, high = scipy_stats.t.interval(0.95, 4, loc=np.mean(sample), scale=scipy_stats.sem(sample))
-    assert (final["ci_low"], final["ci_high"]) == (pytest.approx(low, abs=1e-9), pytest.approx(high, abs=1e-9))
+    assert (final.ci_low, final.ci_high) == (pytest.approx(low, abs=1e-9), pytest.approx(high, abs=1e-9))
     pi = scipy_stats.t.interval(0.95, 4, loc=np.mean(sample), scale=np.std(sample, ddof=1) * math.sqrt(1.2))
-    assert (final["pi_low"], final["pi_high"]) == (pytest.approx(pi[0], abs=1e-9), pytest.approx(pi[1], abs=1e-9))
-    needed = final["seeds_needed"]
+    assert (final.pi_low, final.pi_high) == (pytest.approx(pi[0], abs=1e-9), pytest.approx(pi[1], abs=1e-9))
+    needed = final.seeds_needed
     halfwidth = lambda n: scipy_stats.t.ppf(0.975, n - 1) * np.std(sample, ddof=1) / math.sqrt(n)  # noqa: E731
-    assert halfwidth(needed) <= report["target_halfwidth_pp"] < halfwidth(needed - 1)
+    assert halfwidth(needed) <= report.target_halfwidth_pp < halfwidth(needed - 1)
 
 
-def test_each_published_number_is_judged_by_its_kind(report: dict) -> None:
-    row = next(r for r in report["rows"] if r["model"] == "resnet56")
-    by_source = {ref["source"]: ref for ref in row["references"]}
+def test_each_published_number_is_judged_by_its_kind(report: Report) -> None:
+    row = next(r for r in report.rows if r.model == "resnet56")
+    by_source = {ref.source: ref for ref in row.references}
     ghostnet, akamaster, he = by_source["ghostnet"], by_source["akamaster"], by_source["he2016"]
-    assert ghostnet["kind"].startswith("unknown") and ghostnet["method"] == "prediction interval for one run"
-    assert ghostnet["interval"]["low"] == pytest.approx(row["final_test_acc"]["pi_low"])
-    assert any("treated as a single run" in note for note in ghostnet["notes"])
-    assert he["kind"] == "single run" and he["method"] == "prediction interval for one run"
-    assert akamaster["metric"] == Metric.MAX_OVER_EVALS  # its selection, ours the same way
+    assert ghostnet.kind.startswith("unknown") and ghostnet.method == "prediction interval for one run"
+    assert ghostnet.interval.low == pytest.approx(row.final_test_acc.pi_low)
+    assert any("treated as a single run" in note for note in ghostnet.notes)
+    assert he.kind == "single run" and he.method == "prediction interval for one run"
+    assert akamaster.metric == Metric.MAX_OVER_EVALS  # its selection, ours the same way
     maxes = [v + 0.2 for v in values("resnet56", None)]
-    assert akamaster["interval"]["low"] == pytest.approx(
+    assert akamaster.interval.low == pytest.approx(
         scipy_stats.t.interval(0.95, 4, loc=np.mean(maxes), scale=np.std(maxes, ddof=1) * math.sqrt(1.2))[0])
-    assert any("optimistic" in note for note in akamaster["notes"])
-    consistent = ghostnet["interval"]["low"] <= 93.0 <= ghostnet["interval"]["high"]
-    assert ghostnet["consistent"] is consistent and ghostnet["verdict"].startswith(
+    assert any("optimistic" in note for note in akamaster.notes)
+    consistent = ghostnet.interval.low <= 93.0 <= ghostnet.interval.high
+    assert ghostnet.consistent is consistent and ghostnet.verdict.startswith(
         "consistent" if consistent else "paper")
 
 
@@ -102,38 +104,38 @@ def test_mean_of_n_uses_welch_and_best_of_n_the_predictive_maximum() -> None:
     mean = judge_reference(mean_ref, row, missing=0)
     welch = scipy_stats.ttest_ind_from_stats(np.mean(ours), np.std(ours, ddof=1), 5, 93.39, 0.16, 5,
                                              equal_var=False)
-    assert mean["kind"] == "mean of n runs ± std" and mean["p_value"] == pytest.approx(welch.pvalue, abs=1e-12)
-    assert mean["consistent"] is bool(welch.pvalue >= 0.05)
+    assert mean.kind == "mean of n runs ± std" and mean.p_value == pytest.approx(welch.pvalue, abs=1e-12)
+    assert mean.consistent is bool(welch.pvalue >= 0.05)
     best = judge_reference(best_ref, row, missing=0)
-    assert best["method"].startswith("predictive interval of the best of 5")
-    assert best["interval"]["estimate"] > max(ours) - 0.1  # the best of 5 sits near our top, not our mean
+    assert best.method.startswith("predictive interval of the best of 5")
+    assert best.interval.estimate > max(ours) - 0.1  # the best of 5 sits near our top, not our mean
 
 
-def test_comparisons_are_paired_by_seed_and_oriented(report: dict) -> None:
-    by_difference = {c["difference"]: c for c in report["comparisons"]}
+def test_comparisons_are_paired_by_seed_and_oriented(report: Report) -> None:
+    by_difference = {c.difference: c for c in report.comparisons}
     assert set(by_difference) == {
         "ghost_resnet56-conv-keep − resnet56", "ghost_resnet56-ghost-keep − resnet56",
         "ghost_resnet56-ghost-keep: first_layer=ghost − first_layer=conv"}
     model = by_difference["ghost_resnet56-conv-keep − resnet56"]
     expected = scipy_stats.ttest_rel(values("ghost_resnet56", "conv"), values("resnet56", None))
     ci = expected.confidence_interval(0.95)
-    assert model["n_pairs"] == 5 and model["paired"]["p_value"] == pytest.approx(expected.pvalue, abs=1e-12)
-    assert (model["paired"]["low"], model["paired"]["high"]) == (pytest.approx(ci.low), pytest.approx(ci.high))
-    assert model["welch"]["halfwidth"] > 3 * model["paired"]["halfwidth"]  # the shared seed noise is removed
-    assert model["params_ratio"] == pytest.approx(430_000 / 853018)
-    (claim,) = model["claims"]
-    assert claim["source"] == "ghostnet" and claim["delta"] == pytest.approx(-0.3)
-    assert claim["params_ratio"] == pytest.approx(0.43 / 0.85) and claim["macs_ratio"] == pytest.approx(63 / 125)
-    assert claim["consistent"] is (claim["prediction"]["low"] <= -0.3 <= claim["prediction"]["high"])
-    assert report["answer"][0].startswith("ghost_resnet56-conv-keep − resnet56: -0.")
-    assert "(paired, n=5)" in report["answer"][0] and "ghostnet's -0.3 pp" in report["answer"][0]
+    assert model.n_pairs == 5 and model.paired.p_value == pytest.approx(expected.pvalue, abs=1e-12)
+    assert (model.paired.low, model.paired.high) == (pytest.approx(ci.low), pytest.approx(ci.high))
+    assert model.welch.halfwidth > 3 * model.paired.halfwidth  # the shared seed noise is removed
+    assert model.params_ratio == pytest.approx(430_000 / 853018)
+    (claim,) = model.claims
+    assert claim.source == "ghostnet" and claim.delta == pytest.approx(-0.3)
+    assert claim.params_ratio == pytest.approx(0.43 / 0.85) and claim.macs_ratio == pytest.approx(63 / 125)
+    assert claim.consistent is (claim.prediction.low <= -0.3 <= claim.prediction.high)
+    assert report.answer[0].startswith("ghost_resnet56-conv-keep − resnet56: -0.")
+    assert "(paired, n=5)" in report.answer[0] and "ghostnet's -0.3 pp" in report.answer[0]
 
 
 def test_rows_that_differ_in_two_sections_are_not_compared() -> None:
     a, b = row_input("resnet20", [91.0, 91.2]), row_input("resnet20", [91.1, 91.3])
     a.settings, b.settings = {"recipe.lr": 0.1, "runtime.compile": "off"}, {"recipe.lr": 0.05, "runtime.compile": "x"}
-    assert analyse([a, b], lambda name: None)["comparisons"] == []
+    assert analyse([a, b], lambda name: None).comparisons == []
     b.settings = {"recipe.lr": 0.05, "runtime.compile": "off"}
     a.defaults = b.defaults = {"recipe.lr": 0.1, "runtime.compile": "off"}
-    (comparison,) = analyse([a, b], lambda name: None)["comparisons"]
-    assert comparison["difference"] == "resnet20: recipe.lr=0.05 − recipe.lr=0.1"  # the default is the reference
+    (comparison,) = analyse([a, b], lambda name: None).comparisons
+    assert comparison.difference == "resnet20: recipe.lr=0.05 − recipe.lr=0.1"  # the default is the reference

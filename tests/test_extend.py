@@ -158,7 +158,7 @@ def test_until_halfwidth_adds_the_seeds_the_spread_needs_and_pairs_comparisons(t
 
 def test_seeds_takes_every_row_to_n_and_is_a_no_op_below(tmp_path, capsys, fake_trials):
     spec_path, sweep = make_sweep(tmp_path, ACCURACIES, seeds=2, report="")
-    assert sweep.index()["report"] == {"target_halfwidth_pp": 0.2}  # analysis.DEFAULT_TARGET_HALFWIDTH_PP
+    assert sweep.index()["report"] == {"target_halfwidth_pp": 0.2}  # references.DEFAULT_TARGET_HALFWIDTH_PP
     code, out, err = run_cli(capsys, "extend", str(sweep.root), "--seeds", "4")
     assert code == 0, out + err
     (extension,) = sweep.extensions()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import io
 import json
@@ -18,15 +19,12 @@ from scipy import stats
 
 from ghostsweep.orchestrator.cli import main
 from ghostsweep.orchestrator.report.analysis import RowInput, _pair, find_pairings, summarise
-from ghostsweep.orchestrator.report.build import (
-    TrialRecord,
-    build_report,
-    records_from_sweep,
-    report_json,
-    terminal_report,
-    write_report,
-)
+from ghostsweep.orchestrator.report.build import build_report
+from ghostsweep.orchestrator.report.files import report_json, write_report
+from ghostsweep.orchestrator.report.model import Report
 from ghostsweep.orchestrator.report.plots import PLOTS
+from ghostsweep.orchestrator.report.records import TrialRecord, records_from_sweep
+from ghostsweep.orchestrator.report.terminal import terminal_report
 from ghostsweep.orchestrator.spec.sweepspec import load_spec
 from ghostsweep.orchestrator.sweepdir.directory import SweepDir
 from ghostsweep.trials.trialdir import METRICS_FILE, Outcome, TrialResult, atomic_write_lines, write_result
@@ -37,16 +35,16 @@ def test_summary_stats_match_numpy_and_scipy(values):
     got = summarise(dict(enumerate(values)), target=0.2)
     sample = np.array(values)
     low, high = stats.t.interval(0.95, len(values) - 1, loc=sample.mean(), scale=stats.sem(sample))
-    assert got["n"] == len(values)
-    assert got["mean"] == pytest.approx(sample.mean(), abs=1e-12)
-    assert got["std"] == pytest.approx(sample.std(ddof=1), abs=1e-12)
-    assert (got["ci_low"], got["ci_high"]) == (pytest.approx(low, abs=1e-9), pytest.approx(high, abs=1e-9))
-    assert (got["min"], got["max"]) == (sample.min(), sample.max())
+    assert got.n == len(values)
+    assert got.mean == pytest.approx(sample.mean(), abs=1e-12)
+    assert got.std == pytest.approx(sample.std(ddof=1), abs=1e-12)
+    assert (got.ci_low, got.ci_high) == (pytest.approx(low, abs=1e-9), pytest.approx(high, abs=1e-9))
+    assert (got.min, got.max) == (sample.min(), sample.max())
 
 
 def test_one_seed_has_no_interval_and_none_has_no_mean():
-    assert summarise({0: 92.0}, 0.2)["std"] is None and summarise({0: 92.0}, 0.2)["ci_low"] is None
-    assert summarise({}, 0.2)["mean"] is None
+    assert summarise({0: 92.0}, 0.2).std is None and summarise({0: 92.0}, 0.2).ci_low is None
+    assert summarise({}, 0.2).mean is None
 
 
 def record(model: str, seed: int, acc: float | None, group: str = "g") -> TrialRecord:
@@ -62,11 +60,11 @@ def record(model: str, seed: int, acc: float | None, group: str = "g") -> TrialR
 def test_missing_seeds_are_marked_not_silently_averaged(tmp_path):
     report = build_report("t", [record("resnet56", 0, 93.1), record("resnet56", 1, 92.9),
                                 record("resnet56", 2, None)])
-    (row,) = report["rows"]
-    assert (row["seeds_done"], row["seeds_planned"], row["missing_seeds"]) == (2, 3, [2])
-    assert {ref["source"] for ref in row["references"]} == {"ghostnet", "he2016", "akamaster"}
-    assert all(ref["verdict"] == "incomplete: 1 seed(s) missing" for ref in row["references"])
-    assert row["gpu_hours"] == pytest.approx(2.0)
+    (row,) = report.rows
+    assert (row.seeds_done, row.seeds_planned, row.missing_seeds) == (2, 3, [2])
+    assert {ref.source for ref in row.references} == {"ghostnet", "he2016", "akamaster"}
+    assert all(ref.verdict == "incomplete: 1 seed(s) missing" for ref in row.references)
+    assert row.gpu_hours == pytest.approx(2.0)
     paths = write_report(report, tmp_path)
     markdown = paths["md"].read_text()
     assert "2/3 (missing seeds 2)" in markdown and "He et al., Deep Residual Learning" in markdown
@@ -115,7 +113,7 @@ def test_html_opens_with_the_answer_and_inlines_every_plot_as_svg_text(tmp_path)
     report = build_report(*records_from_sweep(finished_sweep(tmp_path).root))
     paths = write_report(report, tmp_path / "out")
     page = paths["html"].read_text()
-    assert page.index("The answer") < page.index("<svg") and report["answer"][0].split(":")[0] in page
+    assert page.index("The answer") < page.index("<svg") and report.answer[0].split(":")[0] in page
     assert page.count("<svg") == len(PLOTS) and all(f'<figure id="{name}">' in page for name in PLOTS)
     assert not re.search(r"""<(?:img|script|link|iframe)\b|\bsrc=|(?:href=|url\()["']?https?:""", page)  # no assets
     for label in AXIS_LABELS:  # text stays text (svg.fonttype none), so labels are readable and searchable
@@ -241,9 +239,27 @@ def test_the_terminal_shows_the_first_rows_and_says_how_many_more(tmp_path, caps
 def test_report_json_keeps_one_trial_a_line(tmp_path):
     report = build_report(*records_from_sweep(finished_sweep(tmp_path).root))
     text = report_json(report)
-    assert json.loads(text) == json.loads(json.dumps(report))
+    assert json.loads(text) == json.loads(json.dumps(report.to_dict()))
     lines = text.splitlines()
     start = lines.index('  "trials": [')
     assert [json.loads(line.strip().rstrip(",")) for line in lines[start + 1:-2]] == json.loads(json.dumps(
-        report["trials"]))
-    assert report_json(report | {"trials": []}).endswith('"trials": []\n}\n')
+        [trial.to_dict() for trial in report.trials]))
+    assert report_json(dataclasses.replace(report, trials=[])).endswith('"trials": []\n}\n')
+
+
+def test_report_json_reads_back_to_the_same_bytes(tmp_path):
+    """report.json is `Report.to_dict`: read back with `from_dict`, it is written again byte for byte (a reused
+    report prints what the built one did)."""
+    ablation = [record("vgg16", seed, 93.5 + seed / 10, group="vgg16") for seed in range(2)]
+    for ratio in (2, 3, 4):  # along GhostNet's ratio curve: ablation points, a baseline, the model comparison
+        for seed in range(2):
+            ablation.append(record("ghost_vgg16", seed, 93.0 + ratio / 10 + seed / 10, group=f"s{ratio}"))
+            ablation[-1].settings = {"model_options.ratio": ratio}
+    reports = [build_report(*records_from_sweep(finished_sweep(tmp_path).root), inputs_sha256="abc"),
+               build_report("t", [record("resnet56", 0, 93.1), record("ghost_resnet56", 0, None, group="h")]),
+               build_report("t", ablation)]
+    assert reports[2].ablations and reports[2].comparisons
+    for report in reports:
+        text = report_json(report)
+        again = Report.from_dict(json.loads(text))
+        assert again == report and report_json(again) == text

@@ -7,6 +7,7 @@ history), or the hand-made legacy runs in tests/data/wandb_runs.json.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -15,9 +16,12 @@ from typing import Any
 
 import pytest
 
-from ghostsweep.orchestrator.report.build import build_report, records_from_sweep, write_report
+from ghostsweep.orchestrator.report.build import build_report
+from ghostsweep.orchestrator.report.files import write_report
+from ghostsweep.orchestrator.report.model import Report
 from ghostsweep.orchestrator.report.plots import PLOTS
-from ghostsweep.orchestrator.report.wandb_io import log_report, records_from_wandb, report_tables
+from ghostsweep.orchestrator.report.records import records_from_sweep
+from ghostsweep.orchestrator.report.wandb_io import log_report, numeric_tables, records_from_wandb
 from ghostsweep.orchestrator.spec.sweepspec import parse_spec
 from ghostsweep.orchestrator.sweepdir.directory import SweepDir
 from ghostsweep.trials.config import TrialConfig
@@ -167,9 +171,9 @@ class RecordedApi:
         return [RecordedRun(**run) for run in self._runs]
 
 
-def without_time(report: dict[str, Any]) -> dict[str, Any]:
-    """report.json but for when it was made and where its W&B settings came from."""
-    return {k: v for k, v in report.items() if k not in ("generated_at", "wandb")}
+def without_time(report: Report) -> Report:
+    """The report but for when it was made and where its W&B settings came from."""
+    return dataclasses.replace(report, generated_at=0.0, wandb={})
 
 
 def test_sweep_trials_carry_their_report_row_and_keep_their_ids(sweep: Path) -> None:
@@ -204,14 +208,14 @@ def test_from_wandb_rebuilds_the_files_report(sweep: Path) -> None:
     assert settings == {"entity": "lab", "project": "ghostsweep"}
     assert without_time(from_wandb) == without_time(from_files)
     # The sweep exercises what could differ: states, a rerun, row order, comparisons, claims.
-    rows = {row["label"]: row for row in from_files["rows"]}
-    assert rows["ghost_resnet56-ghost-keep"]["missing_seeds"] == [2]
-    assert rows["resnet56 recipe.lr=0.05"]["missing_seeds"] == [2]
-    assert rows["resnet56 recipe.lr=0.2"]["seeds_done"] == 3
-    differences = [c["difference"] for c in from_files["comparisons"]]
+    rows = {row.label: row for row in from_files.rows}
+    assert rows["ghost_resnet56-ghost-keep"].missing_seeds == [2]
+    assert rows["resnet56 recipe.lr=0.05"].missing_seeds == [2]
+    assert rows["resnet56 recipe.lr=0.2"].seeds_done == 3
+    differences = [c.difference for c in from_files.comparisons]
     assert "resnet56: recipe.lr=0.2 − recipe.lr=0.1" in differences  # each value against the default
     assert "resnet56: recipe.lr=0.2 − recipe.lr=0.05" not in differences
-    assert len(from_files["comparisons"]) == 5 and any(c["claims"] for c in from_files["comparisons"])
+    assert len(from_files.comparisons) == 5 and any(c.claims for c in from_files.comparisons)
 
 
 def test_from_wandb_keeps_sweeps_apart(sweep: Path) -> None:
@@ -232,28 +236,28 @@ def test_report_from_legacy_wandb_runs() -> None:
     title, records, settings = records_from_wandb("ghost-lab/ghostsweep-paper",
                                                   api=RecordedApi(legacy, "ghost-lab/ghostsweep-paper"))
     report = build_report(title, records, settings)
-    rows = {row["label"]: row for row in report["rows"]}
+    rows = {row.label: row for row in report.rows}
     assert title == "ghost-lab/ghostsweep-paper"
     assert set(rows) == {"resnet56", "ghost_resnet56-conv-keep"}
-    assert rows["resnet56"]["seeds_planned"] == 3 and rows["resnet56"]["missing_seeds"] == [2]
-    ghost = rows["ghost_resnet56-conv-keep"]["final_test_acc"]
-    assert (ghost["n"], ghost["mean"]) == (2, pytest.approx((92.51 + 92.77) / 2))
-    assert report["trials"][0]["curve"][-1] == (64000, 93.12)
+    assert rows["resnet56"].seeds_planned == 3 and rows["resnet56"].missing_seeds == [2]
+    ghost = rows["ghost_resnet56-conv-keep"].final_test_acc
+    assert (ghost.n, ghost.mean) == (2, pytest.approx((92.51 + 92.77) / 2))
+    assert report.trials[0].curve[-1] == (64000, 93.12)
 
 
-def test_report_tables_are_the_reports_numbers(sweep: Path) -> None:
+def test_numeric_tables_are_the_reports_numbers(sweep: Path) -> None:
     report = build_report(*records_from_sweep(sweep))
-    tables = report_tables(report)
-    assert [line["label"] for line in tables["rows"]] == [row["label"] for row in report["rows"]]
-    for line, row in zip(tables["rows"], report["rows"], strict=True):
-        for stat, value in row["final_test_acc"].items():  # analysis.summarise: n, mean, std, ci_low, ...
+    tables = numeric_tables(report)
+    assert [line["label"] for line in tables["rows"]] == [row.label for row in report.rows]
+    for line, row in zip(tables["rows"], report.rows, strict=True):
+        for stat, value in row.final_test_acc.to_dict().items():  # model.Summary: n, mean, std, ci_low, ...
             assert line[f"final_test_acc_{stat}"] == value
-    for line, comparison in zip(tables["comparisons"], report["comparisons"], strict=True):
-        paired = comparison["paired"] or {}
+    for line, comparison in zip(tables["comparisons"], report.comparisons, strict=True):
+        paired = comparison.paired
         assert (line["delta"], line["low"], line["high"], line["n_pairs"]) == (
-            paired.get("estimate"), paired.get("low"), paired.get("high"), comparison["n_pairs"])
-    assert len(tables["claims"]) == sum(len(c["claims"]) for c in report["comparisons"]) > 0
-    assert [line["sentence"] for line in tables["answer"]] == report["answer"]
+            paired and paired.estimate, paired and paired.low, paired and paired.high, comparison.n_pairs)
+    assert len(tables["claims"]) == sum(len(c.claims) for c in report.comparisons) > 0
+    assert [line["sentence"] for line in tables["answer"]] == report.answer
     for name, lines in tables.items():  # every cell a number, a name or verdict, a flag, or empty
         assert lines, name
         assert all(isinstance(v, int | float | str | bool | None) for line in lines for v in line.values()), name
@@ -279,6 +283,6 @@ def test_wandb_flag_logs_the_report_into_the_sweep_dir(sweep: Path, tmp_path: Pa
     logged = {p.name.split("_")[0] for p in media}
     assert logged == {"rows", "references", "comparisons", "claims", "answer", "html", *PLOTS}, logged
     table = json.loads(next(p for p in media if p.name.startswith("rows_")).read_text())
-    expected = report_tables(report)["rows"]
+    expected = numeric_tables(report)["rows"]
     assert table["columns"] == list(expected[0])
     assert table["data"] == [list(line.values()) for line in expected]  # the numbers, not formatted strings

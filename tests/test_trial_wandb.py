@@ -18,7 +18,8 @@ from test_trial_helpers import (
     wandb_run_record,
 )
 
-from ghostsweep.orchestrator.report.build import build_report, records_from_sweep
+from ghostsweep.orchestrator.report.build import build_report
+from ghostsweep.orchestrator.report.records import records_from_sweep
 from ghostsweep.orchestrator.report.wandb_io import records_from_wandb
 from ghostsweep.orchestrator.spec.sweepspec import parse_spec
 from ghostsweep.orchestrator.sweepdir.directory import SweepDir
@@ -70,8 +71,8 @@ def test_sweep_trial_run_is_grouped_by_its_report_row(cifar10_dir: Path, tmp_pat
     runs = [wandb_offline_run(Path(result(sweep.trial_dir(t))["wandb_run_dir"])) for t in sweep.trial_ids()]
     from_wandb = build_report(*records_from_wandb("lab/ghostsweep-test/tiny", api=SimpleNamespace(runs=lambda _: runs)))
     from_files = build_report(*records_from_sweep(sweep.root))
-    assert from_wandb["rows"] == from_files["rows"] and from_wandb["trials"] == from_files["trials"]
-    assert {row["final_test_acc"]["n"] for row in from_files["rows"]} == {1}
+    assert from_wandb.rows == from_files.rows and from_wandb.trials == from_files.trials
+    assert {row.final_test_acc.n for row in from_files.rows} == {1}
 
 
 def test_unreachable_wandb_does_not_fail_the_trial(cifar10_dir: Path, tmp_path: Path) -> None:

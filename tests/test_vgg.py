@@ -15,7 +15,9 @@ from test_trial_helpers import result, train
 
 from ghostsweep import model
 from ghostsweep.orchestrator.cli import main
-from ghostsweep.orchestrator.report.build import build_report, records_from_sweep, write_report
+from ghostsweep.orchestrator.report.build import build_report
+from ghostsweep.orchestrator.report.files import write_report
+from ghostsweep.orchestrator.report.records import records_from_sweep
 from ghostsweep.orchestrator.report.references import ABLATIONS, REFERENCES, ablation_points, references_for
 from ghostsweep.orchestrator.spec.plan import print_plan
 from ghostsweep.orchestrator.spec.sweepspec import load_spec
@@ -173,26 +175,26 @@ def test_report_of_the_section(tmp_path: Path) -> None:
     title, records, wandb = records_from_sweep(sweep.root)
     report = build_report(title, records, wandb)
 
-    by_difference = {c["difference"]: c for c in report["comparisons"]}
+    by_difference = {c.difference: c for c in report.comparisons}
     vgg = by_difference["ghost_vgg16 − vgg16"]
-    assert vgg["paired"]["estimate"] == pytest.approx(0.1) and vgg["params_ratio"] == pytest.approx(0.511, abs=1e-3)
-    assert [(claim["source"], round(claim["delta"], 2), claim["consistent"]) for claim in vgg["claims"]] == [
+    assert vgg.paired.estimate == pytest.approx(0.1) and vgg.params_ratio == pytest.approx(0.511, abs=1e-3)
+    assert [(claim.source, round(claim.delta, 2), claim.consistent) for claim in vgg.claims] == [
         ("ghostnet", 0.1, True)]
-    assert by_difference["ghost_vgg16-s5d3 − vgg16"]["claims"][0]["delta"] == pytest.approx(92.9 - 93.6)
-    assert by_difference["ghost_vgg16-s3d3: ratio=3 − ratio=2"]["paired"]["estimate"] == pytest.approx(-0.3)
+    assert by_difference["ghost_vgg16-s5d3 − vgg16"].claims[0].delta == pytest.approx(92.9 - 93.6)
+    assert by_difference["ghost_vgg16-s3d3: ratio=3 − ratio=2"].paired.estimate == pytest.approx(-0.3)
     assert "ghost_resnet56-conv-keep − resnet56" in by_difference
 
-    for row in report["rows"]:
-        assert not row["notes"], row  # every row runs its paper's recipe length
-        assert [ref["verdict"].split(":")[0] for ref in row["references"] if ref["source"] == "ghostnet"] == [
+    for row in report.rows:
+        assert not row.notes, row  # every row runs its paper's recipe length
+        assert [ref.verdict.split(":")[0] for ref in row.references if ref.source == "ghostnet"] == [
             "consistent"]
-    ablations = {a["option"]: a for a in report["ablations"]}
-    assert [(p["value"], p["n"], p["paper_test_acc"]) for p in ablations["ratio"]["points"]] == [
+    ablations = {a.option: a for a in report.ablations}
+    assert [(p.value, p.n, p.paper_test_acc) for p in ablations["ratio"].points] == [
         (2, 5, 93.7), (3, 5, 93.4), (4, 5, 93.0), (5, 5, 92.9)]
-    assert [p["value"] for p in ablations["cheap_kernel"]["points"]] == [1, 3, 5, 7]
-    assert ablations["ratio"]["points"][2]["mean"] == pytest.approx(93.0)
-    baseline = ablations["ratio"]["baseline"]
-    assert (baseline["model"], baseline["n"], baseline["paper_test_acc"]) == ("vgg16", 5, 93.6)
+    assert [p.value for p in ablations["cheap_kernel"].points] == [1, 3, 5, 7]
+    assert ablations["ratio"].points[2].mean == pytest.approx(93.0)
+    baseline = ablations["ratio"].baseline
+    assert (baseline.model, baseline.n, baseline.paper_test_acc) == ("vgg16", 5, 93.6)
 
     paths = write_report(report, tmp_path / "out")
     markdown = paths["md"].read_text()

@@ -28,13 +28,9 @@ def run(args: argparse.Namespace) -> int:
     always makes the report afresh, for its run."""
     from rich.console import Console
 
-    from ghostsweep.orchestrator.report.build import (
-        TERMINAL_ROWS,
-        build_report,
-        report_paths,
-        terminal_report,
-        write_report,
-    )
+    from ghostsweep.orchestrator.report.build import build_report
+    from ghostsweep.orchestrator.report.files import report_paths, write_report
+    from ghostsweep.orchestrator.report.terminal import TERMINAL_ROWS, terminal_report
 
     rows = TERMINAL_ROWS if args.rows is None else args.rows
     if rows < 0:
@@ -48,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.sweep_dir is None:
             raise ValueError("report: give SWEEP_DIR (or --from-wandb ENTITY/PROJECT[/SWEEP])")
-        from ghostsweep.orchestrator.report.build import inputs_sha256, records_from_sweep, reusable_report
+        from ghostsweep.orchestrator.report.build import inputs_sha256
+        from ghostsweep.orchestrator.report.files import reusable_report
+        from ghostsweep.orchestrator.report.records import records_from_sweep
         from ghostsweep.orchestrator.submission.extend import report_options
         from ghostsweep.orchestrator.sweepdir.cache import read_trials
 

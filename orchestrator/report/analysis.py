@@ -1,5 +1,5 @@
 """What the report concludes: per-row statistics, each published number judged by the matching method, and the
-paired comparisons that answer the paper's relative claim. Plain data in, plain data (report.json) out.
+paired comparisons that answer the paper's relative claim. `RowInput`s in, `model.Conclusions` out.
 
 A *row* is one report group: a variant plus every recipe/data/runtime setting that differs within the sweep,
 over its seeds. A *comparison* is two rows that differ in one factor only:
@@ -14,12 +14,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass, field
 from typing import Any
 
 from ghostsweep.model.registry import model_info, model_options
 from ghostsweep.orchestrator.report import stats
+from ghostsweep.orchestrator.report.model import (
+    AblationBaseline,
+    AblationCurve,
+    AblationPoint,
+    Claim,
+    Comparison,
+    Conclusions,
+    JudgedReference,
+    Metric,
+    RowSummary,
+    Summary,
+)
 from ghostsweep.orchestrator.report.references import (
     ABLATIONS,
     DEFAULT_TARGET_HALFWIDTH_PP,
@@ -30,14 +41,6 @@ from ghostsweep.orchestrator.report.references import (
     references_for,
 )
 from ghostsweep.trials.config import RECIPE_PRESETS, paper_recipe
-
-
-class Metric(StrEnum):
-    """Which test accuracy of a trial a number is about."""
-
-    FINAL = "final_test_acc"  # after the last iteration: what He et al. and (we assume) GhostNet report
-    BEST_VAL = "best_val_test_acc"  # of the checkpoint with the best validation accuracy: honest selection
-    MAX_OVER_EVALS = "max_test_acc"  # the best test accuracy over the evaluations: selected on the test set
 
 
 @dataclass
@@ -57,33 +60,24 @@ class RowInput:
     gpu_hours: float = 0.0
     cpu_hours: float = 0.0
     iterations: int | None = None
+    first_layer: str | None = None  # the Ghost options the plots group rows by
+    block_norm: str | None = None
     notes: list[str] = field(default_factory=list)
 
 
-def interval_dict(interval: stats.Interval | None) -> dict[str, Any] | None:
-    if interval is None:
-        return None
-    return asdict(interval) | {"halfwidth": interval.halfwidth}
-
-
-def summarise(by_seed: Mapping[int, float], target: float) -> dict[str, Any]:
-    """n, mean, std, the 95% CI of the mean and its half-width, the 95% prediction interval for one more run,
-    min, max, and the seeds this spread needs for a CI half-width of `target` pp."""
+def summarise(by_seed: Mapping[int, float], target: float) -> Summary:
+    """n, mean, std, the 95% CI of the mean, the 95% prediction interval for one more run, min, max, and the seeds
+    this spread needs for a CI half-width of `target` pp."""
     values = [by_seed[s] for s in sorted(by_seed)]
     if not values:
-        return {"n": 0, "mean": None, "std": None, "ci_low": None, "ci_high": None, "halfwidth": None,
-                "pi_low": None, "pi_high": None, "min": None, "max": None, "seeds_needed": None}
+        return Summary(0)
     sample = stats.Sample.of(values)
     ci, pi = stats.mean_interval(values), stats.prediction_interval(values)
-    return {
-        "n": sample.n, "mean": sample.mean, "std": sample.std,
-        "ci_low": ci and ci.low, "ci_high": ci and ci.high, "halfwidth": ci and ci.halfwidth,
-        "pi_low": pi and pi.low, "pi_high": pi and pi.high, "min": min(values), "max": max(values),
-        "seeds_needed": stats.seeds_for_halfwidth(sample.std, target),
-    }
+    return Summary(sample.n, sample.mean, sample.std, ci and ci.low, ci and ci.high, pi and pi.low, pi and pi.high,
+                   min(values), max(values), stats.seeds_for_halfwidth(sample.std, target))
 
 
-def judge_reference(ref: Reference, row: RowInput, missing: int) -> dict[str, Any]:
+def judge_reference(ref: Reference, row: RowInput, missing: int) -> JudgedReference:
     """The published number against ours, by the method its kind calls for; the verdict names the method."""
     metric = Metric.MAX_OVER_EVALS if ref.kind is ReferenceKind.TEST_SELECTED else Metric.FINAL
     values = [row.values[metric][s] for s in sorted(row.values[metric])]
@@ -121,14 +115,8 @@ def judge_reference(ref: Reference, row: RowInput, missing: int) -> dict[str, An
     else:
         verdict = f"paper below our {_short(interval.method)} by {interval.low - ref.test_acc:.2f} pp"
         consistent = False
-    return {
-        "source": ref.source.key, "kind": ref.kind.value, "runs": ref.runs, "test_acc": ref.test_acc,
-        "test_acc_std": ref.test_acc_std, "params": ref.params, "macs": ref.macs, "metric": metric.value,
-        "ours_mean": mean, "ours_minus_paper": None if mean is None else mean - ref.test_acc,
-        "interval": interval_dict(interval), "method": interval.method if interval else None,
-        "p_value": interval.p_value if interval else None, "verdict": verdict, "consistent": consistent,
-        "notes": notes,
-    }
+    return JudgedReference(ref.source.key, ref.kind, ref.runs, ref.test_acc, ref.test_acc_std, ref.params, ref.macs,
+                           metric, mean, interval, verdict, consistent, notes)
 
 
 def _short(method: str) -> str:
@@ -143,22 +131,21 @@ def row_options(row: RowInput) -> dict[str, Any]:
                                        if k.startswith(prefix)}
 
 
-def analyse_row(row: RowInput, target: float) -> dict[str, Any]:
+def analyse_row(row: RowInput, target: float) -> RowSummary:
     done_seeds = sorted(row.values[Metric.FINAL])
     missing = [s for s in row.seeds_planned if s not in row.values[Metric.FINAL]]
-    summaries = {metric.value: summarise(row.values[metric], target) for metric in Metric}
     notes = list(row.notes)
     paper_iterations = RECIPE_PRESETS[paper_recipe(row.model)].iterations
     if row.iterations is not None and row.iterations != paper_iterations:
         notes.append(f"{row.iterations:,} iterations, not the papers' {paper_iterations:,}")
     references = [judge_reference(ref, row, len(missing)) for ref in references_for(row.model, row_options(row))
                   if ref.test_acc is not None]
-    return {
-        "group": row.group, "label": row.label, "variant": row.variant, "model": row.model,
-        "settings": row.settings, "seeds_planned": len(row.seeds_planned), "seeds_done": len(done_seeds),
-        "seeds": done_seeds, "missing_seeds": missing, **summaries, "params": row.params, "macs": row.macs,
-        "gpu_hours": row.gpu_hours, "cpu_hours": row.cpu_hours, "references": references, "notes": notes,
-    }
+    return RowSummary(
+        row.group, row.label, row.variant, row.model, model_info(row.model).family, row.first_layer, row.block_norm,
+        row.settings, len(row.seeds_planned), done_seeds, missing,
+        *(summarise(row.values[metric], target) for metric in Metric), row.params, row.macs, row.gpu_hours,
+        row.cpu_hours, references, notes,
+    )
 
 
 @dataclass(frozen=True)
@@ -262,7 +249,7 @@ def _key(key: str) -> str:
     return key.partition(".")[2] if key.startswith("model_options.") else key
 
 
-def analyse_pairing(pairing: Pairing, target: float) -> dict[str, Any]:
+def analyse_pairing(pairing: Pairing, target: float) -> Comparison:
     """Δ of the final test accuracy, paired by seed (and Welch), the size ratios, and the paper's claim."""
     t_values, r_values = pairing.treatment.values[Metric.FINAL], pairing.reference.values[Metric.FINAL]
     paired = stats.paired_interval(t_values, r_values)
@@ -275,15 +262,12 @@ def analyse_pairing(pairing: Pairing, target: float) -> dict[str, Any]:
     spread = stats.Sample.of(differences).std if len(differences) >= 2 else None
     params_ratio = _ratio(pairing.treatment.params, pairing.reference.params)
     macs_ratio = _ratio(pairing.treatment.macs, pairing.reference.macs)
-    return {
-        "factor": pairing.factor, "treatment": pairing.treatment.group, "reference": pairing.reference.group,
-        "treatment_label": pairing.treatment.label, "reference_label": pairing.reference.label,
-        "difference": describe_difference(pairing), "differing": list(pairing.differing),
-        "n_pairs": len(common), "paired": interval_dict(paired), "welch": interval_dict(welch),
-        "seeds_needed": stats.seeds_for_halfwidth(spread, target),
-        "params_ratio": params_ratio, "macs_ratio": macs_ratio,
-        "claims": [_judge_claim(pairing, ref_t, ref_r) for ref_t, ref_r in _claim_references(pairing)],
-    }
+    return Comparison(
+        pairing.factor, pairing.treatment.group, pairing.reference.group, pairing.treatment.label,
+        pairing.reference.label, describe_difference(pairing), list(pairing.differing), len(common), paired, welch,
+        stats.seeds_for_halfwidth(spread, target), params_ratio, macs_ratio,
+        [_judge_claim(pairing, ref_t, ref_r) for ref_t, ref_r in _claim_references(pairing)],
+    )
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -302,7 +286,7 @@ def _claim_references(pairing: Pairing) -> list[tuple[Reference, Reference]]:
             if ref.test_acc and ref.source.key in by_source]
 
 
-def _judge_claim(pairing: Pairing, ref_t: Reference, ref_r: Reference) -> dict[str, Any]:
+def _judge_claim(pairing: Pairing, ref_t: Reference, ref_r: Reference) -> Claim:
     """The source's Δ (two single runs, unpaired) against the prediction interval of such a difference."""
     claim = ref_t.test_acc - ref_r.test_acc
     t_values, r_values = pairing.treatment.values[Metric.FINAL], pairing.reference.values[Metric.FINAL]
@@ -316,74 +300,48 @@ def _judge_claim(pairing: Pairing, ref_t: Reference, ref_r: Reference) -> dict[s
     else:
         verdict, consistent = ("paper's Δ above" if claim > interval.high else "paper's Δ below") + \
             " our 95% prediction interval for one unpaired pair of runs", False
-    return {
-        "source": ref_t.source.key, "delta": claim, "params_ratio": _ratio(ref_t.params, ref_r.params),
-        "macs_ratio": _ratio(ref_t.macs, ref_r.macs), "prediction": interval_dict(interval),
-        "verdict": verdict, "consistent": consistent,
-    }
+    return Claim(ref_t.source.key, claim, _ratio(ref_t.params, ref_r.params), _ratio(ref_t.macs, ref_r.macs),
+                 interval, verdict, consistent)
 
 
-def answer_sentence(comparison: dict[str, Any]) -> str:
-    """One sentence per comparison, for the top of the report."""
-    paired, welch = comparison["paired"], comparison["welch"]
-    if paired is not None:
-        ours = f"{paired['estimate']:+.2f} pp [{paired['low']:+.2f}, {paired['high']:+.2f}] (paired, n={paired['n']})"
-    elif welch is not None:
-        ours = f"{welch['estimate']:+.2f} pp [{welch['low']:+.2f}, {welch['high']:+.2f}] (Welch, unpaired)"
-    else:
-        return f"{comparison['difference']}: not enough seeds for an interval yet."
-    sentence = f"{comparison['difference']}: {ours}"
-    if comparison["params_ratio"] and comparison["factor"] == "model":
-        sentence += f", at {comparison['params_ratio']:.2f}× the params and {comparison['macs_ratio']:.2f}× the MACs"
-    for claim in comparison["claims"]:
-        prediction = claim["prediction"]
-        if prediction is None:
-            sentence += f"; {claim['source']}'s Δ {claim['delta']:+.1f} pp: no interval yet"
-            continue
-        where = "lies inside" if claim["consistent"] else "lies outside"
-        sentence += (f"; {claim['source']}'s {claim['delta']:+.1f} pp {where} the 95% prediction interval "
-                     f"[{prediction['low']:+.2f}, {prediction['high']:+.2f}] for one unpaired pair of runs: "
-                     f"{'consistent' if claim['consistent'] else 'not consistent'}")
-    return sentence + "."
-
-
-def analyse_ablation(ablation: Ablation, rows: Sequence[RowInput], analysed: Sequence[dict[str, Any]]
-                     ) -> dict[str, Any] | None:
+def analyse_ablation(ablation: Ablation, rows: Sequence[RowInput], analysed: Sequence[RowSummary]
+                     ) -> AblationCurve | None:
     """A published ablation curve beside our rows along it (the option varied, every other option at its default;
     the first such row per value): per value, our final test accuracy and the paper's, judged as for the row.
     None when fewer than two of our rows lie on the curve."""
     defaults = model_options(ablation.model)
     published = ablation_points(ablation)
-    ours: dict[Any, dict[str, Any]] = {}
+    ours: dict[Any, tuple[RowInput, RowSummary, JudgedReference | None]] = {}
     for row, result in zip(rows, analysed, strict=True):
         options = row_options(row)
         if row.model != ablation.model or any(options[k] != v for k, v in defaults.items() if k != ablation.option):
             continue
         value = options[ablation.option]
-        judged = next((ref for ref in result["references"] if ref["source"] == ablation.source.key
-                       and value in published and ref["test_acc"] == published[value].test_acc), None)
-        ours.setdefault(value, {
-            "label": row.label, "group": row.group, **{k: result[Metric.FINAL.value][k] for k in
-                                                        ("n", "mean", "std", "ci_low", "ci_high")},
-            "params": row.params, "macs": row.macs,
-            "ours_minus_paper": judged and judged["ours_minus_paper"], "verdict": judged and judged["verdict"],
-            "consistent": judged and judged["consistent"],
-        })
+        judged = next((ref for ref in result.references if ref.source == ablation.source.key
+                       and value in published and ref.test_acc == published[value].test_acc), None)
+        ours.setdefault(value, (row, result, judged))
     if len(ours) < 2:
         return None
-    empty = {"label": None, "group": None, "n": 0, "mean": None, "std": None, "ci_low": None, "ci_high": None,
-             "params": None, "macs": None, "ours_minus_paper": None, "verdict": None, "consistent": None}
-    points = []
-    for value in sorted(ours.keys() | published.keys()):
-        ref = published.get(value)
-        points.append({"value": value, **ours.get(value, empty), "paper_test_acc": ref and ref.test_acc,
-                       "paper_params": ref and ref.params, "paper_macs": ref and ref.macs})
-    return {"model": ablation.model, "option": ablation.option, "source": ablation.source.key,
-            "where": ablation.where, "points": points, "baseline": _ablation_baseline(ablation, rows, analysed)}
+    points = [_ablation_point(value, ours.get(value), published.get(value))
+              for value in sorted(ours.keys() | published.keys())]
+    return AblationCurve(ablation.model, ablation.option, ablation.source.key, ablation.where, points,
+                         _ablation_baseline(ablation, rows, analysed))
 
 
-def _ablation_baseline(ablation: Ablation, rows: Sequence[RowInput], analysed: Sequence[dict[str, Any]]
-                       ) -> dict[str, Any] | None:
+def _ablation_point(value: Any, ours: tuple[RowInput, RowSummary, JudgedReference | None] | None,
+                    ref: Reference | None) -> AblationPoint:
+    """Our row at this value (if any) beside the published number (if any)."""
+    row, result, judged = ours or (None, None, None)
+    final = result.final_test_acc if result else Summary(0)
+    return AblationPoint(
+        value, row and row.label, row and row.group, final.n, final.mean, final.std, final.ci_low, final.ci_high,
+        row and row.params, row and row.macs, judged and judged.ours_minus_paper, judged and judged.verdict,
+        judged and judged.consistent, ref and ref.test_acc, ref and ref.params, ref and ref.macs,
+    )
+
+
+def _ablation_baseline(ablation: Ablation, rows: Sequence[RowInput], analysed: Sequence[RowSummary]
+                       ) -> AblationBaseline | None:
     """The curve's reference line: the model's baseline (vgg16 for ghost_vgg16), ours (its first row) and the
     source's number."""
     baseline = model_info(ablation.model).baseline
@@ -392,26 +350,20 @@ def _ablation_baseline(ablation: Ablation, rows: Sequence[RowInput], analysed: S
     published = next((ref for ref in references_for(baseline) if ref.source == ablation.source), None)
     row, result = next(((row, result) for row, result in zip(rows, analysed, strict=True) if row.model == baseline),
                        (None, None))
-    final = result[Metric.FINAL.value] if result else {}
-    return {"model": baseline, "label": row and row.label, "group": row and row.group, "n": final.get("n", 0),
-            "mean": final.get("mean"), "std": final.get("std"), "ci_low": final.get("ci_low"),
-            "ci_high": final.get("ci_high"), "params": row and row.params, "macs": row and row.macs,
-            "paper_test_acc": published and published.test_acc, "paper_params": published and published.params,
-            "paper_macs": published and published.macs}
+    final = result.final_test_acc if result else Summary(0)
+    return AblationBaseline(
+        baseline, row and row.label, row and row.group, final.n, final.mean, final.std, final.ci_low, final.ci_high,
+        row and row.params, row and row.macs, published and published.test_acc, published and published.params,
+        published and published.macs,
+    )
 
 
 def analyse(rows: Sequence[RowInput], baseline_of: Callable[[str], str | None],
-            target: float = DEFAULT_TARGET_HALFWIDTH_PP) -> dict[str, Any]:
-    """report.json's conclusions: rows, comparisons, the published ablation curves our rows lie on, and the
-    answer sentences that open the report."""
+            target: float = DEFAULT_TARGET_HALFWIDTH_PP) -> Conclusions:
+    """The report's conclusions: rows, comparisons (the paper's question first), and the published ablation
+    curves our rows lie on."""
     comparisons = [analyse_pairing(p, target) for p in find_pairings(rows, baseline_of)]
-    comparisons.sort(key=lambda c: c["factor"] != "model")  # the paper's question first
+    comparisons.sort(key=lambda c: c.factor != "model")  # the paper's question first
     analysed = [analyse_row(row, target) for row in rows]
     ablations = [analyse_ablation(ablation, rows, analysed) for ablation in ABLATIONS]
-    return {
-        "target_halfwidth_pp": target,
-        "rows": analysed,
-        "comparisons": comparisons,
-        "ablations": [ablation for ablation in ablations if ablation is not None],
-        "answer": [answer_sentence(c) for c in comparisons],
-    }
+    return Conclusions(target, analysed, comparisons, [ablation for ablation in ablations if ablation is not None])

@@ -14,9 +14,11 @@ import math
 import re
 import textwrap
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from ghostsweep.model.registry import model_info
+from ghostsweep.orchestrator.report.model import Comparison, Report, RowSummary
+from ghostsweep.orchestrator.report.references import ABLATION_SYMBOLS
 from ghostsweep.trials.trialdir import CURVE_METRIC
 
 PLOTS = ("accuracy-vs-params", "accuracy-vs-macs", "differences", "learning-curves", "ablations")
@@ -45,7 +47,7 @@ MAX_FOREST_ROWS = 40  # a forest plot taller than a few screens helps nobody; th
 CLAIM_COLOR = "#cf222e"
 
 
-def render_plots(report: dict[str, Any], raster: bool = True) -> dict[str, Plot]:
+def render_plots(report: Report, raster: bool = True) -> dict[str, Plot]:
     """Every plot in `PLOTS`, each series in one colour across plots; a plot without data says so. `raster`:
     a PNG of each as well (what W&B shows), else `Plot.png` is None."""
     import matplotlib
@@ -53,7 +55,7 @@ def render_plots(report: dict[str, Any], raster: bool = True) -> dict[str, Plot]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series = {row["group"]: _series(row) for row in report["rows"]}
+    series = {row.group: _series(row) for row in report.rows}
     colors = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(dict.fromkeys(series.values()))}
     color_of = {group: colors[name] for group, name in series.items()}
     with plt.rc_context(STYLE):
@@ -68,14 +70,15 @@ def render_plots(report: dict[str, Any], raster: bool = True) -> dict[str, Plot]
         return {name: _save(*draw(), raster) for name, draw in figures.items()}
 
 
-def _series(row: dict[str, Any]) -> str:
+def _series(row: RowSummary) -> str:
     """A row's line in the size plots: its family plus what the variant and the settings add
     (`ghost_resnet-conv-keep`), so that depths of one kind join up."""
-    extra = row["label"][len(row["variant"]):].strip()
-    return row["family"] + row["variant"][len(row["model"]):] + (f" {extra}" if extra else "")
+    extra = row.label[len(row.variant):].strip()
+    return row.family + row.variant[len(row.model):] + (f" {extra}" if extra else "")
 
 
-def _accuracy_vs_size(report: dict[str, Any], size: str, axis_label: str, color_of: dict[str, Any]) -> tuple[Any, str]:
+def _accuracy_vs_size(report: Report, size: Literal["params", "macs"], axis_label: str, color_of: dict[str, Any],
+                      ) -> tuple[Any, str]:
     """Our mean final test accuracy (95% CI) against params or MACs, a line per series, the papers' points."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
@@ -84,47 +87,26 @@ def _accuracy_vs_size(report: dict[str, Any], size: str, axis_label: str, color_
     caption = (f"CIFAR-10 test accuracy against {what}: ours is the mean final test accuracy over seeds with its "
                "95% t-interval (no bar: one seed), a line per model family and variant, the depth beside each "
                "point; black hollow markers are the published numbers as printed.")
-    lines: dict[str, list[dict[str, Any]]] = {}
-    for row in report["rows"]:
-        if row[size] and row["final_test_acc"]["mean"] is not None:
+    lines: dict[str, list[RowSummary]] = {}
+    for row in report.rows:
+        if getattr(row, size) and row.final_test_acc.mean is not None:
             lines.setdefault(_series(row), []).append(row)
     published: dict[str, set[tuple[float, float]]] = {}
-    for row in report["rows"]:
-        for ref in row["references"]:
-            if ref[size]:
-                published.setdefault(ref["source"], set()).add((ref[size], ref["test_acc"]))
+    for row in report.rows:
+        for ref in row.references:
+            if getattr(ref, size):
+                published.setdefault(ref.source, set()).add((getattr(ref, size), ref.test_acc))
     if not lines and not published:
         return _message(f"accuracy vs {what}: no finished trial with {what} recorded yet", caption)
     figure, axes = plt.subplots(figsize=(FIGURE_WIDTH_IN, 5.2))
-    xs, handles = [], []
-    unnamed: dict[Any, list[list[float]]] = {}  # colour → x, mean, CI below and above of one-point series
-    for position, (name, rows) in enumerate(lines.items()):
-        rows.sort(key=lambda r: r[size])
-        stats = [r["final_test_acc"] for r in rows]
-        x = [r[size] / 1e6 for r in rows]
-        xs += x
-        low = [0.0 if s["ci_low"] is None else s["mean"] - s["ci_low"] for s in stats]
-        high = [0.0 if s["ci_high"] is None else s["ci_high"] - s["mean"] for s in stats]
-        color = color_of[rows[0]["group"]]
-        if len(rows) == 1 and position >= MAX_LEGEND_SERIES:  # a point the legend does not name is drawn below,
-            points = unnamed.setdefault(color, [[], [], [], []])  # with the others of its colour: one artist, not 500
-            for values, value in zip(points, (x[0], stats[0]["mean"], low[0], high[0]), strict=True):
-                values.append(value)
-            continue
-        handles.append(axes.errorbar(x, [s["mean"] for s in stats], yerr=[low, high], marker="o", capsize=4, lw=1.8,
-                                     ms=6, color=color, label=f"ours: {name}"))
-        for row, xi, s in zip(rows, x, stats, strict=True) if len(lines) <= MAX_LEGEND_SERIES else ():
-            axes.annotate(str(model_info(row["model"]).depth), (xi, s["mean"]), xytext=(6, -12),
-                          textcoords="offset points", fontsize=9, color="#57606a")
-    for color, (x, means, low, high) in unnamed.items():
-        axes.errorbar(x, means, yerr=[low, high], marker="o", capsize=4, lw=1.8, ls="none", ms=6, color=color)
+    xs, handles = _our_series(axes, lines, size, color_of)
     ours = len(handles)
-    markers = dict(zip(report["sources"], SOURCE_MARKERS, strict=False))  # one marker per source in every plot
+    markers = dict(zip(report.sources, SOURCE_MARKERS, strict=False))  # one marker per source in every plot
     for source, points in published.items():
         x, accuracies = zip(*sorted(points), strict=True)
         x = [value / 1e6 for value in x]
         xs += x
-        title = report["sources"].get(source, {}).get("title", source).split(",")[0]
+        title = (report.sources[source].title if source in report.sources else source).split(",")[0]
         handles.append(axes.scatter(x, accuracies, marker=markers.get(source, "o"), s=70, facecolors="none",
                                     edgecolors="black", linewidths=1.5, zorder=3,
                                     label=f"published: {source} ({title})"))
@@ -140,7 +122,36 @@ def _accuracy_vs_size(report: dict[str, Any], size: str, axis_label: str, color_
     return figure, caption
 
 
-def _ablations(report: dict[str, Any]) -> tuple[Any, str]:
+def _our_series(axes: Any, lines: dict[str, list[RowSummary]], size: Literal["params", "macs"],
+                color_of: dict[str, Any]) -> tuple[list[float], list[Any]]:
+    """Each series' mean final test accuracy with its 95% CI against size, the depth beside each point while the
+    legend names every series; the x values drawn and the legend's handles."""
+    xs, handles = [], []
+    unnamed: dict[Any, list[list[float]]] = {}  # colour → x, mean, CI below and above of one-point series
+    for position, (name, rows) in enumerate(lines.items()):
+        rows.sort(key=lambda r: getattr(r, size))
+        stats = [r.final_test_acc for r in rows]
+        x = [getattr(r, size) / 1e6 for r in rows]
+        xs += x
+        low = [0.0 if s.ci_low is None else s.mean - s.ci_low for s in stats]
+        high = [0.0 if s.ci_high is None else s.ci_high - s.mean for s in stats]
+        color = color_of[rows[0].group]
+        if len(rows) == 1 and position >= MAX_LEGEND_SERIES:  # a point the legend does not name is drawn below,
+            points = unnamed.setdefault(color, [[], [], [], []])  # with the others of its colour: one artist, not 500
+            for values, value in zip(points, (x[0], stats[0].mean, low[0], high[0]), strict=True):
+                values.append(value)
+            continue
+        handles.append(axes.errorbar(x, [s.mean for s in stats], yerr=[low, high], marker="o", capsize=4, lw=1.8,
+                                     ms=6, color=color, label=f"ours: {name}"))
+        for row, xi, s in zip(rows, x, stats, strict=True) if len(lines) <= MAX_LEGEND_SERIES else ():
+            axes.annotate(str(model_info(row.model).depth), (xi, s.mean), xytext=(6, -12),
+                          textcoords="offset points", fontsize=9, color="#57606a")
+    for color, (x, means, low, high) in unnamed.items():
+        axes.errorbar(x, means, yerr=[low, high], marker="o", capsize=4, lw=1.8, ls="none", ms=6, color=color)
+    return xs, handles
+
+
+def _ablations(report: Report) -> tuple[Any, str]:
     """One panel per published ablation curve our rows lie on: ours (mean, 95% CI) and the paper's points against
     the option's value, the baseline (no Ghost) as horizontal lines."""
     import matplotlib.pyplot as plt
@@ -150,27 +161,27 @@ def _ablations(report: dict[str, Any]) -> tuple[Any, str]:
                "others at the paper's values; ours is the mean final test accuracy with its 95% t-interval, the "
                "black hollow markers and dashed line the published curve, the horizontal lines the baseline "
                "without Ghost modules (solid: ours, dotted: published).")
-    ablations = report.get("ablations", [])
+    ablations = report.ablations
     if not ablations:
         return _message("ablations: no published ablation curve has two of this sweep's rows on it", caption)
     figure, grid = plt.subplots(1, len(ablations), figsize=(FIGURE_WIDTH_IN, 4.6), squeeze=False, sharey=True)
     for axes, ablation in zip(grid.flat, ablations, strict=True):
-        symbol = {"ratio": "s", "cheap_kernel": "d"}.get(ablation["option"], ablation["option"])
-        ours = [p for p in ablation["points"] if p["mean"] is not None]
-        low = [0.0 if p["ci_low"] is None else p["mean"] - p["ci_low"] for p in ours]
-        high = [0.0 if p["ci_high"] is None else p["ci_high"] - p["mean"] for p in ours]
-        axes.errorbar([p["value"] for p in ours], [p["mean"] for p in ours], yerr=[low, high], marker="o",
+        symbol = ABLATION_SYMBOLS.get(ablation.option, ablation.option)
+        ours = [p for p in ablation.points if p.mean is not None]
+        low = [0.0 if p.ci_low is None else p.mean - p.ci_low for p in ours]
+        high = [0.0 if p.ci_high is None else p.ci_high - p.mean for p in ours]
+        axes.errorbar([p.value for p in ours], [p.mean for p in ours], yerr=[low, high], marker="o",
                       capsize=4, lw=1.8, ms=6, color="#2f6feb")
-        paper = [p for p in ablation["points"] if p["paper_test_acc"] is not None]
-        axes.plot([p["value"] for p in paper], [p["paper_test_acc"] for p in paper], ls="--", color="black",
+        paper = [p for p in ablation.points if p.paper_test_acc is not None]
+        axes.plot([p.value for p in paper], [p.paper_test_acc for p in paper], ls="--", color="black",
                   marker="D", ms=7, mfc="none", lw=1)
-        baseline = ablation["baseline"] or {}
-        if baseline.get("mean") is not None:
-            axes.axhline(baseline["mean"], color="#2f6feb", lw=1, alpha=0.6)
-        if baseline.get("paper_test_acc") is not None:
-            axes.axhline(baseline["paper_test_acc"], color="black", lw=1, ls=":")
-        axes.set_xticks(sorted({p["value"] for p in ablation["points"]}))
-        axes.set(xlabel=f"{symbol} ({ablation['option']})", title=f"{ablation['model']}: {symbol}",
+        baseline = ablation.baseline
+        if baseline is not None and baseline.mean is not None:
+            axes.axhline(baseline.mean, color="#2f6feb", lw=1, alpha=0.6)
+        if baseline is not None and baseline.paper_test_acc is not None:
+            axes.axhline(baseline.paper_test_acc, color="black", lw=1, ls=":")
+        axes.set_xticks(sorted({p.value for p in ablation.points}))
+        axes.set(xlabel=f"{symbol} ({ablation.option})", title=f"{ablation.model}: {symbol}",
                  ylabel="CIFAR-10 test accuracy (%)")
         axes.tick_params(labelleft=True)
     handles = [Line2D([], [], marker="o", color="#2f6feb", lw=1.8, label="ours (mean, 95% CI)"),
@@ -191,7 +202,7 @@ def _plain_log_axis(axis: Any) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
-def _forest(report: dict[str, Any], color_of: dict[str, Any]) -> tuple[Any, str]:
+def _forest(report: Report, color_of: dict[str, Any]) -> tuple[Any, str]:
     """Every comparison's Δ with its 95% CI, 0 marked, and each source's published Δ with the interval it is
     judged against."""
     import matplotlib.pyplot as plt
@@ -201,40 +212,22 @@ def _forest(report: dict[str, Any], color_of: dict[str, Any]) -> tuple[Any, str]
                "our Δ and its 95% CI, paired by seed (hollow: Welch's unpaired interval, when fewer than two seeds "
                "pair); red diamonds are the published Δ, the faint red band the 95% prediction interval for one "
                "unpaired pair of runs that it is judged against.")
-    comparisons = report["comparisons"][:MAX_FOREST_ROWS]  # the model comparisons come first
+    comparisons = report.comparisons[:MAX_FOREST_ROWS]  # the model comparisons come first
     if not comparisons:
         return _message("differences: no two rows differ in one factor yet", caption)
-    if len(report["comparisons"]) > MAX_FOREST_ROWS:
-        caption += f" The first {MAX_FOREST_ROWS} of {len(report['comparisons'])} comparisons: all are in the table."
+    if len(report.comparisons) > MAX_FOREST_ROWS:
+        caption += f" The first {MAX_FOREST_ROWS} of {len(report.comparisons)} comparisons: all are in the table."
     n = len(comparisons)
     figure, axes = plt.subplots(figsize=(FIGURE_WIDTH_IN, 1.6 + 0.5 * n))
     axes.axvline(0, color="#57606a", lw=1, ls="--", zorder=1)
     welch_used = claims_used = False
     for i, c in enumerate(comparisons):
         y = n - 1 - i
-        if i and c["factor"] != comparisons[i - 1]["factor"]:
+        if i and c.factor != comparisons[i - 1].factor:
             axes.axhline(y + 0.5, color="#d0d7de", lw=1)
-        interval, welch = c["paired"] or c["welch"], c["paired"] is None
-        color = color_of.get(c["treatment"], "black")
-        if interval is None:
-            axes.annotate("not enough seeds for an interval", (0, y), xytext=(6, 0), textcoords="offset points",
-                          va="center", fontsize=10, color="#57606a")
-        else:
-            welch_used |= welch
-            est = interval["estimate"]
-            axes.errorbar(est, y, xerr=[[est - interval["low"]], [interval["high"] - est]], fmt="o", ms=7,
-                          capsize=4, lw=2, color=color, mfc="white" if welch else color, zorder=3)
-            axes.annotate(f"{est:+.2f} [{interval['low']:+.2f}, {interval['high']:+.2f}]", (1, y),
-                          xycoords=("axes fraction", "data"), xytext=(8, 0), textcoords="offset points",
-                          va="center", fontsize=10)
-        for k, claim in enumerate(c["claims"]):
-            claims_used = True
-            yc = y - 0.25 * (k + 1) / len(c["claims"])
-            if claim["prediction"]:
-                axes.plot([claim["prediction"]["low"], claim["prediction"]["high"]], [yc, yc], color=CLAIM_COLOR,
-                          alpha=0.18, lw=7, solid_capstyle="butt", zorder=2)
-            axes.plot(claim["delta"], yc, marker="D", ms=7, color=CLAIM_COLOR, ls="none", zorder=4)
-    axes.set_yticks(range(n), [textwrap.fill(c["difference"], 52) for c in reversed(comparisons)])
+        welch_used |= _forest_line(axes, c, y, color_of.get(c.treatment, "black"))
+        claims_used |= bool(c.claims)
+    axes.set_yticks(range(n), [textwrap.fill(c.difference, 52) for c in reversed(comparisons)])
     axes.set_ylim(-0.7, n - 0.4)
     axes.grid(axis="y", visible=False)
     axes.set(xlabel="Δ CIFAR-10 test accuracy (pp) = treatment − reference",
@@ -250,7 +243,30 @@ def _forest(report: dict[str, Any], color_of: dict[str, Any]) -> tuple[Any, str]
     return figure, caption
 
 
-def _learning_curves(report: dict[str, Any], color_of: dict[str, Any]) -> tuple[Any, str]:
+def _forest_line(axes: Any, comparison: Comparison, y: float, color: Any) -> bool:
+    """One comparison at height y: our Δ with its 95% CI (hollow: Welch's) and each source's Δ below it with its
+    prediction interval. Whether Welch's interval was drawn."""
+    interval, welch = comparison.paired or comparison.welch, comparison.paired is None
+    if interval is None:
+        axes.annotate("not enough seeds for an interval", (0, y), xytext=(6, 0), textcoords="offset points",
+                      va="center", fontsize=10, color="#57606a")
+    else:
+        est = interval.estimate
+        axes.errorbar(est, y, xerr=[[est - interval.low], [interval.high - est]], fmt="o", ms=7,
+                      capsize=4, lw=2, color=color, mfc="white" if welch else color, zorder=3)
+        axes.annotate(f"{est:+.2f} [{interval.low:+.2f}, {interval.high:+.2f}]", (1, y),
+                      xycoords=("axes fraction", "data"), xytext=(8, 0), textcoords="offset points",
+                      va="center", fontsize=10)
+    for k, claim in enumerate(comparison.claims):
+        yc = y - 0.25 * (k + 1) / len(comparison.claims)
+        if claim.prediction:
+            axes.plot([claim.prediction.low, claim.prediction.high], [yc, yc], color=CLAIM_COLOR,
+                      alpha=0.18, lw=7, solid_capstyle="butt", zorder=2)
+        axes.plot(claim.delta, yc, marker="D", ms=7, color=CLAIM_COLOR, ls="none", zorder=4)
+    return interval is not None and welch
+
+
+def _learning_curves(report: Report, color_of: dict[str, Any]) -> tuple[Any, str]:
     """A small panel per variant: validation accuracy, mean line and min–max band over seeds."""
     import matplotlib.pyplot as plt
 
@@ -317,23 +333,23 @@ class Curve:
     high: list[float]
 
 
-def _mean_curves(report: dict[str, Any]) -> dict[str, dict[str, Curve]]:
+def _mean_curves(report: Report) -> dict[str, dict[str, Curve]]:
     """Per variant, per row (group): the curve's mean, min and max over the seeds that evaluated there."""
-    rows = {row["group"]: row for row in report["rows"]}
+    rows = {row.group: row for row in report.rows}
     by_group: dict[str, dict[int, list[float]]] = {}
     seeds: dict[str, set[int]] = {}
-    for trial in report["trials"]:
-        if not trial["curve"]:
+    for trial in report.trials or []:
+        if not trial.curve:
             continue
-        points = by_group.setdefault(trial["group"], {})
-        for iteration, value in trial["curve"]:
+        points = by_group.setdefault(trial.group, {})
+        for iteration, value in trial.curve:
             points.setdefault(iteration, []).append(value)
-        seeds.setdefault(trial["group"], set()).add(trial["seed"])
+        seeds.setdefault(trial.group, set()).add(trial.seed)
     curves: dict[str, dict[str, Curve]] = {}
     for group, points in by_group.items():
         iterations = sorted(points)
-        curves.setdefault(rows[group]["variant"], {})[group] = Curve(
-            rows[group]["label"], len(seeds[group]), iterations,
+        curves.setdefault(rows[group].variant, {})[group] = Curve(
+            rows[group].label, len(seeds[group]), iterations,
             [sum(points[i]) / len(points[i]) for i in iterations],
             [min(points[i]) for i in iterations], [max(points[i]) for i in iterations],
         )

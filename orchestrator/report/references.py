@@ -135,6 +135,7 @@ REFERENCES: tuple[Reference, ...] = (
 )
 
 
+ABLATION_SYMBOLS = {"ratio": "s", "cheap_kernel": "d"}  # the papers' letters for the Ghost module's options
 ABLATIONS: tuple[Ablation, ...] = (
     Ablation(GHOSTNET, "ghost_vgg16", "cheap_kernel", "Table 2: the cheap kernel d at s=2"),
     Ablation(GHOSTNET, "ghost_vgg16", "ratio", "Table 3: the ratio s at d=3"),

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 LEVEL = 0.95
 BEST_OF_DRAWS = 200_000  # Monte Carlo draws for best-of-m: the interval's ends move < 0.01 pp between seeds
@@ -50,6 +51,15 @@ class Interval:
 
     def contains(self, value: float) -> bool:
         return self.low <= value <= self.high
+
+    def to_dict(self) -> dict[str, Any]:
+        """As report.json holds it: the fields, then the half-width (for readers of the file)."""
+        return asdict(self) | {"halfwidth": self.halfwidth}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Interval:
+        return cls(data["estimate"], data["low"], data["high"], data["method"], data["n"], data.get("df"),
+                   data.get("p_value"))
 
 
 @dataclass(frozen=True)

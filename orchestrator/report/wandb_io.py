@@ -6,7 +6,7 @@ fields, history = the eval rows at step = iteration. A sweep's trials carry `wan
 `wandb.position` (`sweepdir.sweep_trial_config`), so their runs group, label and order as the sweep's files do.
 
 The report run (job_type "report") is kept beside the report (SWEEP_DIR/wandb/): report.json's numbers as tables
-that sort and plot (`report_tables`), the plots, report.html, and the headline numbers in its summary.
+that sort and plot (`numeric_tables`), the plots, report.html, and the headline numbers in its summary.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ghostsweep.orchestrator.report.analysis import Metric
-from ghostsweep.orchestrator.report.build import TrialRecord
+from ghostsweep.orchestrator.report.model import Metric, Report
 from ghostsweep.orchestrator.report.plots import PLOTS
+from ghostsweep.orchestrator.report.records import TrialRecord
+from ghostsweep.orchestrator.report.stats import Interval
 from ghostsweep.trials.trialdir import CURVE_METRIC, Outcome, TrialResult
 
 WANDB_PATH = re.compile(r"(?P<entity>[\w.-]+)/(?P<project>[\w.-]+)(?:/(?P<sweep>[\w.-]+))?")
@@ -93,85 +94,83 @@ def _result_from_summary(summary: dict[str, Any]) -> TrialResult | None:
         return None
 
 
-def report_tables(report: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """report.json as flat tables of numbers (strings only for names and verdicts), one dict per table row:
+def numeric_tables(report: Report) -> dict[str, list[dict[str, Any]]]:
+    """The report as flat tables of numbers (strings only for names and verdicts), one dict per table row:
     `rows` (each accuracy summary as `<metric>_<stat>`), `references` (each published number against its row),
     `comparisons` (paired Δ = treatment − reference, Welch beside it), `claims` (each source's Δ against ours),
     `answer` (the report's opening sentences)."""
     rows = [{
-        "group": row["group"], "label": row["label"], "variant": row["variant"], "model": row["model"],
-        "family": row["family"], "first_layer": row["first_layer"], "block_norm": row["block_norm"],
-        "seeds_planned": row["seeds_planned"], "seeds_done": row["seeds_done"],
-        "missing_seeds": " ".join(map(str, row["missing_seeds"])),
-        **{f"{metric.value}_{stat}": value for metric in Metric for stat, value in row[metric.value].items()},
-        "params": row["params"], "macs": row["macs"], "gpu_hours": row["gpu_hours"], "cpu_hours": row["cpu_hours"],
-        "notes": "; ".join(row["notes"]),
-    } for row in report["rows"]]
+        "group": row.group, "label": row.label, "variant": row.variant, "model": row.model, "family": row.family,
+        "first_layer": row.first_layer, "block_norm": row.block_norm, "seeds_planned": row.seeds_planned,
+        "seeds_done": row.seeds_done, "missing_seeds": " ".join(map(str, row.missing_seeds)),
+        **{f"{metric.value}_{stat}": value
+           for metric in Metric for stat, value in row.summary(metric).to_dict().items()},
+        "params": row.params, "macs": row.macs, "gpu_hours": row.gpu_hours, "cpu_hours": row.cpu_hours,
+        "notes": "; ".join(row.notes),
+    } for row in report.rows]
     references = [{
-        "group": row["group"], "label": row["label"], "source": ref["source"], "kind": ref["kind"],
-        "runs": ref["runs"], "metric": ref["metric"], "test_acc": ref["test_acc"], "test_acc_std": ref["test_acc_std"],
-        "params": ref["params"], "macs": ref["macs"], "ours_mean": ref["ours_mean"],
-        "ours_minus_paper": ref["ours_minus_paper"], "interval_low": (ref["interval"] or {}).get("low"),
-        "interval_high": (ref["interval"] or {}).get("high"), "p_value": ref["p_value"], "method": ref["method"],
-        "consistent": ref["consistent"], "verdict": ref["verdict"],
-    } for row in report["rows"] for ref in row["references"]]
+        "group": row.group, "label": row.label, "source": ref.source, "kind": ref.kind.value, "runs": ref.runs,
+        "metric": ref.metric.value, "test_acc": ref.test_acc, "test_acc_std": ref.test_acc_std, "params": ref.params,
+        "macs": ref.macs, "ours_mean": ref.ours_mean, "ours_minus_paper": ref.ours_minus_paper,
+        "interval_low": ref.interval and ref.interval.low, "interval_high": ref.interval and ref.interval.high,
+        "p_value": ref.p_value, "method": ref.method, "consistent": ref.consistent, "verdict": ref.verdict,
+    } for row in report.rows for ref in row.references]
     comparisons = [{
-        "factor": c["factor"], "difference": c["difference"], "treatment": c["treatment"],
-        "reference": c["reference"], "treatment_label": c["treatment_label"], "reference_label": c["reference_label"],
-        "differing": " ".join(c["differing"]), "n_pairs": c["n_pairs"], **_interval(c["paired"]),
-        **_interval(c["welch"], "welch_"), "seeds_needed": c["seeds_needed"], "params_ratio": c["params_ratio"],
-        "macs_ratio": c["macs_ratio"],
-    } for c in report["comparisons"]]
+        "factor": c.factor, "difference": c.difference, "treatment": c.treatment, "reference": c.reference,
+        "treatment_label": c.treatment_label, "reference_label": c.reference_label, "differing": " ".join(c.differing),
+        "n_pairs": c.n_pairs, **_interval_columns(c.paired), **_interval_columns(c.welch, "welch_"),
+        "seeds_needed": c.seeds_needed, "params_ratio": c.params_ratio, "macs_ratio": c.macs_ratio,
+    } for c in report.comparisons]
     claims = [{
-        "difference": c["difference"], "treatment_label": c["treatment_label"],
-        "reference_label": c["reference_label"], "ours_delta": (c["paired"] or c["welch"] or {}).get("estimate"),
-        "source": claim["source"], "claim_delta": claim["delta"], "claim_params_ratio": claim["params_ratio"],
-        "claim_macs_ratio": claim["macs_ratio"], "prediction_low": (claim["prediction"] or {}).get("low"),
-        "prediction_high": (claim["prediction"] or {}).get("high"), "consistent": claim["consistent"],
-        "verdict": claim["verdict"],
-    } for c in report["comparisons"] for claim in c["claims"]]
-    answer = [{"difference": c["difference"], "sentence": sentence}
-              for c, sentence in zip(report["comparisons"], report["answer"], strict=True)]
+        "difference": c.difference, "treatment_label": c.treatment_label, "reference_label": c.reference_label,
+        "ours_delta": (c.paired or c.welch) and (c.paired or c.welch).estimate, "source": claim.source,
+        "claim_delta": claim.delta, "claim_params_ratio": claim.params_ratio, "claim_macs_ratio": claim.macs_ratio,
+        "prediction_low": claim.prediction and claim.prediction.low,
+        "prediction_high": claim.prediction and claim.prediction.high, "consistent": claim.consistent,
+        "verdict": claim.verdict,
+    } for c in report.comparisons for claim in c.claims]
+    answer = [{"difference": c.difference, "sentence": c.sentence} for c in report.comparisons]
     return {"rows": rows, "references": references, "comparisons": comparisons, "claims": claims, "answer": answer}
 
 
-def _interval(interval: dict[str, Any] | None, prefix: str = "") -> dict[str, Any]:
-    """An analysis interval as columns: `delta` (its estimate), `low`, `high`, `halfwidth`, `p_value`."""
-    interval = interval or {}
-    names = {"delta": "estimate", "low": "low", "high": "high", "halfwidth": "halfwidth", "p_value": "p_value"}
-    return {f"{prefix}{column}": interval.get(key) for column, key in names.items()}
+def _interval_columns(interval: Interval | None, prefix: str = "") -> dict[str, float | int | None]:
+    """An interval as table columns: `delta` (its estimate), `low`, `high`, `halfwidth`, `p_value`."""
+    values = (None,) * 5 if interval is None else (interval.estimate, interval.low, interval.high, interval.halfwidth,
+                                                   interval.p_value)
+    return {f"{prefix}{column}": value
+            for column, value in zip(("delta", "low", "high", "halfwidth", "p_value"), values, strict=True)}
 
 
-def report_summary(report: dict[str, Any]) -> dict[str, float | int | None]:
+def report_summary(report: Report) -> dict[str, float | int | None]:
     """The headline numbers, one summary key each: per row its final test accuracy, per comparison its paired Δ."""
     summary: dict[str, float | int | None] = {}
-    for row in report["rows"]:
-        final = row[Metric.FINAL.value]
-        summary |= {f"rows/{row['label']}/seeds_done": row["seeds_done"],
-                    **{f"rows/{row['label']}/{Metric.FINAL.value}_{stat}": final[stat]
-                       for stat in ("mean", "std", "ci_low", "ci_high", "halfwidth")}}
-    for comparison in report["comparisons"]:
-        summary |= {f"comparisons/{comparison['difference']}/{column}": value
-                    for column, value in _interval(comparison["paired"]).items()}
-        summary[f"comparisons/{comparison['difference']}/n_pairs"] = comparison["n_pairs"]
+    for row in report.rows:
+        final, prefix = row.final_test_acc, f"rows/{row.label}/{Metric.FINAL.value}"
+        summary |= {f"rows/{row.label}/seeds_done": row.seeds_done, f"{prefix}_mean": final.mean,
+                    f"{prefix}_std": final.std, f"{prefix}_ci_low": final.ci_low, f"{prefix}_ci_high": final.ci_high,
+                    f"{prefix}_halfwidth": final.halfwidth}
+    for comparison in report.comparisons:
+        summary |= {f"comparisons/{comparison.difference}/{column}": value
+                    for column, value in _interval_columns(comparison.paired).items()}
+        summary[f"comparisons/{comparison.difference}/n_pairs"] = comparison.n_pairs
     return summary
 
 
-def log_report(report: dict[str, Any], paths: dict[str, Path], out_dir: Path) -> str:
+def log_report(report: Report, paths: dict[str, Path], out_dir: Path) -> str:
     """Log the report to one W&B run (job_type "report") kept in `out_dir`/wandb: its tables, plots, report.html
     and headline numbers. Returns the run's URL, or its folder when offline (for `wandb sync`)."""
     import wandb
 
-    settings = report["wandb"]
+    settings = report.wandb
     mode = settings.get("mode")
     run = wandb.init(
         project=settings.get("project", "ghostsweep"), entity=settings.get("entity"), job_type="report",
-        group=report["title"], name=f"report-{report['title'].replace('/', '-')}", dir=str(out_dir),
-        config={"sweep": report["title"], "target_halfwidth_pp": report["target_halfwidth_pp"]},
+        group=report.title, name=f"report-{report.title.replace('/', '-')}", dir=str(out_dir),
+        config={"sweep": report.title, "target_halfwidth_pp": report.target_halfwidth_pp},
         reinit="create_new", **({"mode": mode} if mode and mode != "disabled" else {}),
     )
     tables = {f"report/{name}": wandb.Table(columns=list(lines[0]), data=[list(line.values()) for line in lines])
-              for name, lines in report_tables(report).items() if lines}
+              for name, lines in numeric_tables(report).items() if lines}
     images = {f"report/{name}": wandb.Image(str(paths[name])) for name in PLOTS}
     page = wandb.Html(paths["html"].read_text(), inject=False)
     run.log({**tables, **images, "report/html": page})

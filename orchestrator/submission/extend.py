@@ -19,8 +19,10 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from ghostsweep.orchestrator.report.analysis import DEFAULT_TARGET_HALFWIDTH_PP
-from ghostsweep.orchestrator.report.build import build_report, records_from_sweep
+from ghostsweep.orchestrator.report.build import build_report
+from ghostsweep.orchestrator.report.model import Report
+from ghostsweep.orchestrator.report.records import records_from_sweep
+from ghostsweep.orchestrator.report.references import DEFAULT_TARGET_HALFWIDTH_PP
 from ghostsweep.orchestrator.sweepdir.directory import EXTENSIONS_FILE, SweepDir
 from ghostsweep.orchestrator.sweepdir.state import read_state
 from ghostsweep.trials.config import TrialConfig
@@ -154,23 +156,23 @@ def plan_until_halfwidth(sweep: SweepDir, target: float, max_seeds: int | None =
     if not MIN_SEEDS <= max_seeds <= SEED_LIMIT:
         raise ValueError(f"--max-seeds: must be in [{MIN_SEEDS}, {SEED_LIMIT}], got {max_seeds}")
     rows, report = _rows(sweep, target)
-    for summary in report["rows"]:
-        row, final = rows[summary["group"]], summary["final_test_acc"]
-        wanted = _wanted(final["halfwidth"], final["seeds_needed"], summary["seeds_done"], "seeds", target, max_seeds)
+    for summary in report.rows:
+        row, final = rows[summary.group], summary.final_test_acc
+        wanted = _wanted(final.halfwidth, final.seeds_needed, summary.seeds_done, "seeds", target, max_seeds)
         if wanted is not None:
             row.add(_smallest_unused(row.seeds, wanted[0] - len(row.seeds)), wanted[1])
     needs = []
-    for comparison in report["comparisons"]:
-        halfwidth = comparison["paired"] and comparison["paired"]["halfwidth"]
-        wanted = _wanted(halfwidth, comparison["seeds_needed"], comparison["n_pairs"], "pairs", target, max_seeds)
+    for comparison in report.comparisons:
+        halfwidth = comparison.paired and comparison.paired.halfwidth
+        wanted = _wanted(halfwidth, comparison.seeds_needed, comparison.n_pairs, "pairs", target, max_seeds)
         if wanted is None:
             continue
-        reason = f"{comparison['difference']}: {wanted[1]}"
-        pair = rows[comparison["treatment"]], rows[comparison["reference"]]
+        reason = f"{comparison.difference}: {wanted[1]}"
+        pair = rows[comparison.treatment], rows[comparison.reference]
         for row, seeds in zip(pair, _pair_seeds(*pair, wanted[0]), strict=True):
             row.add(seeds[:max(0, max_seeds - len(row.seeds))], reason)
-        needs.append(ComparisonNeed(comparison["difference"], comparison["treatment"], comparison["reference"],
-                                    comparison["n_pairs"], halfwidth, comparison["seeds_needed"], wanted[0], reason))
+        needs.append(ComparisonNeed(comparison.difference, comparison.treatment, comparison.reference,
+                                    comparison.n_pairs, halfwidth, comparison.seeds_needed, wanted[0], reason))
     extension = Extension(Mode.UNTIL_HALFWIDTH, None, target, max_seeds, [r.extension for r in rows.values()], needs)
     return _with_trials(sweep, extension, rows)
 
@@ -205,7 +207,7 @@ def _pair_seeds(treatment: _Row, reference: _Row, pairs: int) -> tuple[list[int]
     return ([s for s in wanted if s not in treatment.seeds], [s for s in wanted if s not in reference.seeds])
 
 
-def _rows(sweep: SweepDir, target: float) -> tuple[dict[str, _Row], dict[str, Any]]:
+def _rows(sweep: SweepDir, target: float) -> tuple[dict[str, _Row], Report]:
     """Per report group, in plan order: its planned seeds, and the report's view of it at `target`."""
     index = sweep.index()
     report = build_report(*records_from_sweep(sweep.root), target_halfwidth_pp=target)
@@ -213,11 +215,11 @@ def _rows(sweep: SweepDir, target: float) -> tuple[dict[str, _Row], dict[str, An
     for trial_id in index["trial_ids"]:
         members.setdefault(index["trials"][trial_id]["group"], []).append(trial_id)
     rows = {}
-    for summary in report["rows"]:
-        trial_ids, final = members[summary["group"]], summary["final_test_acc"]
-        extension = RowExtension(summary["group"], summary["label"], len(trial_ids), summary["seeds_done"],
-                                 final["std"], final["halfwidth"], final["seeds_needed"])
-        rows[summary["group"]] = _Row(extension, trial_ids[0], index["trials"][trial_ids[0]],
+    for summary in report.rows:
+        trial_ids, final = members[summary.group], summary.final_test_acc
+        extension = RowExtension(summary.group, summary.label, len(trial_ids), summary.seeds_done, final.std,
+                                 final.halfwidth, final.seeds_needed)
+        rows[summary.group] = _Row(extension, trial_ids[0], index["trials"][trial_ids[0]],
                                       [index["trials"][i]["seed"] for i in trial_ids])
     return rows, report
 

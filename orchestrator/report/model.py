@@ -1,0 +1,424 @@
+"""What a report concludes, typed: the rows, the published numbers judged, the comparisons, the ablation curves, and
+the report around them. `analysis.analyse` makes `Conclusions`, `build.build_report` a `Report`, and every renderer
+reads them by attribute.
+
+Each class's `to_dict` is its part of report.json, keys in the file's order, and `from_dict` reads it back:
+`Report.from_dict(json.loads(text)).to_dict()` is the file again. What is derived from other fields (a half-width,
+`seeds_done`, the answer sentences) is a property, written to the file but not read back from it. Stdlib-only at
+import (`stats` computes nothing until asked), so a `report` that reuses its report.json stays light.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from ghostsweep.orchestrator.report.references import ReferenceKind, Source
+from ghostsweep.orchestrator.report.stats import Interval
+
+
+class Metric(StrEnum):
+    """Which test accuracy of a trial a number is about."""
+
+    FINAL = "final_test_acc"  # after the last iteration: what He et al. and (we assume) GhostNet report
+    BEST_VAL = "best_val_test_acc"  # of the checkpoint with the best validation accuracy: honest selection
+    MAX_OVER_EVALS = "max_test_acc"  # the best test accuracy over the evaluations: selected on the test set
+
+
+def _interval(data: Mapping[str, Any] | None) -> Interval | None:
+    return None if data is None else Interval.from_dict(data)
+
+
+def _interval_dict(interval: Interval | None) -> dict[str, Any] | None:
+    return None if interval is None else interval.to_dict()
+
+
+class MeanWithInterval(Protocol):
+    """A mean over seeds with its 95% CI: a row's summary, an ablation point, an ablation's baseline."""
+
+    @property
+    def mean(self) -> float | None: ...
+
+    @property
+    def std(self) -> float | None: ...
+
+    @property
+    def ci_low(self) -> float | None: ...
+
+    @property
+    def ci_high(self) -> float | None: ...
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One accuracy of a row over its done seeds: mean, std, the 95% CI of the mean, the 95% prediction interval for
+    one more run, the range, and the seeds this spread needs for the target half-width (None: no spread yet, or
+    more than 1000). Everything but `n` is None without seeds; the intervals are None below two."""
+
+    n: int
+    mean: float | None = None
+    std: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    pi_low: float | None = None
+    pi_high: float | None = None
+    min: float | None = None
+    max: float | None = None
+    seeds_needed: int | None = None
+
+    @property
+    def halfwidth(self) -> float | None:
+        return None if self.ci_low is None or self.ci_high is None else (self.ci_high - self.ci_low) / 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n": self.n, "mean": self.mean, "std": self.std, "ci_low": self.ci_low, "ci_high": self.ci_high,
+                "halfwidth": self.halfwidth, "pi_low": self.pi_low, "pi_high": self.pi_high, "min": self.min,
+                "max": self.max, "seeds_needed": self.seeds_needed}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Summary:
+        return cls(data["n"], data["mean"], data["std"], data["ci_low"], data["ci_high"], data["pi_low"],
+                   data["pi_high"], data["min"], data["max"], data["seeds_needed"])
+
+
+@dataclass(frozen=True)
+class JudgedReference:
+    """A published number beside ours, judged by the method its kind calls for (`interval`'s method): `consistent`
+    is None when there is no verdict yet (seeds missing, or fewer than two)."""
+
+    source: str  # a `Source.key`
+    kind: ReferenceKind
+    runs: int | None
+    test_acc: float
+    test_acc_std: float | None
+    params: float | None
+    macs: float | None
+    metric: Metric  # which of our accuracies it is compared with
+    ours_mean: float | None
+    interval: Interval | None
+    verdict: str
+    consistent: bool | None
+    notes: list[str]
+
+    @property
+    def ours_minus_paper(self) -> float | None:
+        return None if self.ours_mean is None else self.ours_mean - self.test_acc
+
+    @property
+    def method(self) -> str | None:
+        return self.interval and self.interval.method
+
+    @property
+    def p_value(self) -> float | None:
+        return self.interval and self.interval.p_value
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "kind": self.kind.value, "runs": self.runs, "test_acc": self.test_acc,
+                "test_acc_std": self.test_acc_std, "params": self.params, "macs": self.macs,
+                "metric": self.metric.value, "ours_mean": self.ours_mean, "ours_minus_paper": self.ours_minus_paper,
+                "interval": _interval_dict(self.interval), "method": self.method, "p_value": self.p_value,
+                "verdict": self.verdict, "consistent": self.consistent, "notes": self.notes}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JudgedReference:
+        return cls(data["source"], ReferenceKind(data["kind"]), data["runs"], data["test_acc"], data["test_acc_std"],
+                   data["params"], data["macs"], Metric(data["metric"]), data["ours_mean"],
+                   _interval(data["interval"]), data["verdict"], data["consistent"], data["notes"])
+
+
+@dataclass(frozen=True)
+class RowSummary:
+    """One report row (a variant and its settings, over its seeds): what was run, each accuracy summarised, the
+    compute it took, and each published number about it judged."""
+
+    group: str
+    label: str
+    variant: str
+    model: str
+    family: str  # the registry's model family: the plots join a family's depths into one line
+    first_layer: str | None
+    block_norm: str | None
+    settings: dict[str, Any]  # flattened non-seed identity: "recipe.lr", "runtime.compile", ...
+    seeds_planned: int
+    seeds: list[int]  # done
+    missing_seeds: list[int]
+    final_test_acc: Summary
+    best_val_test_acc: Summary
+    max_test_acc: Summary
+    params: int | None
+    macs: int | None
+    gpu_hours: float
+    cpu_hours: float
+    references: list[JudgedReference]
+    notes: list[str]
+
+    @property
+    def seeds_done(self) -> int:
+        return len(self.seeds)
+
+    def summary(self, metric: Metric) -> Summary:
+        return getattr(self, metric.value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "group": self.group, "label": self.label, "variant": self.variant, "model": self.model,
+            "settings": self.settings, "seeds_planned": self.seeds_planned, "seeds_done": self.seeds_done,
+            "seeds": self.seeds, "missing_seeds": self.missing_seeds,
+            **{metric.value: self.summary(metric).to_dict() for metric in Metric},
+            "params": self.params, "macs": self.macs, "gpu_hours": self.gpu_hours, "cpu_hours": self.cpu_hours,
+            "references": [ref.to_dict() for ref in self.references], "notes": self.notes, "family": self.family,
+            "first_layer": self.first_layer, "block_norm": self.block_norm,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RowSummary:
+        return cls(
+            data["group"], data["label"], data["variant"], data["model"], data["family"], data["first_layer"],
+            data["block_norm"], data["settings"], data["seeds_planned"], data["seeds"], data["missing_seeds"],
+            *(Summary.from_dict(data[metric.value]) for metric in Metric), data["params"], data["macs"],
+            data["gpu_hours"], data["cpu_hours"], [JudgedReference.from_dict(ref) for ref in data["references"]],
+            data["notes"],
+        )
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A source's own Δ of the compared models (two single runs), judged against our 95% prediction interval for
+    one unpaired pair of runs (`prediction`; None below two seeds per row)."""
+
+    source: str
+    delta: float
+    params_ratio: float | None
+    macs_ratio: float | None
+    prediction: Interval | None
+    verdict: str
+    consistent: bool | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "delta": self.delta, "params_ratio": self.params_ratio,
+                "macs_ratio": self.macs_ratio, "prediction": _interval_dict(self.prediction), "verdict": self.verdict,
+                "consistent": self.consistent}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Claim:
+        return cls(data["source"], data["delta"], data["params_ratio"], data["macs_ratio"],
+                   _interval(data["prediction"]), data["verdict"], data["consistent"])
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two rows that differ in one factor: Δ = treatment − reference of the final test accuracy, paired by seed
+    (None below two pairs) and Welch's unpaired interval beside it, the size ratios, and the sources' claims."""
+
+    factor: str  # "model", "model_options", "runtime", "recipe", "data"
+    treatment: str  # report groups
+    reference: str
+    treatment_label: str
+    reference_label: str
+    difference: str  # what minus what, in words
+    differing: list[str]  # the settings that differ
+    n_pairs: int
+    paired: Interval | None
+    welch: Interval | None
+    seeds_needed: int | None  # pairs for the target half-width at the observed spread of the differences
+    params_ratio: float | None
+    macs_ratio: float | None
+    claims: list[Claim]
+
+    @property
+    def sentence(self) -> str:
+        """The comparison in one sentence, for the top of the report."""
+        if self.paired is not None:
+            p = self.paired
+            ours = f"{p.estimate:+.2f} pp [{p.low:+.2f}, {p.high:+.2f}] (paired, n={p.n})"
+        elif self.welch is not None:
+            ours = f"{self.welch.estimate:+.2f} pp [{self.welch.low:+.2f}, {self.welch.high:+.2f}] (Welch, unpaired)"
+        else:
+            return f"{self.difference}: not enough seeds for an interval yet."
+        sentence = f"{self.difference}: {ours}"
+        if self.params_ratio and self.factor == "model":
+            sentence += f", at {self.params_ratio:.2f}× the params and {self.macs_ratio:.2f}× the MACs"
+        for claim in self.claims:
+            if claim.prediction is None:
+                sentence += f"; {claim.source}'s Δ {claim.delta:+.1f} pp: no interval yet"
+                continue
+            where = "lies inside" if claim.consistent else "lies outside"
+            sentence += (f"; {claim.source}'s {claim.delta:+.1f} pp {where} the 95% prediction interval "
+                         f"[{claim.prediction.low:+.2f}, {claim.prediction.high:+.2f}] for one unpaired pair of runs: "
+                         f"{'consistent' if claim.consistent else 'not consistent'}")
+        return sentence + "."
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "factor": self.factor, "treatment": self.treatment, "reference": self.reference,
+            "treatment_label": self.treatment_label, "reference_label": self.reference_label,
+            "difference": self.difference, "differing": self.differing, "n_pairs": self.n_pairs,
+            "paired": _interval_dict(self.paired), "welch": _interval_dict(self.welch),
+            "seeds_needed": self.seeds_needed, "params_ratio": self.params_ratio, "macs_ratio": self.macs_ratio,
+            "claims": [claim.to_dict() for claim in self.claims],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Comparison:
+        return cls(data["factor"], data["treatment"], data["reference"], data["treatment_label"],
+                   data["reference_label"], data["difference"], data["differing"], data["n_pairs"],
+                   _interval(data["paired"]), _interval(data["welch"]), data["seeds_needed"], data["params_ratio"],
+                   data["macs_ratio"], [Claim.from_dict(claim) for claim in data["claims"]])
+
+
+@dataclass(frozen=True)
+class AblationPoint:
+    """One value of the varied option: our row there (`label` None: not in this sweep) and the published number."""
+
+    value: Any  # the option's value: an int or a float
+    label: str | None
+    group: str | None
+    n: int
+    mean: float | None
+    std: float | None
+    ci_low: float | None
+    ci_high: float | None
+    params: int | None
+    macs: int | None
+    ours_minus_paper: float | None
+    verdict: str | None
+    consistent: bool | None
+    paper_test_acc: float | None
+    paper_params: float | None
+    paper_macs: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AblationPoint:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class AblationBaseline:
+    """The curve's reference line: the model without Ghost modules, ours (its first row) and the source's."""
+
+    model: str
+    label: str | None
+    group: str | None
+    n: int
+    mean: float | None
+    std: float | None
+    ci_low: float | None
+    ci_high: float | None
+    params: int | None
+    macs: int | None
+    paper_test_acc: float | None
+    paper_params: float | None
+    paper_macs: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AblationBaseline:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class AblationCurve:
+    """A published ablation curve (one option of a model varied) with our rows along it."""
+
+    model: str
+    option: str
+    source: str
+    where: str  # where in the source the curve is
+    points: list[AblationPoint]  # by value
+    baseline: AblationBaseline | None  # None: the model has no baseline
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "option": self.option, "source": self.source, "where": self.where,
+                "points": [point.to_dict() for point in self.points],
+                "baseline": self.baseline and self.baseline.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AblationCurve:
+        baseline = data["baseline"]
+        return cls(data["model"], data["option"], data["source"], data["where"],
+                   [AblationPoint.from_dict(point) for point in data["points"]],
+                   None if baseline is None else AblationBaseline.from_dict(baseline))
+
+
+@dataclass(frozen=True)
+class TrialEntry:
+    """One trial in report.json: its accuracies (None until done) and its learning curve (iteration, val_acc)."""
+
+    trial_id: str
+    group: str
+    seed: int
+    done: bool
+    final_test_acc: float | None
+    best_val_test_acc: float | None
+    max_test_acc: float | None
+    curve: list[tuple[int, float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrialEntry:
+        return cls(**{**data, "curve": [tuple(point) for point in data["curve"]]})
+
+
+@dataclass(frozen=True)
+class Conclusions:
+    """What the analysis concludes: rows, comparisons (the model comparisons first), the published ablation curves
+    our rows lie on, at the target half-width the seeds needed are for."""
+
+    target_halfwidth_pp: float
+    rows: list[RowSummary]
+    comparisons: list[Comparison]
+    ablations: list[AblationCurve]
+
+    @property
+    def answer(self) -> list[str]:
+        """The sentences that open the report, one per comparison."""
+        return [comparison.sentence for comparison in self.comparisons]
+
+
+@dataclass(frozen=True)
+class Report(Conclusions):
+    """report.json: the conclusions, what they were made from, and the extensions, sources and W&B settings the
+    report names. `trials` is None in a report read back without them (`files.reusable_report`)."""
+
+    title: str
+    generated_at: float
+    extensions: list[dict[str, Any]] = field(default_factory=list)  # extensions.json: `ghostsweep extend`'s records
+    sources: dict[str, Source] = field(default_factory=dict)  # the sources the rows' references cite
+    wandb: dict[str, Any] = field(default_factory=dict)  # sweep.json's W&B settings
+    trials: list[TrialEntry] | None = field(default_factory=list)
+    inputs_sha256: str | None = None  # of a sweep directory's report: what it was made from (`build.inputs_sha256`)
+
+    def to_dict(self) -> dict[str, Any]:
+        """report.json's content; `trials` last (`files.report_json` writes it a trial a line)."""
+        return {
+            "title": self.title, "generated_at": self.generated_at,
+            **({"inputs_sha256": self.inputs_sha256} if self.inputs_sha256 else {}),
+            "target_halfwidth_pp": self.target_halfwidth_pp, "rows": [row.to_dict() for row in self.rows],
+            "comparisons": [comparison.to_dict() for comparison in self.comparisons],
+            "ablations": [ablation.to_dict() for ablation in self.ablations], "answer": self.answer,
+            "extensions": self.extensions, "sources": {key: asdict(source) for key, source in self.sources.items()},
+            "wandb": self.wandb, **({} if self.trials is None else {"trials": [t.to_dict() for t in self.trials]}),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Report:
+        """report.json read back; without `trials` (a reused report's head), `trials` is None."""
+        trials = data.get("trials")
+        return cls(
+            target_halfwidth_pp=data["target_halfwidth_pp"], rows=[RowSummary.from_dict(r) for r in data["rows"]],
+            comparisons=[Comparison.from_dict(c) for c in data["comparisons"]],
+            ablations=[AblationCurve.from_dict(a) for a in data["ablations"]], title=data["title"],
+            generated_at=data["generated_at"], extensions=data["extensions"],
+            sources={key: Source(**source) for key, source in data["sources"].items()}, wandb=data["wandb"],
+            trials=None if trials is None else [TrialEntry.from_dict(t) for t in trials],
+            inputs_sha256=data.get("inputs_sha256"),
+        )

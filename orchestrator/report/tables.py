@@ -1,0 +1,214 @@
+"""The report's tables as text cells, rendered alike by `markdown`, `html_page` and `terminal`: our rows, the
+published numbers judged, the comparisons, the ablation curves and the context of pruning baselines."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+from ghostsweep.orchestrator.report.model import (
+    AblationCurve,
+    MeanWithInterval,
+    Metric,
+    Report,
+    RowSummary,
+    Summary,
+)
+from ghostsweep.orchestrator.report.references import ABLATION_SYMBOLS, CONTEXT
+from ghostsweep.orchestrator.report.stats import Interval
+
+NUMBER = re.compile(r"[\d±+\-−—]")  # a cell that starts like a number stays on one line
+VERDICT = re.compile(r"\b(not consistent|consistent|paper(?:'s Δ)? (?:above|below))\b")
+
+
+def _pct(stats: MeanWithInterval) -> str:
+    if stats.mean is None:
+        return "—"
+    if stats.std is None:
+        return f"{stats.mean:.2f} (n=1)"
+    return f"{stats.mean:.2f} ± {stats.std:.2f} [{stats.ci_low:.2f}, {stats.ci_high:.2f}]"
+
+
+def _range(summary: Summary) -> str:
+    return "—" if summary.min is None else f"{summary.min:.2f}–{summary.max:.2f}"
+
+
+def _millions(value: float | None, digits: int) -> str:
+    return "—" if value is None else f"{value / 1e6:.{digits}f}M"
+
+
+def _hours(row: RowSummary) -> str:
+    parts = [f"{hours:.2f} {kind}-h" for kind, hours in (("GPU", row.gpu_hours), ("CPU", row.cpu_hours)) if hours]
+    return ", ".join(parts) or "—"
+
+
+def _seeds(row: RowSummary) -> str:
+    text = f"{row.seeds_done}/{row.seeds_planned}"
+    missing = ", ".join(map(str, row.missing_seeds))
+    return f"{text} (missing seeds {missing})" if missing else text
+
+
+def _precision(summary: Summary) -> str:
+    if summary.halfwidth is None:
+        return "—"
+    needed = "more than 1000" if summary.seeds_needed is None else str(summary.seeds_needed)
+    return f"±{summary.halfwidth:.2f} (needs {needed})"
+
+
+def _signed(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.2f}"
+
+
+def _interval_text(interval: Interval | None) -> str:
+    """`+0.12 [-0.05, +0.29], p=0.16`: an interval as one table cell."""
+    if interval is None:
+        return "—"
+    p = "" if interval.p_value is None else f", p={interval.p_value:.3g}"
+    return f"{interval.estimate:+.2f} [{interval.low:+.2f}, {interval.high:+.2f}]{p}"
+
+
+def _ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}×"
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table of the report, rendered alike as Markdown, HTML and rich."""
+
+    title: str
+    intro: str
+    columns: tuple[str, ...]
+    rows: list[list[str]]
+    grouped: bool = False  # consecutive rows with the same first cell belong to one row of the report
+    terminal: tuple[int, ...] | None = None  # the columns the terminal shows (None: all), so that ~150 columns hold it
+    per_row: bool = False  # one entry per line (or group): the terminal shows the first `--rows` entries
+
+
+TABLE_COLUMNS = (
+    "variant", "seeds done / planned", "final test % mean ± std [95% CI]", "CI half-width (seeds for target)",
+    "best-val test % mean ± std [95% CI]", "final min–max", "params", "MACs", "compute",
+)
+
+
+def table_rows(report: Report) -> list[list[str]]:
+    """Our numbers per row."""
+    return [[
+        row.label, _seeds(row), _pct(row.final_test_acc), _precision(row.final_test_acc),
+        _pct(row.best_val_test_acc), _range(row.final_test_acc), _millions(row.params, 3), _millions(row.macs, 1),
+        _hours(row),
+    ] for row in report.rows]
+
+
+METRIC_NAMES = {Metric.FINAL: "final", Metric.BEST_VAL: "best-val", Metric.MAX_OVER_EVALS: "max over evals"}
+PUBLISHED_COLUMNS = (
+    "variant", "source", "published test %", "what the number is", "ours test % (which)", "ours − paper (pp)",
+    "verdict (by the method the kind calls for)",
+)
+
+
+def published_rows(report: Report) -> list[list[str]]:
+    """Each published number beside ours, one line per row and source."""
+    return [[
+        row.label, ref.source,
+        f"{ref.test_acc:.2f}" + ("" if ref.test_acc_std is None else f" ± {ref.test_acc_std:.2f}"),
+        ref.kind.value + (f", n={ref.runs}" if ref.runs else ""),
+        "—" if ref.ours_mean is None else f"{ref.ours_mean:.2f} ({METRIC_NAMES[ref.metric]})",
+        _signed(ref.ours_minus_paper), ref.verdict,
+    ] for row in report.rows for ref in row.references]
+
+
+COMPARISON_COLUMNS = (
+    "Δ = treatment − reference", "seed pairs", "paired Δ pp [95% CI], p", "Welch Δ pp [95% CI], p",
+    "seeds for target", "params (treatment ÷ reference)", "MACs (treatment ÷ reference)",
+    "published Δ pp (source)", "verdict on the published Δ",
+)
+
+
+def comparison_rows(report: Report) -> list[list[str]]:
+    return [[
+        c.difference, str(c.n_pairs), _interval_text(c.paired), _interval_text(c.welch),
+        "—" if c.seeds_needed is None else str(c.seeds_needed), _ratio(c.params_ratio), _ratio(c.macs_ratio),
+        "; ".join(f"{claim.delta:+.2f} ({claim.source})" for claim in c.claims) or "—",
+        "; ".join(claim.verdict for claim in c.claims) or "—",
+    ] for c in report.comparisons]
+
+
+def text_tables(report: Report) -> list[Table]:
+    """The report's tables as text: the rows, the published numbers beside them and the comparisons (the last two
+    when there are any), the ablation curves, and the context."""
+    tables = [Table(
+        "Rows", "CIFAR-10 test accuracy (%): mean ± sample std [95% t-interval of the mean] over the seeds that "
+        f"are done; the seeds the observed spread needs for a ±{report.target_halfwidth_pp:g} pp interval (the "
+        "target).", TABLE_COLUMNS, table_rows(report), terminal=(0, 1, 2, 3, 4, 6, 7, 8), per_row=True)]
+    if published := published_rows(report):
+        tables.append(Table(
+            "Published numbers", "Each published number is judged by the method its kind calls for (named in the "
+            "verdict); ours − paper uses the accuracy that method compares (final, or the max over evaluations for "
+            "a number selected on the test set).", PUBLISHED_COLUMNS, published, grouped=True, per_row=True))
+    if report.comparisons:
+        tables.append(Table(
+            "Comparisons", "Δ = treatment − reference, in percentage points of CIFAR-10 test accuracy, paired by "
+            "seed (the same seed gives both rows the same batches); Welch's unpaired interval beside it. A "
+            "published Δ (two single runs) is judged against the 95% prediction interval for one unpaired pair of "
+            "runs.", COMPARISON_COLUMNS, comparison_rows(report), terminal=(0, 1, 2, 4, 5, 6, 7, 8), per_row=True))
+    tables += [ablation_table(ablation) for ablation in report.ablations]
+    if context := context_rows(report):
+        tables.append(Table(
+            "Context: the pruning baselines of the published table", "Published numbers of pruned networks we do "
+            "not train, beside our row of the network each compresses; not judged.", CONTEXT_COLUMNS, context))
+    return tables
+
+
+def ablation_table(ablation: AblationCurve) -> Table:
+    """A published ablation curve beside ours: the baseline first, then one line per option value."""
+    symbol = ABLATION_SYMBOLS.get(ablation.option, ablation.option)
+    rows = []
+    if baseline := ablation.baseline:
+        rows.append([f"{baseline.model} (no Ghost)", baseline.label or "not in this sweep", str(baseline.n),
+                     _pct(baseline), _millions(baseline.params, 2), _millions(baseline.macs, 1),
+                     "—" if baseline.paper_test_acc is None else f"{baseline.paper_test_acc:.1f}",
+                     _millions(baseline.paper_params, 1), _millions(baseline.paper_macs, 0), "—", "—"])
+    for point in ablation.points:
+        paper = point.paper_test_acc
+        rows.append([
+            f"{symbol}={point.value}", point.label or "not in this sweep", str(point.n), _pct(point),
+            _millions(point.params, 2), _millions(point.macs, 1), "—" if paper is None else f"{paper:.1f}",
+            _millions(point.paper_params, 1), _millions(point.paper_macs, 0), _signed(point.ours_minus_paper),
+            point.verdict or "—",
+        ])
+    return Table(
+        f"Ablation: {symbol} on {ablation.model}", f"{ablation.source} {ablation.where}: our final test "
+        "accuracy (mean ± std [95% CI]) at each value beside the published one, judged as in the published-numbers "
+        "table; the baseline first. The plot 'ablations' draws the same.", ABLATION_COLUMNS, rows,
+        terminal=(0, 2, 3, 4, 5, 6, 9, 10))
+
+
+ABLATION_COLUMNS = (
+    "value", "row", "seeds", "final test % mean ± std [95% CI]", "params", "MACs", "published test %",
+    "published params", "published MACs", "ours − paper (pp)", "verdict",
+)
+CONTEXT_COLUMNS = ("method", "compresses", "published params", "published MACs", "published test %",
+                   "ours: the uncompressed network, final test %")
+
+
+def context_rows(report: Report) -> list[list[str]]:
+    """The published pruning baselines of every model the report has a row of."""
+    first_row: dict[str, RowSummary] = {}
+    for row in report.rows:
+        first_row.setdefault(row.model, row)
+    return [[ref.method, ref.base_model, _millions(ref.params, 2), _millions(ref.macs, 0), f"{ref.test_acc:.1f}",
+             f"{first_row[ref.base_model].label}: {_pct(first_row[ref.base_model].final_test_acc)}"]
+            for ref in CONTEXT if ref.base_model in first_row]
+
+
+def report_notes(report: Report) -> list[str]:
+    """The rows' notes, then their published numbers' notes, each led by what it is about."""
+    notes = [f"{row.label}: {note}" for row in report.rows for note in row.notes]
+    return notes + [f"{row.label}, {ref.source}: {note}" for row in report.rows
+                    for ref in row.references for note in ref.notes]
+
+
+def extension_lines(report: Report) -> list[str]:
+    """How n was chosen: one line per `ghostsweep extend`, oldest first."""
+    return [time.strftime("%Y-%m-%d", time.gmtime(e["at"])) + f": {e['note']}" for e in report.extensions]
