@@ -2,25 +2,25 @@
 
 A trial's config, a spec's `resources` and a backend's `backend.options` are all read by `parse`, so they refuse
 the same mistakes in the same words, one line naming the dotted key: `unknown key 'recipe.lrr'; valid: ...`,
-`recipe.lr: must be a number, got 'fast'`, `resources.mem_gb: must be in [0.1, 4096], got 0`. A number's
+`recipe.lr: must be a number, got 'fast'`, `resources.trials_per_gpu: must be in [1, 64], got 0`. A number's
 bounds are declared once, on its field: `iterations: Annotated[int, POSITIVE]`. Torch-free, so a bad config is
 refused before anything heavy loads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import types
 import typing
-from collections.abc import Callable
 from dataclasses import dataclass
+from types import NoneType
 from typing import Annotated, Any, Literal, TypeVar
 
 from ghostsweep.trials.strict_yaml import shown
 
 T = TypeVar("T")
-Converter = Callable[[Any, str], Any]  # (value, its dotted key) -> the typed value, or ValueError
 
 
 @dataclass(frozen=True)
@@ -54,16 +54,24 @@ def parse(cls: type[T], data: Any, key: str = "") -> T:
     """`cls` (a dataclass) built from plain data; ValueError, one line naming the dotted key under `key`
     (`resources`, `backend.options`; "" for a whole trial config), for an unknown key, a wrong type or a value
     out of its field's Range."""
-    return _converter(cls)(data, key)
+    if not isinstance(data, dict):
+        raise ValueError(f"{key or 'config'}: must be a mapping, got {type(data).__name__}")
+    fields, prefix = _fields(cls), f"{key}." if key else ""
+    kwargs = {}
+    for name, value in data.items():
+        if name not in fields:
+            raise ValueError(f"unknown key {shown(f'{prefix}{name}')}; valid: {', '.join(fields) or 'none'}")
+        kwargs[name] = _typed(fields[name], value, prefix + name)
+    return cls(**kwargs)
 
 
 def describe(hint: Any, plural: bool = False) -> str:
     """A type hint in words: `int | None` is "an integer", `list[int]` "a list of integers"."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    origin, args = _shape(hint)
     if origin is Annotated:
         return describe(args[0], plural)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(describe(arg, plural) for arg in args if arg is not type(None))
+    if origin is typing.Union:
+        return " or ".join(describe(arg, plural) for arg in args if arg is not NoneType)
     if origin is Literal:
         return f"one of {', '.join(map(str, args))}"
     if origin is list:
@@ -80,109 +88,61 @@ _WORDS = {int: ("an integer", "integers"), float: ("a number", "numbers"), bool:
 
 
 @functools.cache
-def _converter(hint: Any) -> Converter:
-    """The check of one type hint, built once: a sweep's expansion parses 10⁵ trial configs."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
-        return _dataclass_converter(hint)
-    if origin is Annotated:
-        return _bounded(_converter(args[0]), [extra for extra in args[1:] if isinstance(extra, Range)])
-    if origin in (typing.Union, types.UnionType):
-        return _union(hint, [_converter(arg) for arg in args if arg is not type(None)], type(None) in args)
-    if origin is Literal:
-        return _scalar(hint, lambda value: value in args)
-    if origin is list:
-        return _list(hint, _converter(args[0]))
-    if origin is dict:
-        return _dict(hint, _converter(args[0]), _converter(args[1]), describe(args[0], plural=True))
-    if hint is Any:
-        return lambda value, key: value
-    if hint is float:  # an integer is a number too; stored as a float, as JSON writes it back
-        number = _scalar(hint, lambda value: isinstance(value, int | float) and not isinstance(value, bool))
-        return lambda value, key: float(number(value, key))
-    if hint is str:
-        return _scalar(hint, lambda value: isinstance(value, str) and bool(value))
-    if hint is bool:
-        return _scalar(hint, lambda value: isinstance(value, bool))
-    return _scalar(hint, lambda value: isinstance(value, hint) and not isinstance(value, bool))
-
-
-def _dataclass_converter(cls: type) -> Converter:
+def _fields(cls: type) -> dict[str, Any]:
+    """A dataclass's settable fields and their hints, resolved once: a sweep's expansion parses 10⁵ configs."""
     hints = typing.get_type_hints(cls, include_extras=True)
-    fields = {f.name: _converter(hints[f.name]) for f in dataclasses.fields(cls) if f.init}
-    valid = ", ".join(fields) or "none"
-
-    def convert(value: Any, key: str) -> Any:
-        if not isinstance(value, dict):
-            raise ValueError(f"{key or 'config'}: must be a mapping, got {type(value).__name__}")
-        prefix = f"{key}." if key else ""
-        kwargs = {}
-        for name, item in value.items():
-            field = fields.get(name)
-            if field is None:
-                raise ValueError(f"unknown key {shown(f'{prefix}{name}')}; valid: {valid}")
-            kwargs[name] = field(item, prefix + name)
-        return cls(**kwargs)
-
-    return convert
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
 
 
-def _scalar(hint: Any, accepts: Callable[[Any], bool]) -> Converter:
-    def convert(value: Any, key: str) -> Any:
-        if not accepts(value):
-            raise ValueError(f"{key}: must be {describe(hint)}, got {shown(value)}")
-        return value
-
-    return convert
+@functools.cache
+def _shape(hint: Any) -> tuple[Any, tuple[Any, ...]]:
+    """(origin, args) of a hint, with `X | Y` as typing.Union; cached, for the same reason as `_fields`."""
+    origin = typing.get_origin(hint)
+    return typing.Union if origin is types.UnionType else origin, typing.get_args(hint)
 
 
-def _bounded(inner: Converter, ranges: list[Range]) -> Converter:
-    def convert(value: Any, key: str) -> Any:
-        value = inner(value, key)
-        for bounds in ranges:
-            if value is not None and value not in bounds:
+def _typed(hint: Any, value: Any, key: str) -> Any:
+    """`value` checked against `hint` (copied where a list or mapping, a float where a number)."""
+    if dataclasses.is_dataclass(hint):
+        return parse(hint, value, key)
+    origin, args = _shape(hint)
+    if origin is Annotated:
+        value = _typed(args[0], value, key)
+        for bounds in args[1:]:
+            if isinstance(bounds, Range) and value is not None and value not in bounds:
                 raise ValueError(f"{key}: must be {bounds}, got {shown(value)}")
         return value
-
-    return convert
-
-
-def _union(hint: Any, members: list[Converter], optional: bool) -> Converter:
-    """`X | None` checks as X (its errors name the inner key); `str | int` takes the first member that fits."""
-    if len(members) == 1:
-        return lambda value, key: None if optional and value is None else members[0](value, key)
-
-    def convert(value: Any, key: str) -> Any:
-        if optional and value is None:
+    if origin is typing.Union:
+        if value is None and NoneType in args:
             return None
+        members = [arg for arg in args if arg is not NoneType]
+        if len(members) == 1:  # `X | None`: X's own error, naming an inner key where it has one
+            return _typed(members[0], value, key)
         for member in members:
-            try:
-                return member(value, key)
-            except ValueError:
-                continue
-        raise ValueError(f"{key}: must be {describe(hint)}, got {shown(value)}")
-
-    return convert
-
-
-def _list(hint: Any, item: Converter) -> Converter:
-    def convert(value: Any, key: str) -> list[Any]:
-        if not isinstance(value, list | tuple):
-            raise ValueError(f"{key}: must be {describe(hint)}, got {shown(value)}")
-        return [item(element, f"{key}[{index}]") for index, element in enumerate(value)]
-
-    return convert
-
-
-def _dict(hint: Any, keys: Converter, values: Converter, keys_described: str) -> Converter:
-    def convert(value: Any, key: str) -> dict[Any, Any]:
-        if not isinstance(value, dict):
-            raise ValueError(f"{key}: must be {describe(hint)}, got {shown(value)}")
+            with contextlib.suppress(ValueError):
+                return _typed(member, value, key)
+    elif origin is list and isinstance(value, list | tuple):
+        return [_typed(args[0], item, f"{key}[{index}]") for index, item in enumerate(value)]
+    elif origin is dict and isinstance(value, dict):
         for name in value:
             try:
-                keys(name, key)
+                _typed(args[0], name, key)
             except ValueError:
-                raise ValueError(f"{key}: keys must be {keys_described}, got {shown(name)}") from None
-        return {name: values(item, f"{key}.{name}") for name, item in value.items()}
+                raise ValueError(f"{key}: keys must be {describe(args[0], plural=True)}, got {shown(name)}") from None
+        return {name: _typed(args[1], item, f"{key}.{name}") for name, item in value.items()}
+    elif hint is Any or _fits(hint, origin, args, value):
+        return float(value) if hint is float else value  # JSON writes a float back as a float
+    raise ValueError(f"{key}: must be {describe(hint)}, got {shown(value)}")
 
-    return convert
+
+def _fits(hint: Any, origin: Any, args: tuple[Any, ...], value: Any) -> bool:
+    """A scalar fits its hint: a string is not empty, a bool is no number, an integer is a number (a float)."""
+    if origin is Literal:
+        return value in args
+    if hint is str:
+        return isinstance(value, str) and bool(value)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return origin is None and isinstance(value, hint) and not isinstance(value, bool)
