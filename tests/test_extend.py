@@ -220,7 +220,7 @@ def test_bad_extend_is_one_line_and_writes_nothing(case, tmp_path, capsys):
 
 @pytest.mark.parametrize(("section", "message"), [
     ("report: {target_halfwidth_pp: 0}", "report.target_halfwidth_pp: must be a number of percentage points > 0"),
-    ("report: {target_halfwidth_pp: tight}", "report.target_halfwidth_pp must be float"),
+    ("report: {target_halfwidth_pp: tight}", "report.target_halfwidth_pp: must be a number, got 'tight'"),
     ("report: {target: 0.2}", "unknown key 'report.target'; valid: target_halfwidth_pp"),
     ("report: [0.2]", "report: must be a mapping"),
 ])

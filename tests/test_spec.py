@@ -164,7 +164,7 @@ def test_plan_prints_table_and_gpu_hours_and_submits_nothing(tmp_path, capsys):
 @pytest.mark.parametrize(("flags", "message"), [
     (["--backend-option", "max_parallel=0"], "backend.options.max_parallel"),
     (["--backend-option", "max_parallel"], "--backend-option: expected KEY=VALUE"),
-    (["--backend-option", "address=auto"], "backend.options.address: unknown option; valid: max_parallel, gpus"),
+    (["--backend-option", "address=auto"], "unknown key 'backend.options.address'; valid: max_parallel, gpus"),
     (["--backend", "ray", "--backend-option", "address=auto", "--backend-option", "max_failures=-2"],
      "backend.options.max_failures"),
 ])

@@ -32,11 +32,11 @@ def one_line_error(capsys: pytest.CaptureFixture[str], *args: object) -> str:
     (["--model", "resnet7"], "depth 7"),
     (["--model", "alexnet8"], "unknown model 'alexnet8'"),
     (["--model", "ghost_resnet20", "--ratio", "1"], "ghost ratio must be >= 2"),
-    (["--iterations", "0"], "recipe.iterations must be > 0"),
-    (["--iterations", "-5"], "recipe.iterations must be > 0"),
-    (["--milestones", "200", "100"], "recipe.milestones must be positive and strictly increasing"),
-    (["--milestones", "100", "100"], "recipe.milestones must be positive and strictly increasing"),
-    (["--batch-size", "0"], "recipe.batch_size must be > 0"),
+    (["--iterations", "0"], "recipe.iterations: must be > 0"),
+    (["--iterations", "-5"], "recipe.iterations: must be > 0"),
+    (["--milestones", "200", "100"], "recipe.milestones: must be positive and strictly increasing"),
+    (["--milestones", "100", "100"], "recipe.milestones: must be positive and strictly increasing"),
+    (["--batch-size", "0"], "recipe.batch_size: must be > 0"),
     (["--val-size", "50000"], "data.val_size"),
 ])
 def test_invalid_config(
@@ -123,4 +123,4 @@ def test_bad_input_from_the_command_line_has_no_traceback(tmp_path: Path) -> Non
     completed = train_process("--model", "resnet8", "--seed", "0", "--iterations", "0", "--out", tmp_path,
                               env=trial_env())
     assert completed.returncode == 2
-    assert completed.stderr.strip() == "ghostsweep train: error: recipe.iterations must be > 0, got 0"
+    assert completed.stderr.strip() == "ghostsweep train: error: recipe.iterations: must be > 0, got 0"

@@ -105,7 +105,7 @@ def test_vgg_recipe_preset() -> None:
     assert (short.recipe.iterations, short.recipe.batch_size) == (300, 64)
     assert TrialConfig.from_dict({"model": "resnet56", "recipe": {"preset": "he2016"}}).recipe == Recipe()
     assert RECIPE_PRESETS["he2016"] == TrialConfig().recipe
-    with pytest.raises(ValueError, match=r"^recipe.preset must be one of he2016, vgg, got 'fast'$"):
+    with pytest.raises(ValueError, match=r"^recipe.preset: must be one of he2016, vgg, got 'fast'$"):
         TrialConfig.from_dict({"model": "vgg16", "recipe": {"preset": "fast"}})
 
 
@@ -114,7 +114,7 @@ def test_unknown_preset_is_one_line_exit_2(tmp_path: Path, capsys: pytest.Captur
     spec.write_text("name: x\ngrids:\n  - model: [vgg16]\n    recipe.preset: [vgg, slow]\nseeds: 1\n")
     assert main(["plan", str(spec), "--out", str(tmp_path / "sweep")]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
-        f"ghostsweep: error: {spec}: grids[0]: recipe.preset must be one of he2016, vgg, got 'slow'"]
+        f"ghostsweep: error: {spec}: grids[0]: recipe.preset: must be one of he2016, vgg, got 'slow'"]
     assert not (tmp_path / "sweep").exists()
 
 

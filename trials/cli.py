@@ -78,7 +78,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     data.add_argument("--test-every-eval", action=argparse.BooleanOptionalAction, default=None,
                       help="test accuracy at every evaluation (default); --no-test-every-eval: only at the end")
     runtime = p.add_argument_group("runtime")
-    runtime.add_argument("--device", choices=("auto", "cpu", "cuda"), help="auto (default): cuda when present")
+    runtime.add_argument("--device", choices=trial_config.DEVICES, help="auto (default): cuda when present")
     runtime.add_argument("--compile", choices=trial_config.COMPILE_MODES, help="torch.compile mode (default off)")
     runtime.add_argument("--channels-last", action="store_true", default=None, help="NHWC memory format")
     runtime.add_argument("--precision", choices=trial_config.PRECISIONS, help="default fp32 with TF32 off")

@@ -11,37 +11,41 @@ import dataclasses
 import functools
 import hashlib
 import json
-import types
 import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from ghostsweep import model
 from ghostsweep.trials.strict_yaml import shown
+from ghostsweep.trials.typed import NON_NEGATIVE, POSITIVE, Range, parse
 
-NORMALIZATIONS = ("pixel_mean", "channel", "imagenet")
-PRECISIONS = ("fp32", "tf32", "bf16")
-COMPILE_MODES = ("off", "default", "cudagraphs")
-DEPTHWISE_MODES = ("grouped", "dense")
-WANDB_MODES = ("online", "offline", "disabled")
+Normalization = Literal["pixel_mean", "channel", "imagenet"]
+Device = Literal["auto", "cpu", "cuda"]  # auto: cuda when present
+CompileMode = Literal["off", "default", "cudagraphs"]
+Precision = Literal["fp32", "tf32", "bf16"]
+DepthwiseMode = Literal["grouped", "dense"]
+WandbMode = Literal["online", "offline", "disabled"]
+NORMALIZATIONS, DEVICES, COMPILE_MODES, PRECISIONS, DEPTHWISE_MODES, WANDB_MODES = map(
+    typing.get_args, (Normalization, Device, CompileMode, Precision, DepthwiseMode, WandbMode))
 
 
 @dataclass
 class Recipe:
     """He et al.: SGD 0.9, wd 1e-4, batch 128, lr 0.1 ÷10 at 32k and 48k, stop at 64k iterations."""
 
-    iterations: int = 64_000
-    milestones: list[int] = field(default_factory=lambda: [32_000, 48_000])
-    lr: float = 0.1
+    iterations: Annotated[int, POSITIVE] = 64_000
+    milestones: list[int] = field(default_factory=lambda: [32_000, 48_000])  # positive, increasing: __post_init__
+    lr: Annotated[float, POSITIVE] = 0.1
     lr_decay: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    batch_size: int = 128
-    warmup_iterations: int | None = None  # None: He et al.'s 400 iterations at lr 0.01 for depth >= 110, else 0
-    warmup_lr: float = 0.01
-    eval_interval: int = 2_000
-    checkpoint_interval: int = 1_000
+    momentum: Annotated[float, NON_NEGATIVE] = 0.9
+    weight_decay: Annotated[float, NON_NEGATIVE] = 1e-4
+    batch_size: Annotated[int, POSITIVE] = 128
+    # None: He et al.'s 400 iterations at lr 0.01 for depth >= 110, else 0
+    warmup_iterations: Annotated[int | None, NON_NEGATIVE] = None
+    warmup_lr: Annotated[float, NON_NEGATIVE] = 0.01
+    eval_interval: Annotated[int, POSITIVE] = 2_000
+    checkpoint_interval: Annotated[int, POSITIVE] = 1_000
 
 
 RECIPE_PRESET_KEY = "preset"  # `recipe: {preset: NAME, ...}`: the preset's values, the other keys laid over them
@@ -68,35 +72,37 @@ def expand_recipe_preset(recipe: dict[str, Any]) -> dict[str, Any]:
     overrides = dict(recipe)
     name = overrides.pop(RECIPE_PRESET_KEY)
     if not isinstance(name, str) or name not in RECIPE_PRESETS:
-        raise ValueError(f"recipe.preset must be one of {', '.join(RECIPE_PRESETS)}, got {shown(name)}")
+        raise ValueError(f"recipe.preset: must be one of {', '.join(RECIPE_PRESETS)}, got {shown(name)}")
     return dataclasses.asdict(RECIPE_PRESETS[name]) | overrides
 
 
 @dataclass
 class DataConfig:
     split_seed: int = 0
-    val_size: int = 5_000  # 0 trains on all 50k (akamaster's choice) and evaluates on test only
-    normalization: Literal["pixel_mean", "channel", "imagenet"] = "pixel_mean"
+    # 0 trains on all 50k (akamaster's choice) and evaluates on test only
+    val_size: Annotated[int, Range(ge=0, lt=50_000)] = 5_000
+    normalization: Normalization = "pixel_mean"
     augment: bool = True
-    test_size: int = 10_000  # evaluate on the first N test images; fewer only to keep smoke runs cheap
+    # evaluate on the first N test images; fewer only to keep smoke runs cheap
+    test_size: Annotated[int, Range(gt=0, le=10_000)] = 10_000
 
 
 @dataclass
 class RuntimeConfig:
     """How the trial runs. Defaults keep the recipe faithful (fp32, eager)."""
 
-    device: str = "auto"  # auto | cpu | cuda
-    compile: Literal["off", "default", "cudagraphs"] = "off"
+    device: Device = "auto"
+    compile: CompileMode = "off"
     channels_last: bool = False
-    precision: Literal["fp32", "tf32", "bf16"] = "fp32"
+    precision: Precision = "fp32"
     deterministic: bool = True  # CUDA: fixed cuDNN algorithms (same seed → same run); false lets cuDNN autotune
-    depthwise: Literal["grouped", "dense"] = "grouped"  # dense: grouped convs run as block-diagonal dense convs
+    depthwise: DepthwiseMode = "grouped"  # dense: grouped convs run as block-diagonal dense convs
     sync_bn: bool = False
 
 
 @dataclass
 class WandbConfig:
-    mode: Literal["online", "offline", "disabled"] = "disabled"
+    mode: WandbMode = "disabled"
     project: str = "ghostsweep"
     entity: str | None = None
     job_type: str = "trial"
@@ -133,7 +139,7 @@ class FaultInjection:
 @dataclass
 class TrialConfig:
     model: str = "resnet20"
-    seed: int = 0
+    seed: Annotated[int, NON_NEGATIVE] = 0
     model_options: dict[str, Any] = field(default_factory=dict)
     recipe: Recipe = field(default_factory=Recipe)
     data: DataConfig = field(default_factory=DataConfig)
@@ -146,7 +152,12 @@ class TrialConfig:
     NON_IDENTITY: typing.ClassVar[tuple[str, ...]] = ("wandb", "observe", "faults")
 
     def __post_init__(self) -> None:
-        validate(self)
+        """What the fields' types and ranges cannot say (`parse` checks those): the model and its options exist,
+        the milestones increase."""
+        model.validate(self.model, **self.model_options)
+        milestones = self.recipe.milestones
+        if any(b <= a for a, b in zip(milestones, milestones[1:], strict=False)) or any(m <= 0 for m in milestones):
+            raise ValueError(f"recipe.milestones: must be positive and strictly increasing, got {milestones}")
 
     @property
     def depth(self) -> int:
@@ -188,30 +199,16 @@ class TrialConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrialConfig:
-        """Build from plain data (JSON/YAML), rejecting unknown keys and wrong types by their dotted name; a
-        recipe `preset` is expanded first."""
+        """Build from plain data (JSON/YAML), rejecting unknown keys, wrong types and values out of range by
+        their dotted name; a recipe `preset` is expanded first."""
         if isinstance(data, dict) and isinstance(data.get("recipe"), dict):
             data = data | {"recipe": expand_recipe_preset(data["recipe"])}
-        return from_dict(cls, data)
+        return parse(cls, data)
 
 
 def _trial_id(variant: str, identity: dict[str, Any]) -> str:
     blob = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return f"{variant}-s{identity['seed']}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
-
-
-def from_dict(cls: type, data: Any, where: str = "") -> Any:
-    if not isinstance(data, dict):
-        raise ValueError(f"{where or 'config'} must be a mapping, got {type(data).__name__}")
-    hints = _type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in data.items():
-        name = f"{where}{key}"
-        if key not in fields:
-            raise ValueError(f"unknown key {shown(name)}; valid: {', '.join(fields)}")
-        kwargs[key] = _coerce(hints[key], value, name)
-    return cls(**kwargs)
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
@@ -234,65 +231,3 @@ def _plain(value: Any) -> Any:
 @functools.cache
 def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
-
-
-@functools.cache
-def _type_hints(cls: type) -> dict[str, Any]:
-    """Resolved once per class: resolving compiles each annotation, most of a sweep's expansion time otherwise."""
-    return typing.get_type_hints(cls)
-
-
-def _coerce(hint: Any, value: Any, name: str) -> Any:
-    """Check `value` against a type hint; nested dataclasses are built recursively."""
-    if dataclasses.is_dataclass(hint):
-        return from_dict(hint, value, f"{name}.")
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        return _coerce(next(t for t in options if t is not type(None)), value, name)
-    if origin is Literal:
-        if value not in typing.get_args(hint):
-            raise ValueError(f"{name} must be one of {', '.join(map(str, typing.get_args(hint)))}, "
-                             f"got {shown(value)}")
-        return value
-    if origin is list:
-        if not isinstance(value, list | tuple):
-            raise ValueError(f"{name} must be a list, got {type(value).__name__}")
-        (item,) = typing.get_args(hint)
-        return [_coerce(item, v, f"{name}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ValueError(f"{name} must be a mapping, got {type(value).__name__}")
-        return dict(value)
-    expected = (int, float) if hint is float else hint
-    if not isinstance(value, expected) or (isinstance(value, bool) and hint is not bool):
-        raise ValueError(f"{name} must be {hint.__name__}, got {type(value).__name__} {shown(value)}")
-    return float(value) if hint is float else value
-
-
-def validate(config: TrialConfig) -> None:
-    """Reject configs that cannot run, with one line naming the field."""
-    model.validate(config.model, **config.model_options)
-    r = config.recipe
-    if config.seed < 0:
-        raise ValueError(f"seed must be >= 0, got {config.seed}")
-    if r.iterations <= 0:
-        raise ValueError(f"recipe.iterations must be > 0, got {r.iterations}")
-    if any(b <= a for a, b in zip(r.milestones, r.milestones[1:], strict=False)) or any(m <= 0 for m in r.milestones):
-        raise ValueError(f"recipe.milestones must be positive and strictly increasing, got {r.milestones}")
-    for name in ("lr", "batch_size", "eval_interval", "checkpoint_interval"):
-        if getattr(r, name) <= 0:
-            raise ValueError(f"recipe.{name} must be > 0, got {getattr(r, name)}")
-    for name in ("weight_decay", "momentum", "warmup_lr"):
-        if getattr(r, name) < 0:
-            raise ValueError(f"recipe.{name} must be >= 0, got {getattr(r, name)}")
-    if r.warmup_iterations is not None and r.warmup_iterations < 0:
-        raise ValueError(f"recipe.warmup_iterations must be >= 0, got {r.warmup_iterations}")
-    if not 0 <= config.data.val_size < 50_000:
-        raise ValueError(f"data.val_size must be in [0, 50000), got {config.data.val_size}")
-    if not 0 < config.data.test_size <= 10_000:
-        raise ValueError(f"data.test_size must be in (0, 10000], got {config.data.test_size}")
-    if config.runtime.device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"runtime.device must be one of auto, cpu, cuda, got {config.runtime.device!r}")

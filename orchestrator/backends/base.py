@@ -18,17 +18,17 @@ import signal
 import socket
 import subprocess
 import sys
-import types
 import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from ghostsweep.orchestrator.spec.resources import Resources
 from ghostsweep.orchestrator.sweepdir.directory import TrialRef
+from ghostsweep.trials.typed import parse
 
 WORKER_MODULE = "ghostsweep.orchestrator.submission.worker"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -70,56 +70,12 @@ class JobInfo:
 
 @dataclass(frozen=True)
 class BackendOptions:
-    """A backend's `backend.options`, one dataclass field each, checked like the spec: an unknown key or a wrong
-    type is one line naming `backend.options.KEY`. `field(metadata={"min": n})` bounds a number."""
+    """A backend's `backend.options`, one dataclass field each, checked like the spec (`trials.typed`): an unknown
+    key or a wrong type is one line naming `backend.options.KEY`; `Annotated[int, Range(ge=1)]` bounds a number."""
 
     @classmethod
     def parse(cls, options: Mapping[str, Any]) -> Self:
-        hints = typing.get_type_hints(cls)
-        valid = [f.name for f in fields(cls)]
-        for key, value in options.items():
-            if key not in valid:
-                raise ValueError(f"backend.options.{key}: unknown option; valid: {', '.join(valid) or 'none'}")
-            if not _matches(value, hints[key]):
-                raise ValueError(f"backend.options.{key}: must be {_describe(hints[key])}, got {value!r}")
-        return cls(**options)
-
-    def __post_init__(self) -> None:
-        for option in fields(self):
-            minimum, value = option.metadata.get("min"), getattr(self, option.name)
-            if minimum is not None and value is not None and value < minimum:
-                raise ValueError(f"backend.options.{option.name}: must be >= {minimum}, got {value!r}")
-
-
-def _matches(value: Any, hint: Any) -> bool:
-    """`value` (plain YAML/JSON data) fits the type hint; a string must not be empty, a bool is no number."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, arg) for arg in args)
-    if origin is list:
-        return isinstance(value, list) and all(_matches(item, args[0]) for item in value)
-    if origin is dict:
-        return isinstance(value, dict) and all(_matches(k, args[0]) and _matches(v, args[1]) for k, v in value.items())
-    if hint is type(None):
-        return value is None
-    if hint is str:
-        return isinstance(value, str) and bool(value)
-    if hint is bool:
-        return isinstance(value, bool)
-    return isinstance(value, hint) and not isinstance(value, bool)
-
-
-def _describe(hint: Any, plural: bool = False) -> str:
-    """A type hint in words: `int | None` is "an integer", `list[int]` "a list of integers"."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(arg, plural) for arg in args if arg is not type(None))
-    if origin is list:
-        return f"a list of {_describe(args[0], plural=True)}"
-    if origin is dict:
-        return f"a mapping of {_describe(args[0], plural=True)} to {_describe(args[1], plural=True)}"
-    words = {int: ("an integer", "integers"), str: ("a non-empty string", "strings"), bool: ("true or false",) * 2}
-    return words.get(hint, (hint.__name__, hint.__name__))[plural]
+        return parse(cls, dict(options), "backend.options")
 
 
 @dataclass

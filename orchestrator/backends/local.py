@@ -14,7 +14,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from ghostsweep.orchestrator.backends.base import (
     BackendOptions,
@@ -28,13 +28,14 @@ from ghostsweep.orchestrator.backends.base import (
 from ghostsweep.orchestrator.sweepdir.lease import break_dead_lease
 from ghostsweep.orchestrator.sweepdir.state import read_state, record_job_id, unqueue
 from ghostsweep.trials.trialdir import WORKER_LOG, ExitCode, TrialStatus, record_failure
+from ghostsweep.trials.typed import Range
 
 POLL_INTERVAL_S = 0.5
 
 
 @dataclass(frozen=True)
 class LocalOptions(BackendOptions):
-    max_parallel: int | None = field(default=None, metadata={"min": 1})  # default: every GPU group, or CPU slot
+    max_parallel: Annotated[int | None, Range(ge=1)] = None  # default: every GPU group, or CPU slot
     gpus: list[int] | None = None  # GPU indices to use; default: CUDA_VISIBLE_DEVICES, else every GPU
 
 

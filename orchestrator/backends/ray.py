@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from ghostsweep.orchestrator.backends.base import (
     BackendOptions,
@@ -57,6 +57,7 @@ from ghostsweep.trials.trialdir import (
     read_result,
     record_failure,
 )
+from ghostsweep.trials.typed import Range
 
 POLL_INTERVAL_S = 1.0
 EXPERIMENTS_DIR = "ray"
@@ -78,8 +79,8 @@ class TrialFailed(RuntimeError):
 @dataclass(frozen=True)
 class RayOptions(BackendOptions):
     address: str | None = None  # `auto`, `HOST:PORT`, `ray://HOST:10001`; default: $RAY_ADDRESS, else a private Ray
-    max_failures: int = field(default=1, metadata={"min": -1})  # Tune retries per trial; -1: forever
-    max_concurrent_trials: int | None = field(default=None, metadata={"min": 1})  # default: as resources allow
+    max_failures: Annotated[int, Range(ge=-1)] = 1  # Tune retries per trial; -1: forever
+    max_concurrent_trials: Annotated[int | None, Range(ge=1)] = None  # default: as resources allow
 
 
 @dataclass

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import submitit
 from submitit.core.utils import DelayedSubmission
@@ -37,6 +37,7 @@ from ghostsweep.orchestrator.backends.base import (
 )
 from ghostsweep.orchestrator.sweepdir.lease import break_dead_lease, wait_until_released
 from ghostsweep.trials.trialdir import LEASE_FILE, ExitCode, read_result
+from ghostsweep.trials.typed import NON_NEGATIVE, Range
 
 SBATCH_OPTIONS = ("partition", "account", "qos", "constraint", "gres")  # passed to sbatch as they are
 # Scheduler states after which the job never runs again on its own. NODE_FAIL and PREEMPTED are absent on
@@ -56,11 +57,11 @@ class SlurmOptions(BackendOptions):
     qos: str | None = None
     constraint: str | None = None
     gres: str | None = None  # replaces the GPU request (--gpus-per-node)
-    array_parallelism: int = field(default=256, metadata={"min": 1})  # tasks of one array running at once
-    signal_delay_s: int = field(default=120, metadata={"min": 1})  # USR2 this long before the time limit
-    max_requeues: int = field(default=3, metadata={"min": 0})  # timeouts and preemptions together, per job
-    tasks_per_trial: int = field(default=0, metadata={"min": 0})  # ranks per trial; 0: one per GPU, at least 1
-    sacct_timeout_s: int = field(default=20, metadata={"min": 1})  # then `status` falls back to squeue
+    array_parallelism: Annotated[int, Range(ge=1)] = 256  # tasks of one array running at once
+    signal_delay_s: Annotated[int, Range(ge=1)] = 120  # USR2 this long before the time limit
+    max_requeues: Annotated[int, NON_NEGATIVE] = 3  # timeouts and preemptions together, per job
+    tasks_per_trial: Annotated[int, NON_NEGATIVE] = 0  # ranks per trial; 0: one per GPU, at least 1
+    sacct_timeout_s: Annotated[int, Range(ge=1)] = 20  # then `status` falls back to squeue
     exclude_bad_nodes: bool = True  # sbatch --exclude the sweep's bad nodes (orchestrator/sweepdir/badnodes.py)
     sbatch: dict[str, str | int] = field(default_factory=dict)  # any other sbatch flags, passed through
 

@@ -1,10 +1,10 @@
 """The sweep spec: one YAML file in, the validated list of trials, their resources and the backend out.
 
 Every error is one line that names the offending key (`grids[1].recipe.lr`, `resources.trials_per_gpu`);
-the recipe sections are checked by `TrialConfig.from_dict`, and the file is read by `trials.strict_yaml`, so a
-spec and `ghostsweep train --config` reject the same things. Input is bounded (file size, aliases and nesting in
-strict_yaml; seeds and trials here, counted before any trial is built), so a hostile spec fails in well under a
-second.
+the recipe sections (through `TrialConfig.from_dict`), `resources` and `report` are checked by `trials.typed`,
+and the file is read by `trials.strict_yaml`, so a spec and `ghostsweep train --config` reject the same things.
+Input is bounded (file size, aliases and nesting in strict_yaml; seeds and trials here, counted before any trial
+is built), so a hostile spec fails in well under a second.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from typing import Any
 from ghostsweep.orchestrator.backends import BACKEND_MODULES
 from ghostsweep.orchestrator.report.references import DEFAULT_TARGET_HALFWIDTH_PP
 from ghostsweep.orchestrator.spec.resources import Resources
-from ghostsweep.trials.config import TrialConfig, from_dict
+from ghostsweep.trials.config import TrialConfig
 from ghostsweep.trials.strict_yaml import load_file, shown
+from ghostsweep.trials.typed import parse
 
 SPEC_KEYS = (
     "name", "grids", "seeds", "recipe", "data", "runtime", "observe", "resources", "backend", "wandb", "data_dir",
@@ -34,14 +35,6 @@ GRID_SECTIONS = (*SECTIONS, "faults")  # sections a grid may vary with dotted ke
 MAX_SEEDS = 1000  # per trial setting, as a count or a list
 MAX_TRIALS = 100_000  # the whole sweep, counted from the grids before any trial is built
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-RESOURCE_RANGES: dict[str, tuple[float, float]] = {
-    "gpus_per_trial": (0, 64),
-    "trials_per_gpu": (1, 64),
-    "cpus_per_trial": (1, 1024),
-    "mem_gb": (0.1, 4096),
-    "time_limit_min": (1, 525_600),
-    "nodes": (1, 1024),
-}
 
 
 @dataclass(frozen=True)
@@ -249,11 +242,7 @@ def _parse_backend(backend: Any) -> tuple[str, dict[str, Any]]:
 
 
 def _parse_resources(resources: Any, where: str = "resources") -> Resources:
-    parsed = from_dict(Resources, _mapping(resources, where), f"{where}.")
-    for key, (low, high) in RESOURCE_RANGES.items():
-        value = getattr(parsed, key)
-        if not low <= value <= high:
-            raise ValueError(f"{where}.{key}: must be in [{low}, {high}], got {value}")
+    parsed = parse(Resources, _mapping(resources, where), where)
     if parsed.trials_per_gpu > 1 and parsed.gpus_per_trial > 1:
         raise ValueError(f"{where}.trials_per_gpu: packing needs gpus_per_trial <= 1")
     return parsed
@@ -273,7 +262,7 @@ def _grid_resources(grids: list[Any], top_level: Any, first_grid: dict[str, int]
 
 def _parse_report(report: Any) -> ReportSettings:
     settings = _mapping(report, "report")
-    parsed = from_dict(ReportSettings, {"target_halfwidth_pp": DEFAULT_TARGET_HALFWIDTH_PP, **settings}, "report.")
+    parsed = parse(ReportSettings, {"target_halfwidth_pp": DEFAULT_TARGET_HALFWIDTH_PP, **settings}, "report")
     if not (math.isfinite(parsed.target_halfwidth_pp) and parsed.target_halfwidth_pp > 0):
         raise ValueError(f"report.target_halfwidth_pp: must be a number of percentage points > 0, "
                          f"got {parsed.target_halfwidth_pp}")
