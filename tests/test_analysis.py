@@ -80,11 +80,9 @@ def test_each_published_number_is_judged_by_its_kind(report: Report) -> None:
     assert ghostnet.interval.low == pytest.approx(row.final_test_acc.pi_low)
     assert any("treated as a single run" in note for note in ghostnet.notes)
     assert he.kind == "single run" and he.method == "prediction interval for one run"
-    assert akamaster.metric == Metric.MAX_OVER_EVALS  # its selection, ours the same way
-    maxes = [v + 0.2 for v in values("resnet56", None)]
-    assert akamaster.interval.low == pytest.approx(
-        scipy_stats.t.interval(0.95, 4, loc=np.mean(maxes), scale=np.std(maxes, ddof=1) * math.sqrt(1.2))[0])
-    assert any("optimistic" in note for note in akamaster.notes)
+    # akamaster's numbers are the final weights of one run (issue 24), judged as He et al.'s
+    assert akamaster.kind == "single run" and akamaster.metric == Metric.FINAL
+    assert akamaster.interval.low == pytest.approx(row.final_test_acc.pi_low)
     consistent = ghostnet.interval.low <= 93.0 <= ghostnet.interval.high
     assert ghostnet.consistent is consistent and ghostnet.verdict.startswith(
         "consistent" if consistent else "paper")
