@@ -193,7 +193,7 @@ def run_submit(args: argparse.Namespace) -> int:
     validate_backend(backend, spec.trial_resources.values())  # before anything is written
     sweep = SweepDir(args.out or DEFAULT_RUNS_DIR / spec.name)
     _check_sweep_folder(sweep)
-    recorded = (sweep.readable_index() or {}).get("data_dir_override")
+    recorded = previous.data_dir_override if (previous := sweep.readable_index()) else None
     _print_warnings(check_data(backend, args.data_dir or recorded, spec.data_dir, args.download))
     sweep.materialize(spec, args.data_dir)
     states, warnings = collect_states(sweep)
@@ -294,8 +294,7 @@ def _submit(sweep: SweepDir, trial_ids: list[str], backend: Backend, heading: st
         print(f"  {trial_id}")
     try:
         with SubmitProgress(sweep, trial_ids, live=backend.waits_for_trials) as progress:
-            backend.job_listener = progress.job_started
-            submissions = submit_trials(sweep, trial_ids, backend)
+            submissions = submit_trials(sweep, trial_ids, backend, progress.job_started)
     except KeyboardInterrupt:
         print(f"interrupted: stopped trials kept their checkpoints; `ghostsweep rerun {sweep.root}` resumes every "
               f"trial that is not done (interrupted, never started, failed)", file=sys.stderr)
