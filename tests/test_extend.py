@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from test_sweep_local import fake_env
 
 from ghostsweep.orchestrator.cli import main
 from ghostsweep.orchestrator.spec.sweepspec import load_spec
-from ghostsweep.orchestrator.sweepdir.directory import EXTENSIONS_FILE, SweepDir, describe_trials
+from ghostsweep.orchestrator.sweepdir.directory import EXTENSIONS_FILE, SweepDir, TrialEntry, describe_trials
 from ghostsweep.trials.config import TrialConfig
 from ghostsweep.trials.trialdir import CONFIG_FILE, Outcome, TrialResult, write_result
 
@@ -48,13 +49,13 @@ def make_sweep(tmp_path: Path, accuracies: dict[str, list[float]], seeds: int = 
     sweep = SweepDir(tmp_path / "sweep")
     sweep.materialize(load_spec(spec_path))
     index = sweep.index()
-    for trial_id in index["trial_ids"]:
-        trial = index["trials"][trial_id]
-        values = accuracies[trial["model"]]
-        if trial["seed"] < len(values):
+    for trial_id in index.trial_ids:
+        trial = index.trials[trial_id]
+        values = accuracies[trial.model]
+        if trial.seed < len(values):
             write_result(sweep.trial_dir(trial_id), TrialResult(
-                status=Outcome.DONE, trial_id=trial_id, variant=trial["variant"], model=trial["model"],
-                seed=trial["seed"], final_test_acc=values[trial["seed"]]))
+                status=Outcome.DONE, trial_id=trial_id, variant=trial.variant, model=trial.model,
+                seed=trial.seed, final_test_acc=values[trial.seed]))
     return spec_path, sweep
 
 
@@ -75,17 +76,17 @@ def fake_trials(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(key, fake_env()[key])
 
 
-def rows_by_model(sweep: SweepDir) -> dict[str, list[tuple[str, dict]]]:
+def rows_by_model(sweep: SweepDir) -> dict[str, list[tuple[str, TrialEntry]]]:
     index = sweep.index()
-    rows: dict[str, list[tuple[str, dict]]] = {}
-    for trial_id in index["trial_ids"]:
-        rows.setdefault(index["trials"][trial_id]["model"], []).append((trial_id, index["trials"][trial_id]))
+    rows: dict[str, list[tuple[str, TrialEntry]]] = {}
+    for trial_id in index.trial_ids:
+        rows.setdefault(index.trials[trial_id].model, []).append((trial_id, index.trials[trial_id]))
     return rows
 
 
 def test_until_halfwidth_adds_the_seeds_the_spread_needs_and_pairs_comparisons(tmp_path, capsys, fake_trials):
     spec_path, sweep = make_sweep(tmp_path, ACCURACIES)
-    assert sweep.index()["report"] == {"target_halfwidth_pp": TARGET}
+    assert sweep.index().target_halfwidth_pp == TARGET
     row_needs = seeds_needed(0.5, TARGET)  # resnet20's own spread
     pair_needs = seeds_needed(0.4, TARGET)  # ghost − resnet paired: ghost_resnet20 needs it, not its own 0.1
     assert (row_needs, pair_needs) == (7, 5)
@@ -118,27 +119,27 @@ def test_until_halfwidth_adds_the_seeds_the_spread_needs_and_pairs_comparisons(t
 
     # The new trials: a row's config.json with the next seeds, in the row's report group, appended to sweep.json.
     index = sweep.index()
-    new_ids = index["trial_ids"][len(old_ids):]
-    assert index["trial_ids"][:len(old_ids)] == old_ids and new_ids == extension["trial_ids"]
+    new_ids = list(index.trial_ids[len(old_ids):])
+    assert list(index.trial_ids[:len(old_ids)]) == old_ids and new_ids == extension["trial_ids"]
     for model, seeds in (("resnet20", resnet_seeds), ("ghost_resnet20", ghost_seeds)):
         members = rows_by_model(sweep)[model]
         first = members[0][1]
         added = [(i, e) for i, e in members if i in new_ids]
-        assert [e["seed"] for _, e in added] == seeds
+        assert [e.seed for _, e in added] == seeds
         for trial_id, entry in added:
             config = json.loads((sweep.trial_dir(trial_id) / CONFIG_FILE).read_text())
             trial = TrialConfig.from_dict({k: v for k, v in config.items() if k != "trial_id"})
             assert trial_id == config["trial_id"] == trial.trial_id() == TrialConfig(
-                model=model, seed=entry["seed"], recipe=trial.recipe).trial_id()
-            assert entry == first | {"seed": entry["seed"]}
-            assert describe_trials([trial])[trial_id]["group"] == first["group"]
+                model=model, seed=entry.seed, recipe=trial.recipe).trial_id()
+            assert entry == replace(first, seed=entry.seed)
+            assert describe_trials([trial])[trial_id].group == first.group
             assert json.loads((sweep.trial_dir(trial_id) / "result.json").read_text())["status"] == "done"
 
     # Submitting the same spec again keeps the added seeds and runs nothing.
     code, out, err = run_cli(capsys, "submit", str(spec_path), "--out", str(sweep.root))
     assert code == 0, err
     assert "nothing to submit" in out and f"{len(old_ids) + 6} trials" in out
-    assert sweep.index()["trial_ids"] == old_ids + new_ids
+    assert sweep.index().trial_ids == (*old_ids, *new_ids)
 
     # The report: the spec's target, the seeds now done, and the extension.
     code, out, err = run_cli(capsys, "report", str(sweep.root))
@@ -158,7 +159,7 @@ def test_until_halfwidth_adds_the_seeds_the_spread_needs_and_pairs_comparisons(t
 
 def test_seeds_takes_every_row_to_n_and_is_a_no_op_below(tmp_path, capsys, fake_trials):
     spec_path, sweep = make_sweep(tmp_path, ACCURACIES, seeds=2, report="")
-    assert sweep.index()["report"] == {"target_halfwidth_pp": 0.2}  # references.DEFAULT_TARGET_HALFWIDTH_PP
+    assert sweep.index().target_halfwidth_pp == 0.2  # references.DEFAULT_TARGET_HALFWIDTH_PP
     code, out, err = run_cli(capsys, "extend", str(sweep.root), "--seeds", "4")
     assert code == 0, out + err
     (extension,) = sweep.extensions()
@@ -166,7 +167,7 @@ def test_seeds_takes_every_row_to_n_and_is_a_no_op_below(tmp_path, capsys, fake_
     assert extension["note"].startswith("n set in advance: every row taken to 4 seeds")
     assert {row["label"]: row["added_seeds"] for row in extension["rows"]} == {
         "resnet20": [2, 3], GHOST: [2, 3]}
-    assert sorted(e["seed"] for _, e in rows_by_model(sweep)["resnet20"]) == [0, 1, 2, 3]
+    assert sorted(e.seed for _, e in rows_by_model(sweep)["resnet20"]) == [0, 1, 2, 3]
 
     before = snapshot(sweep)
     code, out, err = run_cli(capsys, "extend", str(sweep.root), "--seeds", "3")

@@ -91,15 +91,15 @@ def finished_sweep(tmp_path: Path) -> SweepDir:
     sweep = SweepDir(tmp_path / "sweep")
     sweep.materialize(load_spec(spec_path))
     index = sweep.index()
-    for trial_id in index["trial_ids"]:
-        trial = index["trials"][trial_id]
-        final = ACCURACY[trial["model"]][trial["seed"]]
-        params, macs = SIZE[trial["model"]]
+    for trial_id in index.trial_ids:
+        trial = index.trials[trial_id]
+        final = ACCURACY[trial.model][trial.seed]
+        params, macs = SIZE[trial.model]
         atomic_write_lines(sweep.trial_dir(trial_id) / METRICS_FILE,
                            [{"iteration": i, "val_acc": final - 30 / i} for i in (10, 20, 30)])
         write_result(sweep.trial_dir(trial_id), TrialResult(
-            status=Outcome.DONE, trial_id=trial_id, variant=trial["variant"], model=trial["model"],
-            seed=trial["seed"], final_test_acc=final, best_val_test_acc=final, max_test_acc=final + 0.1,
+            status=Outcome.DONE, trial_id=trial_id, variant=trial.variant, model=trial.model,
+            seed=trial.seed, final_test_acc=final, best_val_test_acc=final, max_test_acc=final + 0.1,
             params=params, macs=macs, wall_time_s=60.0, device="cpu", world_size=1))
     return sweep
 

@@ -178,14 +178,14 @@ def without_time(report: Report) -> Report:
 
 def test_sweep_trials_carry_their_report_row_and_keep_their_ids(sweep: Path) -> None:
     index = SweepDir(sweep).index()
-    for position, trial_id in enumerate(index["trial_ids"]):
+    for position, trial_id in enumerate(index.trial_ids):
         stored = read_json(SweepDir(sweep).trial_dir(trial_id) / CONFIG_FILE)
         assert stored.pop("trial_id") == trial_id
         config = TrialConfig.from_dict(stored)
         assert config.trial_id() == trial_id  # the W&B fields are not identity
         assert (config.wandb.sweep, config.wandb.row, config.wandb.position) == (
-            SWEEP, index["trials"][trial_id]["label"], position)
-        assert config.wandb.run_group(config.variant) == f"{SWEEP}/{index['trials'][trial_id]['label']}"
+            SWEEP, index.trials[trial_id].label, position)
+        assert config.wandb.run_group(config.variant) == f"{SWEEP}/{index.trials[trial_id].label}"
     assert TrialConfig(model="resnet56").wandb.run_group("resnet56") == "resnet56"  # `train` outside a sweep
 
 
@@ -193,7 +193,7 @@ def test_wandb_groups_are_the_report_rows(sweep: Path) -> None:
     """One W&B group per report row and one row per group: grouping in the UI never mixes rows."""
     index = SweepDir(sweep).index()
     runs = [run for run in recorded_runs(sweep) if run["config"].get("wandb", {}).get("sweep") == SWEEP]
-    pairs = {(run["group"], index["trials"][run["config"]["trial_id"]]["group"]) for run in runs}
+    pairs = {(run["group"], index.trials[run["config"]["trial_id"]].group) for run in runs}
     groups, rows = zip(*pairs, strict=True)
     assert len(pairs) == len(set(groups)) == len(set(rows)) == 5
     assert set(groups) == {f"{SWEEP}/{label}" for label in (

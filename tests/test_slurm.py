@@ -25,7 +25,7 @@ import yaml
 from ghostsweep.orchestrator.backends.base import JobPhase
 from ghostsweep.orchestrator.backends.slurm import SlurmBackend, SlurmOptions, expand_job_ids
 from ghostsweep.orchestrator.spec.resources import Resources
-from ghostsweep.orchestrator.sweepdir.directory import TrialRef
+from ghostsweep.orchestrator.sweepdir.directory import SweepDir, TrialRef
 
 pytestmark = pytest.mark.slurm
 
@@ -214,8 +214,8 @@ def test_arrays_are_chunked_to_max_array_size(slurm_conf, tmp_path, monkeypatch)
         ref.trial_dir.mkdir(parents=True)
     backend = SlurmBackend(Resources(**RESOURCES), SlurmOptions(signal_delay_s=30))
     backend.validate()
-    monkeypatch.setitem(backend._cluster, "MaxArraySize", "2")
-    submissions = backend.submit(refs)
+    monkeypatch.setitem(backend.session.cluster, "MaxArraySize", "2")
+    submissions = backend.submit(SweepDir(sweep), refs)
     try:
         parents = [s.job_id.partition("_")[0] for s in submissions]
         assert len(set(parents)) == 3 and parents[0] == parents[1] != parents[2]

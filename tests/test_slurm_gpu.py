@@ -24,7 +24,7 @@ from ghostsweep.orchestrator.backends.slurm import SlurmBackend, SlurmOptions
 from ghostsweep.orchestrator.spec.resources import Resources
 from ghostsweep.orchestrator.spec.sweepspec import parse_spec
 from ghostsweep.orchestrator.sweepdir.badnodes import find_bad_nodes
-from ghostsweep.orchestrator.sweepdir.directory import SweepDir, trial_resources
+from ghostsweep.orchestrator.sweepdir.directory import SweepDir
 from ghostsweep.trials.trialdir import Outcome, TrialResult
 
 pytestmark = pytest.mark.slurm
@@ -96,7 +96,7 @@ def test_grid_resources_override_the_top_level_ones(tmp_path):
     sweep = SweepDir(tmp_path / "g")
     sweep.materialize(parsed)  # sweep.json keeps them per report row, so the seeds `extend` adds share them
     index = sweep.index()
-    assert {t.model: trial_resources(index, t.trial_id()) for t in parsed.trials} == by_model
+    assert {t.model: index.trial_resources(t.trial_id()) for t in parsed.trials} == by_model
     data["grids"][1]["resources"] = {"trials_per_gpu": 2, "gpus_per_trial": 2}
     with pytest.raises(ValueError, match=r"^grids\[1\]\.resources\.trials_per_gpu: packing"):
         parse_spec(data)

@@ -99,7 +99,7 @@ def test_submit_from_another_folder_with_relative_paths(cifar10_dir: Path, tmp_p
                       GHOSTSWEEP_DATA_DIR=str(tmp_path / "nowhere"), WANDB_MODE="offline")
     assert done.returncode == 0, done.stdout + done.stderr
     sweep = SweepDir(tmp_path / "runs/x")
-    assert sweep.index()["data_dir_override"] == str(tmp_path / "data")
+    assert sweep.index().data_dir_override == str(tmp_path / "data")
     (trial_id,) = sweep.trial_ids()
     lines = done.stdout.splitlines()
     job = lines.index(next(line for line in lines if line.startswith(f"  {trial_id} -> local:")))

@@ -63,7 +63,7 @@ def test_sweep_trial_run_is_grouped_by_its_report_row(cifar10_dir: Path, tmp_pat
     trial_dir = sweep.trial_dir(trial_id)
     run = wandb_run_record(Path(result(trial_dir)["wandb_run_dir"]))
     config = {item.key: json.loads(item.value_json) for item in run.config.update}
-    assert run.run_group == "tiny/resnet8 recipe.lr=0.05" == f"tiny/{sweep.index()['trials'][trial_id]['label']}"
+    assert run.run_group == "tiny/resnet8 recipe.lr=0.05" == f"tiny/{sweep.index().trials[trial_id].label}"
     assert config["wandb"] | {"sweep": "tiny", "row": "resnet8 recipe.lr=0.05", "position": 0} == config["wandb"]
     assert config["trial_id"] == trial_id
     # The offline runs hold the same numbers as the files: `report --from-wandb` on them (read from their logs,

@@ -184,10 +184,10 @@ def test_the_section_spec_plans() -> None:
         in text
 
 
-def _published(trial: dict) -> float:
+def _published(trial_dir: Path, model_name: str) -> float:
     """The paper's accuracy for a trial's row (every row of this spec has one)."""
-    options = json.loads((Path(trial["dir"]) / "config.json").read_text())["model_options"]
-    (ref,) = [ref for ref in references_for(trial["model"], options) if ref.source.key == "ghostnet"]
+    options = json.loads((trial_dir / "config.json").read_text())["model_options"]
+    (ref,) = [ref for ref in references_for(model_name, options) if ref.source.key == "ghostnet"]
     return ref.test_acc
 
 
@@ -199,14 +199,14 @@ def test_report_of_the_section(tmp_path: Path) -> None:
     sweep.materialize(load_spec(SPEC))
     index = sweep.index()
     offsets = (-0.3, 0.1, 0.25, -0.1, 0.05)
-    for trial_id in index["trial_ids"]:
-        trial = index["trials"][trial_id] | {"dir": sweep.trial_dir(trial_id)}
+    for trial_id in index.trial_ids:
+        trial = index.trials[trial_id]
         options = json.loads((sweep.trial_dir(trial_id) / "config.json").read_text())["model_options"]
-        counted = model.complexity(trial["model"], **options)
-        final = _published(trial) + offsets[trial["seed"]]
+        counted = model.complexity(trial.model, **options)
+        final = _published(sweep.trial_dir(trial_id), trial.model) + offsets[trial.seed]
         write_result(sweep.trial_dir(trial_id), TrialResult(
-            status=Outcome.DONE, trial_id=trial_id, variant=trial["variant"], model=trial["model"],
-            seed=trial["seed"], final_test_acc=final, max_test_acc=final + 0.1, params=counted.params,
+            status=Outcome.DONE, trial_id=trial_id, variant=trial.variant, model=trial.model,
+            seed=trial.seed, final_test_acc=final, max_test_acc=final + 0.1, params=counted.params,
             macs=counted.macs, wall_time_s=3600.0, device="cuda", world_size=1))
     title, records, wandb = records_from_sweep(sweep.root)
     report = build_report(title, records, wandb)

@@ -5,9 +5,15 @@ the trial's lease, heartbeat and result files. State is read from those files, s
 `orchestrator/backends/` knows which backend ran a trial; where the files cannot tell, `poll` answers in
 `JobPhase`s, the same words for every scheduler.
 
-Shared mechanics live here once, as in submitit's core: the worker's command line and environment, signal
-forwarding to child workers, options dataclasses checked like the spec, and jobs that are one process on one
-host (`ProcessBackend`: local workers, the Ray driver). A backend adds small hooks on top.
+Shared mechanics live here once, as in submitit's core: `Backend.submit` is a template that marks the trials
+queued, records each job id (`Placement.assign`, the one place one is written), settles trials whose job died
+without a result (`Placement.settle`), un-queues those that never started and raises KeyboardInterrupt for a
+stopped run once its trials have saved; a backend's `place` hook only starts jobs and says what happened. Also
+here: the worker's command line and environment, signal forwarding to child workers, options dataclasses checked
+like the spec, and jobs that are one process on one host (`ProcessBackend`: local workers, the Ray driver).
+
+A backend is its configuration (resources, options: frozen) plus a `Session`, the runtime state it shares with
+the backends made from it (`with_resources`): poll notes, excluded nodes, what the scheduler said about itself.
 """
 
 from __future__ import annotations
@@ -21,18 +27,22 @@ import sys
 import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from ghostsweep.orchestrator.spec.resources import Resources
-from ghostsweep.orchestrator.sweepdir.directory import TrialRef
+from ghostsweep.orchestrator.sweepdir.directory import SweepDir, TrialRef
+from ghostsweep.orchestrator.sweepdir.lease import break_dead_lease
+from ghostsweep.orchestrator.sweepdir.state import mark_queued, never_started, read_state, record_job_id, unqueue
+from ghostsweep.trials.trialdir import TrialStatus, record_failure
 from ghostsweep.trials.typed import parse
 
 WORKER_MODULE = "ghostsweep.orchestrator.submission.worker"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 OUR_PROCESS_MARK = b"ghostsweep"  # in the command line of every process a job id may name
+JobListener = Callable[[Sequence[str], str], None]  # told (trial ids, job id) as soon as a job exists
 
 
 @dataclass(frozen=True)
@@ -79,15 +89,61 @@ class BackendOptions:
 
 
 @dataclass
+class Session:
+    """What one command's backend learns while it runs: shared by every backend made from it (`with_resources`),
+    never part of its configuration."""
+
+    warnings: list[str] = field(default_factory=list)  # one-line notes from `poll`, for `status`
+    excluded_nodes: tuple[str, ...] = ()  # bad nodes that later placements keep off
+    cluster: dict[str, str] | None = None  # what the scheduler said about itself (Slurm's config), asked once
+
+
+@dataclass
+class Placement:
+    """One `submit`'s trials and what the backend's `place` hook reports about them, through the mechanics every
+    backend shares."""
+
+    sweep: SweepDir
+    trials: list[TrialRef]
+    on_job: JobListener | None = None
+    jobs: dict[str, str] = field(default_factory=dict)  # trial id -> its job id, as recorded
+    interrupted: str | None = None  # why `place` stopped before every trial ended
+
+    def assign(self, trials: Sequence[TrialRef], job_id: str, announce: bool = True) -> None:
+        """These trials now have this job: recorded in their queued.json (the one place a job id is written) and,
+        when `announce`, told to the listener at once, not when a blocking `submit` returns."""
+        for trial in trials:
+            record_job_id(trial.trial_dir, job_id)
+            self.jobs[trial.trial_id] = job_id
+        if announce and self.on_job is not None:
+            self.on_job([t.trial_id for t in trials], job_id)
+
+    def settle(self, trial: TrialRef, why: str) -> None:
+        """The trial's job has ended: the lease of a dead holder on this machine is broken, and a trial left
+        without a result of this attempt (still queued) fails for `why`. One its worker finished, failed or saved
+        keeps its own result."""
+        break_dead_lease(trial.trial_dir)
+        if read_state(trial.trial_dir).state is TrialStatus.QUEUED:
+            record_failure(trial.trial_dir, why)
+
+    def interrupt(self, why: str) -> None:
+        """Stopped by SIGINT/SIGTERM: `submit` raises KeyboardInterrupt once `place` returns (its trials saved)."""
+        self.interrupted = why
+
+    @property
+    def submissions(self) -> list[Submission]:
+        return [Submission(trial_id, job_id) for trial_id, job_id in self.jobs.items()]
+
+
+@dataclass(frozen=True)
 class Backend(ABC):
-    """Base of local, slurm and ray. A backend declares its options dataclass as the type of `options`."""
+    """Base of local, slurm and ray: configuration (resources, options) plus the `Session` it runs in. A backend
+    declares its options dataclass as the type of `options`."""
 
     name: ClassVar[str]
     resources: Resources
     options: BackendOptions = field(default_factory=BackendOptions)
-    warnings: list[str] = field(default_factory=list, init=False)  # one-line notes from `poll`, for `status`
-    # told each job id as soon as it exists, e.g. by submit's progress display: (trial ids, job id)
-    job_listener: Callable[[Sequence[str], str], None] | None = field(default=None, init=False, repr=False)
+    session: Session = field(default_factory=Session, compare=False, repr=False)
     waits_for_trials: ClassVar[bool] = False  # `submit` blocks until its trials end (local, ray)
 
     @classmethod
@@ -95,6 +151,15 @@ class Backend(ABC):
         """This backend with the spec's `backend.options` (and `--backend-option`s) checked and parsed."""
         options_type: type[BackendOptions] = typing.get_type_hints(cls)["options"]
         return cls(resources, options_type.parse(options))
+
+    def with_resources(self, resources: Resources) -> Self:
+        """The same backend for trials with other resources (a grid's own), in the same session."""
+        return self if resources == self.resources else replace(self, resources=resources)
+
+    @property
+    def warnings(self) -> list[str]:
+        """One-line notes from `poll` (a degraded answer), for `status`."""
+        return self.session.warnings
 
     def validate(self) -> None:  # noqa: B027  (a hook: most backends have nothing more to check)
         """Raise ValueError (one line) for what would fail only after submission: a bad layout, a bad partition."""
@@ -108,16 +173,30 @@ class Backend(ABC):
         """Keep later submissions off these (bad) nodes; False where this backend cannot (or is told not to)."""
         return False
 
-    @abstractmethod
-    def submit(self, trials: Sequence[TrialRef]) -> list[Submission]:
-        """Place the trials; may block until done (local, ray) or return at once (slurm). Calls `report_job`
-        as each job id comes into being. A blocking backend stopped by SIGINT/SIGTERM raises KeyboardInterrupt
-        once its trials have saved."""
+    def submit(self, sweep: SweepDir, trials: Sequence[TrialRef], on_job: JobListener | None = None,
+               ) -> list[Submission]:
+        """Mark the trials queued and `place` them: blocks until they end (local, ray) or returns once they are
+        queued (slurm). Then a trial without a job, or (blocking) one still queued that no worker took, is pending
+        again; a stopped run raises KeyboardInterrupt here, after its trials have saved. `on_job` hears each job
+        id as it comes into being."""
+        placement = Placement(sweep, list(trials), on_job)
+        for trial in placement.trials:
+            mark_queued(trial.trial_dir, self.name)
+        try:
+            if placement.trials:
+                self.place(placement)
+        finally:
+            for trial in placement.trials:
+                if trial.trial_id not in placement.jobs or (self.waits_for_trials and never_started(trial.trial_dir)):
+                    unqueue(trial.trial_dir)
+        if placement.interrupted:
+            raise KeyboardInterrupt(placement.interrupted)
+        return placement.submissions
 
-    def report_job(self, trial_ids: Sequence[str], job_id: str) -> None:
-        """Tell `job_listener` that these trials now have this job (printed at once, not when submit returns)."""
-        if self.job_listener is not None:
-            self.job_listener(trial_ids, job_id)
+    @abstractmethod
+    def place(self, placement: Placement) -> None:
+        """Start the jobs for `placement.trials` (a hook of `submit`): `assign` each job id as it exists, `settle`
+        each trial whose job ended, `interrupt` when stopped. Raises when nothing could be placed."""
 
     @abstractmethod
     def poll(self, job_ids: Sequence[str]) -> dict[str, JobInfo]:

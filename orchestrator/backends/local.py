@@ -12,22 +12,19 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, ClassVar
 
 from ghostsweep.orchestrator.backends.base import (
     BackendOptions,
+    Placement,
     ProcessBackend,
     SignalForwarder,
-    Submission,
     TrialRef,
     worker_command,
     worker_env,
 )
-from ghostsweep.orchestrator.sweepdir.lease import break_dead_lease
-from ghostsweep.orchestrator.sweepdir.state import read_state, record_job_id, unqueue
-from ghostsweep.trials.trialdir import WORKER_LOG, ExitCode, TrialStatus, record_failure
+from ghostsweep.trials.trialdir import WORKER_LOG, ExitCode
 from ghostsweep.trials.typed import Range
 
 POLL_INTERVAL_S = 0.5
@@ -46,7 +43,7 @@ class _Worker:
     slot: str | None
 
 
-@dataclass
+@dataclass(frozen=True)
 class LocalBackend(ProcessBackend):
     name: ClassVar[str] = "local"
     waits_for_trials: ClassVar[bool] = True
@@ -83,16 +80,14 @@ class LocalBackend(ProcessBackend):
         groups = [gpus[i:i + per_trial] for i in range(0, len(gpus) - per_trial + 1, per_trial)]
         return [",".join(map(str, group)) for group in groups][:parallel]
 
-    def submit(self, trials: Sequence[TrialRef]) -> list[Submission]:
+    def place(self, placement: Placement) -> None:
         """Run every trial to its end (or until SIGTERM/SIGINT, which interrupts the running ones)."""
-        own_job = self.job_id(os.getpid())
-        for trial in trials:
-            record_job_id(trial.trial_dir, own_job)
+        trials = placement.trials
+        placement.assign(trials, self.job_id(os.getpid()), announce=False)  # until a worker takes them
         per_worker = self.resources.trials_per_gpu
-        batches = [list(trials[i:i + per_worker]) for i in range(0, len(trials), per_worker)]
+        batches = [trials[i:i + per_worker] for i in range(0, len(trials), per_worker)]
         free_slots = self._slots()
         running: list[_Worker] = []
-        submissions: dict[str, Submission] = {}
         stop = SignalForwarder(send=signal.SIGTERM).install((signal.SIGTERM, signal.SIGINT))
         try:
             while (batches and not stop.received) or running:
@@ -100,23 +95,16 @@ class LocalBackend(ProcessBackend):
                     worker = self._launch(batches.pop(0), free_slots.pop(0))
                     running.append(worker)
                     stop.children.append(worker.process)
-                    job_id = self.job_id(worker.process.pid)
-                    submissions |= {t.trial_id: Submission(t.trial_id, job_id) for t in worker.trials}
-                    self.report_job([t.trial_id for t in worker.trials], job_id)
+                    placement.assign(worker.trials, self.job_id(worker.process.pid))
                 time.sleep(POLL_INTERVAL_S)
                 for worker in [w for w in running if w.process.poll() is not None]:
                     running.remove(worker)
                     free_slots.append(worker.slot)
-                    for trial in worker.trials:
-                        self._settle(trial, worker.process.returncode)
+                    self._settle(placement, worker)
         finally:
             stop.restore()
-            for batch in batches:  # never started: pending again
-                for trial in batch:
-                    unqueue(trial.trial_dir)
         if stop.received:  # every worker has saved and exited: the caller says how to resume
-            raise KeyboardInterrupt(f"local sweep stopped by {signal.Signals(stop.received[0]).name}")
-        return list(submissions.values())
+            placement.interrupt(f"local sweep stopped by {signal.Signals(stop.received[0]).name}")
 
     def _launch(self, batch: list[TrialRef], slot: str | None) -> _Worker:
         if slot is None:  # a CPU worker: its thread pools sized like a Slurm task's
@@ -126,19 +114,18 @@ class LocalBackend(ProcessBackend):
         with open(batch[0].trial_dir / WORKER_LOG, "a") as log:  # the child keeps its own copy of the fd
             process = subprocess.Popen(worker_command(t.trial_dir for t in batch), stdout=log,
                                        stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        for trial in batch:
-            record_job_id(trial.trial_dir, self.job_id(process.pid))
         return _Worker(process, batch, slot)
 
     @staticmethod
-    def _settle(trial: TrialRef, returncode: int) -> None:
-        """After its worker exited: a trial the worker left without a result (killed, crashed) fails. One still
-        running, or whose worker skipped it (leased elsewhere), belongs to another live worker: not a failure."""
-        break_dead_lease(trial.trial_dir)
-        state = read_state(trial.trial_dir).state
-        if state is TrialStatus.QUEUED and returncode != ExitCode.SKIPPED:
-            how = f"killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}"
-            record_failure(trial.trial_dir, f"worker {how} without a result; see {WORKER_LOG}")
+    def _settle(placement: Placement, worker: _Worker) -> None:
+        """After a worker exited: a trial it left without a result (killed, crashed) fails. A worker that skipped
+        its trials (leased elsewhere) leaves them to the other live worker: not a failure."""
+        returncode = worker.process.returncode
+        if returncode == ExitCode.SKIPPED:
+            return
+        how = f"killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}"
+        for trial in worker.trials:
+            placement.settle(trial, f"worker {how} without a result; see {WORKER_LOG}")
 
 
 def _nvidia_gpu_count() -> int:

@@ -38,25 +38,16 @@ from typing import Annotated, Any, ClassVar
 
 from ghostsweep.orchestrator.backends.base import (
     BackendOptions,
+    Placement,
     ProcessBackend,
     ProcessJob,
-    Submission,
     TrialRef,
     worker_command,
     worker_env,
 )
-from ghostsweep.orchestrator.sweepdir.lease import STALE_S, break_dead_lease, wait_until_released
-from ghostsweep.orchestrator.sweepdir.state import read_state, record_job_id, unqueue
-from ghostsweep.trials.trialdir import (
-    METRICS_FILE,
-    WORKER_LOG,
-    ExitCode,
-    Outcome,
-    TrialStatus,
-    read_lines,
-    read_result,
-    record_failure,
-)
+from ghostsweep.orchestrator.sweepdir.directory import SweepDir
+from ghostsweep.orchestrator.sweepdir.lease import STALE_S, wait_until_released
+from ghostsweep.trials.trialdir import METRICS_FILE, WORKER_LOG, ExitCode, Outcome, read_lines, read_result
 from ghostsweep.trials.typed import Range
 
 POLL_INTERVAL_S = 1.0
@@ -83,7 +74,7 @@ class RayOptions(BackendOptions):
     max_concurrent_trials: Annotated[int | None, Range(ge=1)] = None  # default: as resources allow
 
 
-@dataclass
+@dataclass(frozen=True)
 class RayBackend(ProcessBackend):
     name: ClassVar[str] = "ray"
     waits_for_trials: ClassVar[bool] = True
@@ -112,12 +103,11 @@ class RayBackend(ProcessBackend):
             return {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial / r.trials_per_gpu}
         return {"cpu": r.cpus_per_trial / r.trials_per_gpu}
 
-    def submit(self, trials: Sequence[TrialRef]) -> list[Submission]:
+    def place(self, placement: Placement) -> None:
         """Run the trials as one Tune experiment and block until it ends; SIGINT saves it for a resume."""
         import ray
 
-        if not trials:
-            return []
+        trials = placement.trials
         started_ray = not ray.is_initialized()
         if started_ray:
             # "local" starts a private cluster even when another user's `ray start` runs on this machine
@@ -125,7 +115,7 @@ class RayBackend(ProcessBackend):
             # Ray puts the driver's working directory on every worker's sys.path (and a local Ray's workers
             # start there): connect from the sweep's own folder, so a user's `ghostsweep.py` or `model.py`
             # beside their spec is never imported by a trial.
-            neutral = trials[0].trial_dir.parent.resolve().parent / EXPERIMENTS_DIR
+            neutral = placement.sweep.root.resolve() / EXPERIMENTS_DIR
             neutral.mkdir(parents=True, exist_ok=True)
             withheld = sorted(name for name in os.environ if is_secret(name))
             if withheld and address != "local":
@@ -133,38 +123,28 @@ class RayBackend(ProcessBackend):
                       f"readable by its every user); its nodes need it in their own environment", file=sys.stderr)
             with contextlib.chdir(neutral):
                 ray.init(address=address, include_dashboard=False, runtime_env=_runtime_env())
-        job_id = self.job_id(os.getpid())
-        for trial in trials:  # now, not on return: a trial this driver leaves unfinished must poll as gone
-            record_job_id(trial.trial_dir, job_id)
-        self.report_job([t.trial_id for t in trials], job_id)
+        # now, not on return: a trial this driver leaves unfinished must poll as gone
+        placement.assign(trials, self.job_id(os.getpid()))
         try:
-            grid = self._tuner(trials).fit()
-            interrupted = self._settle(trials, grid)
+            self._settle(placement, self._tuner(placement.sweep, trials).fit())
         finally:
             if started_ray:
                 ray.shutdown()
             # Stopped actors' workers checkpoint on SIGTERM after the driver's fit() returns: exiting before
             # they let go would show them running to an immediate `rerun`, which would skip them.
             held = wait_until_released([t.trial_dir for t in trials], POLL_INTERVAL_S, timeout_s=STALE_S)
-            for trial in trials:  # never started: pending again
-                never_ran = not (trial.trial_dir / METRICS_FILE).exists()
-                if read_state(trial.trial_dir).state == TrialStatus.QUEUED and never_ran:
-                    unqueue(trial.trial_dir)
         if held:
             print(f"ray: {len(held)} trial worker(s) still saving after {STALE_S:.0f} s: "
                   f"{', '.join(d.name for d in held)}", file=sys.stderr)
-        if interrupted:
-            raise KeyboardInterrupt("ray sweep interrupted; run it again to resume (Tuner.restore)")
-        return [Submission(trial.trial_id, job_id) for trial in trials]
 
-    def _tuner(self, trials: Sequence[TrialRef]) -> Any:
+    def _tuner(self, sweep: SweepDir, trials: Sequence[TrialRef]) -> Any:
         """Restore the latest experiment when it holds every trial unfinished, else start a new one."""
         from ray import tune
 
         function = ddp_trial if self.ddp_workers > 1 else worker_trial
         trainable = tune.with_resources(function, self.trial_resources())
-        trials_root = trials[0].trial_dir.parent.resolve()  # the same path in every actor, whatever its cwd
-        storage = trials_root.parent / EXPERIMENTS_DIR
+        trials_root = sweep.trials_root.resolve()  # the same path in every actor, whatever its cwd
+        storage = sweep.root.resolve() / EXPERIMENTS_DIR
         latest = max(storage.glob("tune-*"), key=lambda p: int(p.name.split("-")[1]), default=None)
         if latest is not None and tune.Tuner.can_restore(latest):
             wanted = {t.trial_id for t in trials}
@@ -190,20 +170,18 @@ class RayBackend(ProcessBackend):
         )
 
     @staticmethod
-    def _settle(trials: Sequence[TrialRef], grid: Any) -> bool:
-        """Record every errored trial with its reason; True when the run stopped before all trials ended."""
+    def _settle(placement: Placement, grid: Any) -> None:
+        """Settle every errored trial with Ray's reason; the run was interrupted when a trial did not end."""
         by_id = {_trial_id(r): r for r in grid}
         interrupted = False
-        for trial in trials:
+        for trial in placement.trials:
             result = by_id.get(trial.trial_id)
             if result is not None and result.error is not None:
-                break_dead_lease(trial.trial_dir)
-                own = read_result(trial.trial_dir)
-                if own is None or own.status is not Outcome.FAILED:
-                    record_failure(trial.trial_dir, f"ray: {_one_line(result.error)}")
+                placement.settle(trial, f"ray: {_one_line(result.error)}")
             elif result is None or not result.metrics.get("done"):
                 interrupted = True
-        return interrupted
+        if interrupted:
+            placement.interrupt("ray sweep interrupted; run it again to resume (Tuner.restore)")
 
 
 def worker_trial(config: dict[str, Any]) -> None:
@@ -232,7 +210,7 @@ def ddp_trial(config: dict[str, Any]) -> None:
         train_loop_config={"trial_dir": str(trial_dir)},
         scaling_config=ScalingConfig(num_workers=config["ddp_workers"], use_gpu=config["use_gpu"]),
         run_config=RunConfig(name=trial_dir.name,
-                             storage_path=str(trial_dir.parents[1] / EXPERIMENTS_DIR / "train")),
+                             storage_path=str(SweepDir.of_trial(trial_dir).root / EXPERIMENTS_DIR / "train")),
     )
     errors: list[BaseException] = []
 

@@ -29,8 +29,8 @@ from ghostsweep.orchestrator.backends.base import (
     BackendOptions,
     JobInfo,
     JobPhase,
+    Placement,
     SignalForwarder,
-    Submission,
     TrialRef,
     worker_command,
     worker_env,
@@ -84,12 +84,10 @@ def slurm_command(args: Sequence[str], timeout: float = COMMAND_TIMEOUT_S) -> st
     return done.stdout
 
 
-@dataclass
+@dataclass(frozen=True)
 class SlurmBackend(Backend):
     name: ClassVar[str] = "slurm"
     options: SlurmOptions = field(default_factory=SlurmOptions)
-    _cluster: dict[str, str] | None = field(default=None, init=False, repr=False)
-    excluded_nodes: tuple[str, ...] = field(default=(), init=False)  # sbatch --exclude, every array chunk
 
     @property
     def tasks_per_trial(self) -> int:
@@ -113,7 +111,7 @@ class SlurmBackend(Backend):
         self._check_cluster()
 
     def _check_cluster(self) -> None:
-        if self._cluster is not None:
+        if self.session.cluster is not None:
             return
         try:
             partitions = slurm_command(["sinfo", "-h", "-o", "%R"]).split()
@@ -126,42 +124,41 @@ class SlurmBackend(Backend):
                 f"backend.options.partition: no partition {partition!r} on this cluster; "
                 f"available: {', '.join(sorted(set(partitions)))}"
             )
-        self._cluster = config
+        self.session.cluster = config
 
     @property
     def max_array_size(self) -> int:
         """Tasks per array: MaxArraySize from `scontrol show config` (array indices go up to it minus one)."""
         self._check_cluster()
-        assert self._cluster is not None
-        return int(self._cluster.get("MaxArraySize", "1001"))
+        assert self.session.cluster is not None
+        return int(self.session.cluster.get("MaxArraySize", "1001"))
 
     def exclude_nodes(self, nodes: Sequence[str]) -> bool:
         if self.options.exclude_bad_nodes:
-            self.excluded_nodes = tuple(sorted(set(self.excluded_nodes) | set(nodes)))
+            self.session.excluded_nodes = tuple(sorted(set(self.session.excluded_nodes) | set(nodes)))
         return self.options.exclude_bad_nodes
 
-    def submit(self, trials: Sequence[TrialRef]) -> list[Submission]:
-        """One sbatch per MaxArraySize array tasks; all or nothing (a failed chunk cancels earlier ones)."""
+    def place(self, placement: Placement) -> None:
+        """One sbatch per MaxArraySize array tasks; all or nothing (a failed chunk cancels earlier ones, and no
+        job id is recorded before every chunk is in)."""
         self.validate()
-        if not trials:
-            return []
         per_task = self.resources.trials_per_gpu
-        groups = [list(trials[i:i + per_task]) for i in range(0, len(trials), per_task)]
-        sweep_dir = Path(trials[0].trial_dir).resolve().parents[1]
-        executor = self._executor(sweep_dir)
-        submissions: list[Submission] = []
+        trials = placement.trials
+        groups = [trials[i:i + per_task] for i in range(0, len(trials), per_task)]
+        executor = self._executor(placement.sweep.root.resolve())
+        jobs: list[tuple[list[TrialRef], str]] = []
         try:
             for start in range(0, len(groups), self.max_array_size):
                 chunk = groups[start:start + self.max_array_size]
                 with executor.batch():
-                    jobs = [executor.submit(self._task(group)) for group in chunk]
-                for job, group in zip(jobs, chunk, strict=True):
-                    submissions += [Submission(t.trial_id, job.job_id) for t in group]
+                    submitted = [executor.submit(self._task(group)) for group in chunk]
+                jobs += [(group, job.job_id) for group, job in zip(chunk, submitted, strict=True)]
         except Exception:
-            if submissions:
-                self.cancel(sorted({_array_job(s.job_id) for s in submissions}))
+            if jobs:
+                self.cancel(sorted({_array_job(job_id) for _, job_id in jobs}))
             raise
-        return submissions
+        for group, job_id in jobs:
+            placement.assign(group, job_id)
 
     def _task(self, group: list[TrialRef]) -> TrialTask:
         trial_dirs = [str(Path(t.trial_dir).resolve()) for t in group]
@@ -191,8 +188,8 @@ class SlurmBackend(Backend):
         parameters |= {key: getattr(options, key) for key in SBATCH_OPTIONS if getattr(options, key) is not None}
         if resources.gpus_per_trial and options.gres is None:
             parameters["gpus_per_node"] = max(1, resources.gpus_per_trial // resources.nodes)
-        if self.excluded_nodes:
-            parameters["exclude"] = ",".join(self.excluded_nodes)
+        if self.session.excluded_nodes:
+            parameters["exclude"] = ",".join(self.session.excluded_nodes)
         executor.update_parameters(**parameters)
         return executor
 

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     validate_backend(backend, spec.trial_resources.values())  # before anything is written
     sweep = SweepDir(args.out or DEFAULT_RUNS_DIR / spec.name)
     _check_sweep_folder(sweep)
-    recorded = (sweep.readable_index() or {}).get("data_dir_override")
+    recorded = previous.data_dir_override if (previous := sweep.readable_index()) else None
     _print_warnings(check_data(backend, args.data_dir or recorded, spec.data_dir, args.download))
     sweep.materialize(spec, args.data_dir)
     states, warnings = collect_states(sweep)

@@ -32,8 +32,7 @@ def _submit(sweep: SweepDir, trial_ids: list[str], backend: Backend, heading: st
         print(f"  {trial_id}")
     try:
         with SubmitProgress(sweep, trial_ids, live=backend.waits_for_trials) as progress:
-            backend.job_listener = progress.job_started
-            submissions = submit_trials(sweep, trial_ids, backend)
+            submissions = submit_trials(sweep, trial_ids, backend, progress.job_started)
     except KeyboardInterrupt:
         print(f"interrupted: stopped trials kept their checkpoints; `ghostsweep rerun {sweep.root}` resumes every "
               f"trial that is not done (interrupted, never started, failed)", file=sys.stderr)

@@ -88,8 +88,8 @@ class SubmitProgress:
     _last_plain_total: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
-        trials = self.sweep.index()["trials"]
-        self.views = {t: TrialView(t, trials[t]["iterations"]) for t in self.trial_ids}
+        trials = self.sweep.index().trials
+        self.views = {t: TrialView(t, trials[t].iterations) for t in self.trial_ids}
 
     def job_started(self, trial_ids: Sequence[str], job_id: str) -> None:
         """Thread-safe: the display prints it at its next refresh."""

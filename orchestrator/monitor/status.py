@@ -14,6 +14,7 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
+from ghostsweep.orchestrator.sweepdir.directory import SweepIndex, TrialEntry
 from ghostsweep.orchestrator.sweepdir.state import TrialState
 from ghostsweep.trials.trialdir import TrialStatus
 
@@ -22,16 +23,16 @@ COLUMNS = ("trial", "state", "progress", "ETA", "job", "node", "final / reason")
 MAX_TABLE_ROWS = 200  # more rows are printed as plain aligned lines (_plain_lines)
 
 
-def eta_seconds(state: TrialState, trial: dict[str, Any]) -> float | None:
+def eta_seconds(state: TrialState, trial: TrialEntry) -> float | None:
     """Remaining seconds at the trial's current speed, from its heartbeat."""
     progress = state.progress
     if state.state != TrialStatus.RUNNING or progress is None or not progress.images_per_s:
         return None
     remaining = progress.iterations - progress.iteration
-    return max(0.0, remaining * trial["batch_size"] / progress.images_per_s)
+    return max(0.0, remaining * trial.batch_size / progress.images_per_s)
 
 
-def summarize(states: list[TrialState], index: dict[str, Any]) -> dict[str, Any]:
+def summarize(states: list[TrialState], index: SweepIndex) -> dict[str, Any]:
     """Machine-readable status: counts and one record per trial."""
     counts = Counter(s.state for s in states)
     trials: list[dict[str, Any]] = []
@@ -43,12 +44,12 @@ def summarize(states: list[TrialState], index: dict[str, Any]) -> dict[str, Any]
             "trial_id": state.trial_id, "state": state.state, "reason": state.reason, "job_id": state.job_id,
             "node": state.node, "attempt": state.attempt,
             "iteration": iteration,
-            "iterations": index["trials"][state.trial_id]["iterations"],
-            "eta_s": eta_seconds(state, index["trials"][state.trial_id]),
+            "iterations": index.trials[state.trial_id].iterations,
+            "eta_s": eta_seconds(state, index.trials[state.trial_id]),
             "final_test_acc": state.result.final_test_acc if state.state == TrialStatus.DONE else None,
             "final_val_acc": state.result.final_val_acc if state.state == TrialStatus.DONE else None,
         })
-    return {"name": index["name"], "as_of": time.time(), "counts": {s: counts.get(s, 0) for s in TrialStatus},
+    return {"name": index.name, "as_of": time.time(), "counts": {s: counts.get(s, 0) for s in TrialStatus},
             "trials": trials, "eta_s": sweep_eta_seconds(states, trials)}
 
 
@@ -66,11 +67,11 @@ def sweep_eta_seconds(states: list[TrialState], trials: list[dict[str, Any]]) ->
     return max(running_etas) + waves * (sum(walls) / len(walls) if walls else 0.0)
 
 
-def render(states: list[TrialState], index: dict[str, Any], warnings: list[str], show_all: bool) -> Group:
+def render(states: list[TrialState], index: SweepIndex, warnings: list[str], show_all: bool) -> Group:
     """Counts line, then a table of the trials worth looking at (all with `show_all`)."""
     summary = summarize(states, index)
     counts = "  ".join(f"{state} {n}" for state, n in summary["counts"].items() if n)
-    header = Text(f"{index['name']}: {len(states)} trials  {counts}")
+    header = Text(f"{index.name}: {len(states)} trials  {counts}")
     if summary["eta_s"] is not None:
         waiting = " and the queued ones at the running parallelism" if summary["counts"][TrialStatus.QUEUED] else ""
         header.append(f"  ETA {duration(summary['eta_s'])} (the running trials{waiting})")

@@ -38,12 +38,12 @@ def records_from_sweep(sweep_dir: Path | SweepDir, reads: list[TrialRead] | None
     sweep = sweep_dir if isinstance(sweep_dir, SweepDir) else SweepDir(sweep_dir)
     index = sweep.index()
     records = []
-    for trial_id, read in zip(index["trial_ids"], reads or read_trials(sweep, curves=True), strict=True):
-        trial, state = index["trials"][trial_id], read.state
+    for trial_id, read in zip(index.trial_ids, reads or read_trials(sweep, curves=True), strict=True):
+        trial, state = index.trials[trial_id], read.state
         records.append(TrialRecord(
-            trial_id=trial_id, group=trial["group"], label=trial["label"], variant=trial["variant"],
-            model=trial["model"], first_layer=trial["first_layer"], block_norm=trial["block_norm"],
-            seed=trial["seed"], iterations=trial["iterations"], done=state.state == TrialStatus.DONE,
-            result=state.result, curve=read.curve, settings=trial.get("settings", {}),
+            trial_id=trial_id, group=trial.group, label=trial.label, variant=trial.variant,
+            model=trial.model, first_layer=trial.first_layer, block_norm=trial.block_norm,
+            seed=trial.seed, iterations=trial.iterations, done=state.state == TrialStatus.DONE,
+            result=state.result, curve=read.curve, settings=trial.settings,
         ))
-    return index["name"], records, index.get("wandb", {})
+    return index.name, records, index.wandb

@@ -67,10 +67,10 @@ def records_from_wandb(path: str, api: Any | None = None) -> tuple[str, list[Tri
         curve = [(row["_step"], row[CURVE_METRIC]) for row in run.scan_history(keys=["_step", CURVE_METRIC])
                  if row.get(CURVE_METRIC) is not None]
         records.append(TrialRecord(
-            trial_id=config.trial_id(), group=trial["group"], label=_observed(run).get("row") or trial["label"],
-            variant=trial["variant"], model=trial["model"], first_layer=trial["first_layer"],
-            block_norm=trial["block_norm"], seed=trial["seed"], iterations=trial["iterations"],
-            done=result is not None and result.done, result=result, curve=curve, settings=trial["settings"],
+            trial_id=config.trial_id(), group=trial.group, label=_observed(run).get("row") or trial.label,
+            variant=trial.variant, model=trial.model, first_layer=trial.first_layer,
+            block_norm=trial.block_norm, seed=trial.seed, iterations=trial.iterations,
+            done=result is not None and result.done, result=result, curve=curve, settings=trial.settings,
         ))
     title = _observed(chosen[0]).get("sweep") or path
     return title, records, {"entity": entity, "project": project}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -23,7 +23,7 @@ from ghostsweep.orchestrator.report.build import build_report
 from ghostsweep.orchestrator.report.model import Report
 from ghostsweep.orchestrator.report.records import records_from_sweep
 from ghostsweep.orchestrator.report.references import DEFAULT_TARGET_HALFWIDTH_PP
-from ghostsweep.orchestrator.sweepdir.directory import EXTENSIONS_FILE, SweepDir
+from ghostsweep.orchestrator.sweepdir.directory import EXTENSIONS_FILE, SweepDir, TrialEntry
 from ghostsweep.orchestrator.sweepdir.state import read_state
 from ghostsweep.trials.config import TrialConfig
 from ghostsweep.trials.trialdir import CONFIG_FILE, TrialStatus, atomic_write_json, read_json
@@ -74,7 +74,7 @@ class ComparisonNeed:
 class NewTrial:
     trial_id: str
     config: dict[str, Any]  # its config.json
-    entry: dict[str, Any]  # its sweep.json `trials` entry
+    entry: TrialEntry  # its sweep.json `trials` entry
 
 
 @dataclass
@@ -115,7 +115,7 @@ class Extension:
 class _Row:
     extension: RowExtension
     template_id: str  # the trial whose config.json and sweep.json entry the new seeds copy
-    template_entry: dict[str, Any]
+    template_entry: TrialEntry
     seeds: list[int]  # planned, in plan order; grows as seeds are added
 
     def add(self, seeds: list[int], reason: str) -> None:
@@ -128,7 +128,8 @@ class _Row:
 
 def target_halfwidth(sweep: SweepDir) -> float:
     """The spec's `report.target_halfwidth_pp` (sweeps from before it was recorded: the default)."""
-    return sweep.index().get("report", {}).get("target_halfwidth_pp", DEFAULT_TARGET_HALFWIDTH_PP)
+    target = sweep.index().target_halfwidth_pp
+    return DEFAULT_TARGET_HALFWIDTH_PP if target is None else target
 
 
 def report_options(sweep: SweepDir) -> dict[str, Any]:
@@ -212,15 +213,15 @@ def _rows(sweep: SweepDir, target: float) -> tuple[dict[str, _Row], Report]:
     index = sweep.index()
     report = build_report(*records_from_sweep(sweep.root), target_halfwidth_pp=target)
     members: dict[str, list[str]] = {}
-    for trial_id in index["trial_ids"]:
-        members.setdefault(index["trials"][trial_id]["group"], []).append(trial_id)
+    for trial_id in index.trial_ids:
+        members.setdefault(index.trials[trial_id].group, []).append(trial_id)
     rows = {}
     for summary in report.rows:
         trial_ids, final = members[summary.group], summary.final_test_acc
         extension = RowExtension(summary.group, summary.label, len(trial_ids), summary.seeds_done, final.std,
                                  final.halfwidth, final.seeds_needed)
-        rows[summary.group] = _Row(extension, trial_ids[0], index["trials"][trial_ids[0]],
-                                      [index["trials"][i]["seed"] for i in trial_ids])
+        rows[summary.group] = _Row(extension, trial_ids[0], index.trials[trial_ids[0]],
+                                   [index.trials[i].seed for i in trial_ids])
     return rows, report
 
 
@@ -235,24 +236,23 @@ def _with_trials(sweep: SweepDir, extension: Extension, rows: dict[str, _Row]) -
             trial_id = TrialConfig.from_dict(config).trial_id()
             row.extension.trial_ids.append(trial_id)
             extension.new_trials.append(NewTrial(trial_id, config | {"trial_id": trial_id},
-                                                 row.template_entry | {"seed": seed}))
+                                                 replace(row.template_entry, seed=seed)))
     return extension
 
 
 def apply_extension(sweep: SweepDir, extension: Extension) -> list[str]:
     """Write the new trials' folders, append the extension to extensions.json and the trials to sweep.json;
     the new trials that still have to run (a folder left by an earlier spec may hold a done one)."""
-    index = sweep.index()
-    for new in extension.new_trials:
+    planned = len(sweep.index().trial_ids)
+    for position, new in enumerate(extension.new_trials, planned):
         trial_dir = sweep.trial_dir(new.trial_id)
         trial_dir.mkdir(parents=True, exist_ok=True)
         if not (trial_dir / CONFIG_FILE).exists():  # its W&B run is ordered where sweep.json lists it
-            new.config.setdefault("wandb", {})["position"] = len(index["trial_ids"])
+            new.config.setdefault("wandb", {})["position"] = position
             atomic_write_json(trial_dir / CONFIG_FILE, new.config)
-        index["trial_ids"].append(new.trial_id)
-        index["trials"][new.trial_id] = new.entry
     atomic_write_json(sweep.root / EXTENSIONS_FILE, [*sweep.extensions(), extension.to_dict()])
-    atomic_write_json(sweep.index_path, index | {"updated_at": extension.at})
+    added = {new.trial_id: new.entry for new in extension.new_trials}
+    sweep.write_index(sweep.index().with_trials(added, extension.at))
     return [t.trial_id for t in extension.new_trials
             if read_state(sweep.trial_dir(t.trial_id)).state == TrialStatus.PENDING]
 

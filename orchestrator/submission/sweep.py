@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ghostsweep.orchestrator.backends import get_backend
-from ghostsweep.orchestrator.backends.base import Backend, JobInfo, JobPhase, Submission
+from ghostsweep.orchestrator.backends.base import Backend, JobInfo, JobListener, JobPhase, Submission
 from ghostsweep.orchestrator.spec.resources import Resources
 from ghostsweep.orchestrator.sweepdir import badnodes
 from ghostsweep.orchestrator.sweepdir.cache import read_states
-from ghostsweep.orchestrator.sweepdir.directory import SweepDir, trial_resources
+from ghostsweep.orchestrator.sweepdir.directory import SweepDir
 from ghostsweep.orchestrator.sweepdir.lease import filesystem_now
-from ghostsweep.orchestrator.sweepdir.state import TrialState, mark_queued, record_job_id, unqueue
+from ghostsweep.orchestrator.sweepdir.state import TrialState, unqueue
 from ghostsweep.trials.datadir import cifar10_folder, data_root, download_allowed, resolve_data_dir
 from ghostsweep.trials.trialdir import TrialStatus
 
@@ -28,10 +28,9 @@ def backend_for(sweep: SweepDir, name: str | None = None, overrides: dict[str, A
     """The sweep's backend (or `name`) with the spec's resources; spec options apply to the spec's backend,
     `overrides` (e.g. `--backend-option`) on top."""
     index = sweep.index()
-    spec_backend = index["backend"]
-    name = name or spec_backend["name"]
-    options = spec_backend["options"] if name == spec_backend["name"] else {}
-    return get_backend(name, sweep.resources(), options | (overrides or {}))
+    name = name or index.backend
+    options = index.backend_options if name == index.backend else {}
+    return get_backend(name, index.resources, options | (overrides or {}))
 
 
 def check_data(backend: Backend, override: str | Path | None, spec_data_dir: str | None,
@@ -49,7 +48,7 @@ def check_data(backend: Backend, override: str | Path | None, spec_data_dir: str
 def check_sweep_data(sweep: SweepDir, backend: Backend) -> list[str]:
     """`check_data` for a sweep that exists (rerun, extend): the data directory it recorded."""
     index = sweep.index()
-    return check_data(backend, index.get("data_dir_override"), index.get("data_dir"))
+    return check_data(backend, index.data_dir_override, index.data_dir)
 
 
 def collect_states(sweep: SweepDir, poll: bool = True, remember: bool = False) -> tuple[list[TrialState], list[str]]:
@@ -113,52 +112,24 @@ def validate_backend(backend: Backend, grid_resources: Iterable[Resources] = ())
     """`backend.validate()` for the sweep's resources and for each grid's own, before anything is written."""
     backend.validate()
     for resources in set(grid_resources) - {backend.resources}:
-        with_resources(backend, resources).validate()
+        backend.with_resources(resources).validate()
 
 
-def with_resources(backend: Backend, resources: Resources) -> Backend:
-    """The same backend for trials with other resources; its state (job listener, cluster facts, excluded
-    nodes, notes) carried over."""
-    if resources == backend.resources:
-        return backend
-    other = replace(backend, resources=resources)
-    for state in fields(backend):
-        if not state.init:
-            setattr(other, state.name, getattr(backend, state.name))
-    return other
-
-
-def submit_trials(sweep: SweepDir, trial_ids: Sequence[str], backend: Backend) -> list[Submission]:
-    """Mark the trials queued, then let the backend place them, one placement per distinct resources (a grid may
-    have its own), off the sweep's bad nodes where it can; a failed placement leaves its trials pending."""
+def submit_trials(sweep: SweepDir, trial_ids: Sequence[str], backend: Backend,
+                  on_job: JobListener | None = None) -> list[Submission]:
+    """Let the backend place the trials, one placement per distinct resources (a grid may have its own), off the
+    sweep's bad nodes where it can; `on_job` hears each job id as it comes into being."""
     bad = badnodes.bad_nodes(sweep)
     index = sweep.index()
     by_resources: dict[Resources, list[str]] = {}
     for trial_id in trial_ids:
-        by_resources.setdefault(trial_resources(index, trial_id), []).append(trial_id)
+        by_resources.setdefault(index.trial_resources(trial_id), []).append(trial_id)
     submissions: list[Submission] = []
     for resources, group in by_resources.items():
-        placer = with_resources(backend, resources)
+        placer = backend.with_resources(resources)
         if bad and placer.exclude_nodes([node.node for node in bad]):
             badnodes.remember(sweep, bad)
-        submissions += _place(sweep, group, placer)
-    return submissions
-
-
-def _place(sweep: SweepDir, trial_ids: list[str], backend: Backend) -> list[Submission]:
-    refs = sweep.trial_refs(trial_ids)
-    for ref in refs:
-        mark_queued(ref.trial_dir, backend.name)
-    submissions: list[Submission] = []
-    try:
-        submissions = backend.submit(refs)
-    finally:
-        placed = {s.trial_id for s in submissions}
-        for ref in refs:
-            if ref.trial_id not in placed:
-                unqueue(ref.trial_dir)
-    for submission in submissions:
-        record_job_id(sweep.trial_dir(submission.trial_id), submission.job_id)
+        submissions += placer.submit(sweep, sweep.trial_refs(group), on_job)
     return submissions
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ghostsweep.orchestrator.backends.base import SignalForwarder, worker_command
-from ghostsweep.orchestrator.sweepdir.directory import SPEC_FILE, SWEEP_FILE
+from ghostsweep.orchestrator.sweepdir.directory import SPEC_FILE, SweepDir
 from ghostsweep.orchestrator.sweepdir.lease import Lease, read_lease
 from ghostsweep.trials.binding import node_name
 from ghostsweep.trials.stop import STOP_SIGNALS, StopRequest, ignore_late_signals, request_stop_on_signals
@@ -168,8 +168,9 @@ def _run(trial_dir: Path, runner: Callable[..., TrialResult | dict[str, Any]], s
 
         config_data = _read_config(trial_dir)
         config_data.pop("trial_id", None)
-        sweep = read_json(trial_dir.parent.parent / SWEEP_FILE) or {}  # submit --data-dir, else as `train` picks
-        data_dir = data_root(sweep.get("data_dir_override"), spec_data_dir=sweep.get("data_dir"))
+        index = SweepDir.of_trial(trial_dir).readable_index()  # submit --data-dir, else as `train` picks
+        override, spec_data_dir = (index.data_dir_override, index.data_dir) if index else (None, None)
+        data_dir = data_root(override, spec_data_dir=spec_data_dir)
         result = runner(TrialConfig.from_dict(config_data), trial_dir, data_dir, stop_event=stop)
         outcome = Outcome(result.status if isinstance(result, TrialResult) else result["status"])
     except Exception as error:
@@ -195,7 +196,8 @@ def _abandon(trial_dir: Path) -> None:
 
 def _read_config(trial_dir: Path) -> dict[str, Any]:
     """config.json, or a ValueError naming it and saying how to write it again."""
-    remedy = f"`ghostsweep submit {trial_dir.parent.parent / SPEC_FILE} --out {trial_dir.parent.parent}` writes it"
+    sweep = SweepDir.of_trial(trial_dir)
+    remedy = f"`ghostsweep submit {sweep.root / SPEC_FILE} --out {sweep.root}` writes it"
     try:
         config_data = read_json(trial_dir / CONFIG_FILE)
     except ValueError as error:

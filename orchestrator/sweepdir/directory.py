@@ -10,7 +10,7 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,26 +27,121 @@ EXTENSIONS_FILE = "extensions.json"  # what `ghostsweep extend` added, and why (
 TRIALS_DIR = "trials"
 
 
-
 @dataclass(frozen=True)
 class TrialRef:
     trial_id: str
     trial_dir: Path
 
 
+@dataclass(frozen=True)
+class TrialEntry:
+    """One trial in sweep.json's `trials`: what the report groups it by and how it is labelled (`describe_trials`)."""
+
+    variant: str
+    model: str
+    first_layer: str | None
+    block_norm: str | None
+    seed: int
+    group: str  # its report row: a digest of every setting but the seed
+    label: str
+    iterations: int
+    batch_size: int
+    settings: dict[str, Any] = field(default_factory=dict)  # `trial_settings`; none in sweeps from before it
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialEntry:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+@dataclass(frozen=True)
+class SweepIndex:
+    """sweep.json: everything `status`, `rerun`, `cancel` and `report` need, typed; `to_dict` is the file."""
+
+    name: str
+    created_at: float
+    updated_at: float
+    data_dir: str | None  # the spec's, resolved
+    data_dir_override: str | None  # `submit --data-dir`, kept for later submissions
+    resources: Resources
+    group_resources: dict[str, Resources]  # a report row's own (its grid's), when it has them
+    backend: str
+    backend_options: dict[str, Any]
+    wandb: dict[str, Any]
+    target_halfwidth_pp: float | None  # the spec's `report.target_halfwidth_pp`; None in sweeps from before it
+    trial_ids: tuple[str, ...]  # plan order
+    trials: dict[str, TrialEntry]
+
+    def trial_resources(self, trial_id: str) -> Resources:
+        """A trial's resources: its row's own (its grid's), else the sweep's."""
+        return self.group_resources.get(self.trials[trial_id].group, self.resources)
+
+    def with_trials(self, added: dict[str, TrialEntry], at: float) -> SweepIndex:
+        """This index with `added` appended to the plan, updated `at`."""
+        return replace(self, updated_at=at, trial_ids=(*self.trial_ids, *added), trials=self.trials | added)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "data_dir": self.data_dir,
+            "data_dir_override": self.data_dir_override,
+            "resources": self.resources.__dict__,
+            "group_resources": {group: resources.__dict__ for group, resources in self.group_resources.items()},
+            "backend": {"name": self.backend, "options": self.backend_options},
+            "wandb": self.wandb,
+            "report": {"target_halfwidth_pp": self.target_halfwidth_pp},
+            "trial_ids": list(self.trial_ids),
+            "trials": {trial_id: entry.to_dict() for trial_id, entry in self.trials.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SweepIndex:
+        """The index of a sweep.json whose shape `_index_problem` passed; keys that older sweeps lack take the
+        value their readers always assumed."""
+        return cls(
+            name=data["name"],
+            created_at=data["created_at"],
+            updated_at=data["updated_at"],
+            data_dir=data.get("data_dir"),
+            data_dir_override=data.get("data_dir_override"),
+            resources=Resources(**data["resources"]),
+            group_resources={group: Resources(**resources)
+                             for group, resources in data.get("group_resources", {}).items()},
+            backend=data["backend"]["name"],
+            backend_options=data["backend"]["options"],
+            wandb=data.get("wandb", {}),
+            target_halfwidth_pp=data.get("report", {}).get("target_halfwidth_pp"),
+            trial_ids=tuple(data["trial_ids"]),
+            trials={trial_id: TrialEntry.from_dict(entry) for trial_id, entry in data["trials"].items()},
+        )
+
+
 class SweepDir:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        self._index_read: tuple[tuple[int, int, int], dict[str, Any]] | None = None  # (file's identity, index)
+        self._index_read: tuple[tuple[int, int, int], SweepIndex] | None = None  # (file's identity, index)
+
+    @classmethod
+    def of_trial(cls, trial_dir: Path) -> SweepDir:
+        """The sweep a trial folder belongs to (what a worker, given only its trial folders, reads)."""
+        return cls(Path(trial_dir).parent.parent)
+
+    @property
+    def trials_root(self) -> Path:
+        return self.root / TRIALS_DIR
 
     @property
     def index_path(self) -> Path:
         return self.root / SWEEP_FILE
 
     def trial_dir(self, trial_id: str) -> Path:
-        return self.root / TRIALS_DIR / trial_id
+        return self.trials_root / trial_id
 
-    def index(self) -> dict[str, Any]:
+    def index(self) -> SweepIndex:
         """sweep.json; ValueError when the directory is not a sweep, or (naming the file and the repair) when
         sweep.json is not what `submit` wrote. Read again only when the file changed (a sweep of 10⁴ trials has a
         sweep.json of megabytes, and one command asks for it several times)."""
@@ -60,29 +155,29 @@ class SweepDir:
         try:
             data = read_json(self.index_path)
         except (ValueError, OSError) as error:
-            data, problem = None, f"{type(error).__name__}: {str(error)[:200]}"
+            index, problem = None, f"{type(error).__name__}: {str(error)[:200]}"
         else:
             if data is None:
                 raise ValueError(f"{self.root} is not a sweep directory (it has no {SWEEP_FILE})")
-            problem = _index_problem(data)
-        if problem:
+            index, problem = _parse_index(data)
+        if index is None:
             raise ValueError(
                 f"unreadable {self.index_path}: {problem}; `ghostsweep submit {self.root / SPEC_FILE} --out "
                 f"{self.root}` writes it again (it sets the bad one aside; trial folders are kept)"
             )
         if identity is not None:
-            self._index_read = identity, data
-        return data
+            self._index_read = identity, index
+        return index
 
-    def readable_index(self) -> dict[str, Any] | None:
+    def readable_index(self) -> SweepIndex | None:
         """sweep.json, or None when there is none or it is unreadable (what `submit`, about to rewrite it, needs)."""
         try:
             data = read_json(self.index_path)
         except (ValueError, OSError):
             return None
-        return data if data is not None and not _index_problem(data) else None
+        return None if data is None else _parse_index(data)[0]
 
-    def _previous_index(self) -> dict[str, Any] | None:
+    def _previous_index(self) -> SweepIndex | None:
         """sweep.json for `materialize` to update; a corrupt one is set aside (kept) and written afresh."""
         previous = self.readable_index()
         if previous is None and self.index_path.exists():
@@ -91,13 +186,13 @@ class SweepDir:
         return previous
 
     def trial_ids(self) -> list[str]:
-        return list(self.index()["trial_ids"])
+        return list(self.index().trial_ids)
 
     def trial_refs(self, trial_ids: list[str]) -> list[TrialRef]:
         return [TrialRef(trial_id, self.trial_dir(trial_id)) for trial_id in trial_ids]
 
     def resources(self) -> Resources:
-        return Resources(**self.index()["resources"])
+        return self.index().resources
 
     def extensions(self) -> list[dict[str, Any]]:
         """extensions.json, oldest first; none before the first `ghostsweep extend`."""
@@ -128,9 +223,9 @@ class SweepDir:
         """Write the frozen spec, the index and each trial's config.json; existing trial folders are kept.
         `data_dir_override` (`submit --data-dir`) is kept for later submissions, reruns and extensions."""
         previous = self._previous_index()
-        if previous is not None and previous["name"] != spec.name:
+        if previous is not None and previous.name != spec.name:
             raise ValueError(
-                f"{self.root} holds sweep {previous['name']!r}, not {spec.name!r}; pick another --out"
+                f"{self.root} holds sweep {previous.name!r}, not {spec.name!r}; pick another --out"
             )
         trials = [*spec.trials, *self.extension_trials(spec.trials)]
         described = describe_trials(trials)
@@ -138,37 +233,46 @@ class SweepDir:
             trial_dir = self.trial_dir(trial.trial_id())
             trial_dir.mkdir(parents=True, exist_ok=True)
             if not (trial_dir / CONFIG_FILE).exists():
-                row = described[trial.trial_id()]["label"]
+                row = described[trial.trial_id()].label
                 atomic_write_json(trial_dir / CONFIG_FILE, sweep_trial_config(trial, spec.name, row, position))
         atomic_write_text(self.root / SPEC_FILE, spec.text)
         now = time.time()
-        atomic_write_json(self.index_path, {
-            "name": spec.name,
-            "created_at": previous["created_at"] if previous else now,
-            "updated_at": now,
-            "data_dir": str(Path(spec.data_dir).expanduser().resolve()) if spec.data_dir else None,
-            "data_dir_override": (str(data_dir_override.expanduser().absolute()) if data_dir_override
-                                  else (previous or {}).get("data_dir_override")),
-            "resources": spec.resources.__dict__,
-            "group_resources": _group_resources(spec, described),
-            "backend": {"name": spec.backend, "options": spec.backend_options},
-            "wandb": spec.wandb,
-            "report": {"target_halfwidth_pp": spec.report.target_halfwidth_pp},
-            "trial_ids": [trial.trial_id() for trial in trials],
-            "trials": described,
-        })
+        self.write_index(SweepIndex(
+            name=spec.name,
+            created_at=previous.created_at if previous else now,
+            updated_at=now,
+            data_dir=str(Path(spec.data_dir).expanduser().resolve()) if spec.data_dir else None,
+            data_dir_override=(str(data_dir_override.expanduser().absolute()) if data_dir_override
+                               else previous.data_dir_override if previous else None),
+            resources=spec.resources,
+            group_resources=_group_resources(spec, described),
+            backend=spec.backend,
+            backend_options=spec.backend_options,
+            wandb=spec.wandb,
+            target_halfwidth_pp=spec.report.target_halfwidth_pp,
+            trial_ids=tuple(trial.trial_id() for trial in trials),
+            trials=described,
+        ))
+
+    def write_index(self, index: SweepIndex) -> None:
+        atomic_write_json(self.index_path, index.to_dict())
 
 
-def _group_resources(spec: SweepSpec, described: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def _group_resources(spec: SweepSpec, described: dict[str, TrialEntry]) -> dict[str, Resources]:
     """The resources of each report row (every seed of a setting: one grid) whose grid has its own; keyed by row,
     so that the seeds `extend` adds take them too."""
-    return {described[trial_id]["group"]: resources.__dict__ for trial_id, resources in spec.trial_resources.items()}
+    return {described[trial_id].group: resources for trial_id, resources in spec.trial_resources.items()}
 
 
-def trial_resources(index: dict[str, Any], trial_id: str) -> Resources:
-    """A trial's resources from sweep.json: its row's own (its grid's), else the sweep's."""
-    group = index["trials"][trial_id]["group"]
-    return Resources(**index.get("group_resources", {}).get(group, index["resources"]))
+def _parse_index(data: Any) -> tuple[SweepIndex | None, str | None]:
+    """The index of a sweep.json's contents, or None and what is wrong with it, in words."""
+    problem = _index_problem(data)
+    if problem:
+        return None, problem
+    try:
+        return SweepIndex.from_dict(data), None
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        return None, f"{type(error).__name__}: {str(error)[:200]}"
 
 
 def _index_problem(data: Any) -> str | None:
@@ -193,7 +297,7 @@ def sweep_trial_config(trial: TrialConfig, sweep: str, row: str, position: int) 
     return config
 
 
-def describe_trials(trials: list[TrialConfig]) -> dict[str, dict[str, Any]]:
+def describe_trials(trials: list[TrialConfig]) -> dict[str, TrialEntry]:
     """Per trial: what the report groups by (its variant plus every non-seed setting) and how to label it."""
     ids = [trial.trial_id() for trial in trials]
     flat = [_seedless(trial) for trial in trials]
@@ -207,18 +311,18 @@ def describe_trials(trials: list[TrialConfig]) -> dict[str, dict[str, Any]]:
     described = {}
     for trial_id, trial, settings in zip(ids, trials, flat, strict=True):
         options = trial.resolved_model_options()
-        described[trial_id] = {
-            "variant": trial.variant,
-            "model": trial.model,
-            "first_layer": options.get("first_layer"),
-            "block_norm": options.get("block_norm"),
-            "seed": trial.seed,
-            "group": _digest(settings),
-            "label": " ".join([trial.variant, *(f"{k}={settings[k]}" for k in differing[trial.variant])]),
-            "iterations": trial.recipe.iterations,
-            "batch_size": trial.recipe.batch_size,
-            "settings": trial_settings(trial),
-        }
+        described[trial_id] = TrialEntry(
+            variant=trial.variant,
+            model=trial.model,
+            first_layer=options.get("first_layer"),
+            block_norm=options.get("block_norm"),
+            seed=trial.seed,
+            group=_digest(settings),
+            label=" ".join([trial.variant, *(f"{k}={settings[k]}" for k in differing[trial.variant])]),
+            iterations=trial.recipe.iterations,
+            batch_size=trial.recipe.batch_size,
+            settings=trial_settings(trial),
+        )
     return described
 
 

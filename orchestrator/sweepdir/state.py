@@ -21,9 +21,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ghostsweep.orchestrator.sweepdir.directory import SweepDir
 from ghostsweep.orchestrator.sweepdir.lease import is_fresh, read_lease
 from ghostsweep.trials.trialdir import (
     LEASE_FILE,
+    LEASE_LOG,
     PROGRESS_FILE,
     QUEUED_FILE,
     RESULT_FILE,
@@ -107,7 +109,7 @@ def _present(trial_dir: str) -> set[str]:
 
 def unreadable_reason(trial_dir: Path, error: Exception) -> str:
     """One line: which file, why, and how `rerun` repairs it."""
-    return (f"{str(error).splitlines()[0][:300]}; `ghostsweep rerun {trial_dir.parent.parent} --trial "
+    return (f"{str(error).splitlines()[0][:300]}; `ghostsweep rerun {SweepDir.of_trial(trial_dir).root} --trial "
             f"{trial_dir.name}` sets it aside (kept as *.corrupt-N) and resumes from the checkpoint")
 
 
@@ -155,6 +157,18 @@ def record_job_id(trial_dir: Path, job_id: str) -> None:
         submitted = path.stat()
         write_queued(trial_dir, replace(queued, job_id=job_id))
         os.utime(path, ns=(submitted.st_atime_ns, submitted.st_mtime_ns))
+
+
+def never_started(trial_dir: Path) -> bool:
+    """Queued, and no worker has taken its lease since: the lease log, appended at every acquisition, is not newer
+    than queued.json (both mtimes, one filesystem clock)."""
+    folder = Path(trial_dir)
+    if read_state(folder).state is not TrialStatus.QUEUED:
+        return False
+    try:
+        return (folder / LEASE_LOG).stat().st_mtime_ns <= (folder / QUEUED_FILE).stat().st_mtime_ns
+    except FileNotFoundError:
+        return True
 
 
 def unqueue(trial_dir: Path) -> None:
