@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
+from ghostsweep.orchestrator.report import decisions
 from ghostsweep.orchestrator.report.analysis import RowInput, analyse, judge_reference
 from ghostsweep.orchestrator.report.build import build_report
-from ghostsweep.orchestrator.report.model import Metric, Report
+from ghostsweep.orchestrator.report.decisions import DifferenceMethod
+from ghostsweep.orchestrator.report.model import Metric, Report, verdict_phrase
 from ghostsweep.orchestrator.report.records import records_from_sweep
 from ghostsweep.orchestrator.report.references import references_for
 from ghostsweep.orchestrator.spec.sweepspec import parse_spec
@@ -85,9 +87,23 @@ def test_each_published_number_is_judged_by_its_kind(report: Report) -> None:
     assert akamaster.interval.low == pytest.approx(
         scipy_stats.t.interval(0.95, 4, loc=np.mean(maxes), scale=np.std(maxes, ddof=1) * math.sqrt(1.2))[0])
     assert any("optimistic" in note for note in akamaster.notes)
-    consistent = ghostnet.interval.low <= 93.0 <= ghostnet.interval.high
-    assert ghostnet.consistent is consistent and ghostnet.verdict.startswith(
-        "consistent" if consistent else "paper")
+    # The judgement: ours − 93.0 by the prediction interval's t test (scipy), at ±0.5 pp, Holm-adjusted over the
+    # report's family (3 + 1 + 1 published numbers, 2 published Δs).
+    ours = values("resnet56", None)
+    estimate, scale = np.mean(ours) - 93.0, np.std(ours, ddof=1) * math.sqrt(1.2)
+    judgement = ghostnet.judgement
+    assert judgement.estimate == pytest.approx(estimate) and judgement.margin == decisions.LEVEL_MARGIN_PP
+    assert judgement.p_difference == pytest.approx(2 * scipy_stats.t.sf(abs(estimate) / scale, 4))
+    assert judgement.p_equivalence == pytest.approx(max(scipy_stats.t.sf((estimate + 0.5) / scale, 4),
+                                                        scipy_stats.t.cdf((estimate - 0.5) / scale, 4)))
+    assert report.family_size == 7
+    family = [ref.judgement for row in report.rows for ref in row.references]
+    family += [claim.judgement for c in report.comparisons for claim in c.claims]
+    raw = sorted(j.p_difference for j in family)
+    holm = [min(1.0, max((7 - k) * raw[k] for k in range(i + 1))) for i in range(7)]
+    assert sorted(j.p_difference_adjusted for j in family) == pytest.approx(holm)
+    assert ghostnet.verdict is decisions.decide(judgement.p_difference_adjusted, judgement.p_equivalence_adjusted)
+    assert ghostnet.verdict in verdict_phrase(judgement) and "±0.50 pp" in verdict_phrase(judgement)
 
 
 def row_input(model: str, finals: list[float]) -> RowInput:
@@ -101,12 +117,12 @@ def test_mean_of_n_uses_welch_and_best_of_n_the_predictive_maximum() -> None:
     ours = [93.1, 93.5, 93.3, 93.6, 93.2]
     row = row_input("resnet110", ours)
     mean_ref, best_ref = references_for("resnet110")[0:2]
-    mean = judge_reference(mean_ref, row, missing=0)
+    mean = judge_reference(mean_ref, row)
     welch = scipy_stats.ttest_ind_from_stats(np.mean(ours), np.std(ours, ddof=1), 5, 93.39, 0.16, 5,
                                              equal_var=False)
     assert mean.kind == "mean of n runs ± std" and mean.p_value == pytest.approx(welch.pvalue, abs=1e-12)
-    assert mean.consistent is bool(welch.pvalue >= 0.05)
-    best = judge_reference(best_ref, row, missing=0)
+    assert mean.judgement.p_difference == pytest.approx(welch.pvalue, abs=1e-12)  # the same Welch test
+    best = judge_reference(best_ref, row)
     assert best.method.startswith("predictive interval of the best of 5")
     assert best.interval.estimate > max(ours) - 0.1  # the best of 5 sits near our top, not our mean
 
@@ -126,7 +142,9 @@ def test_comparisons_are_paired_by_seed_and_oriented(report: Report) -> None:
     (claim,) = model.claims
     assert claim.source == "ghostnet" and claim.delta == pytest.approx(-0.3)
     assert claim.params_ratio == pytest.approx(0.43 / 0.85) and claim.macs_ratio == pytest.approx(63 / 125)
-    assert claim.consistent is (claim.prediction.low <= -0.3 <= claim.prediction.high)
+    assert claim.judgement.margin == pytest.approx(0.3)  # the claim's own size
+    assert claim.judgement.estimate == pytest.approx(model.welch.estimate + 0.3)  # our Δ − theirs, unpaired
+    assert model.method is DifferenceMethod.PAIRED and model.interval is model.paired
     assert report.answer[0].startswith("ghost_resnet56-conv-keep − resnet56: -0.")
     assert "(paired, n=5)" in report.answer[0] and "ghostnet's -0.3 pp" in report.answer[0]
 
