@@ -17,7 +17,7 @@ from ghostsweep.orchestrator.cli import main
 from ghostsweep.orchestrator.spec.sweepspec import load_spec
 from ghostsweep.orchestrator.sweepdir.directory import EXTENSIONS_FILE, SweepDir, describe_trials
 from ghostsweep.trials.config import TrialConfig
-from ghostsweep.trials.trialdir import CONFIG_FILE, Outcome, TrialResult, write_result
+from ghostsweep.trials.trialdir import CONFIG_FILE, Outcome, QueuedRecord, TrialResult, write_queued, write_result
 
 SPEC = """
 name: precise
@@ -248,3 +248,24 @@ def test_bad_report_section_is_one_line_naming_the_key(section, message, tmp_pat
     assert code == 2 and err.startswith("ghostsweep: error: ") and err.count("\n") == 1, err
     assert message in err
     assert not (tmp_path / "sweep").exists()
+
+
+def test_a_seed_lost_for_good_is_replaced_and_a_seed_that_failed_once_is_waited_for(tmp_path, capsys):
+    """resnet20 seed 2 diverged (training is deterministic: a rerun diverges again) and ghost_resnet20 seed 2 failed
+    twice: extend stops waiting for them and says so; a seed that failed once (a crashed node) is rerun instead."""
+    _, sweep = make_sweep(tmp_path, {"resnet20": [91.2, 91.5], "ghost_resnet20": [91.45, 91.5]})
+    rows = rows_by_model(sweep)
+    (diverged, _), (twice, _) = rows["resnet20"][2], rows["ghost_resnet20"][2]
+    write_result(sweep.trial_dir(diverged), TrialResult(status=Outcome.FAILED, trial_id=diverged,
+                                                        reason="diverged at iteration 7"))
+    write_queued(sweep.trial_dir(twice), QueuedRecord("local", "1", 0.0, attempt=2))
+    write_result(sweep.trial_dir(twice), TrialResult(status=Outcome.FAILED, trial_id=twice, reason="out of memory"))
+    code, out, err = run_cli(capsys, "extend", str(sweep.root), "--seeds", "3", "--dry-run")
+    assert code == 0, err
+    assert ("resnet20: 3 seeds (2 done), ±1.91 pp, std 0.21, 1 lost for good -> + seeds 3: every row taken to 3 "
+            "seeds; not waiting for seed 2 (diverged at iteration 7): counted as lost, a new seed in its place") in out
+    assert "not waiting for seed 2 (failed 2 times: out of memory)" in out
+    write_result(sweep.trial_dir(diverged), TrialResult(status=Outcome.FAILED, trial_id=diverged, reason="node lost"))
+    write_result(sweep.trial_dir(twice), TrialResult(status=Outcome.DONE, trial_id=twice, final_test_acc=91.55))
+    code, out, err = run_cli(capsys, "extend", str(sweep.root), "--seeds", "3", "--dry-run")
+    assert code == 0 and "nothing to add" in out, out + err  # seed 2 failed once: `rerun` it, not replace it
