@@ -471,6 +471,8 @@ class Conclusions:
     @property
     def multiplicity(self) -> str:
         """How the verdicts share one error rate, for the report's readers."""
+        if not self.family_size:
+            return f"No judgement here has a test, so {ADJUSTMENT}'s adjustment has nothing to adjust."
         return (f"{ADJUSTMENT}'s step-down over the report's family of {self.family_size} tested judgements "
                 "(published numbers and published Δs; the difference tests one family, the equivalence tests "
                 "another): each verdict shows raw → adjusted p, and the verdict is the adjusted one; a verdict that "

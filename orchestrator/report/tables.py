@@ -58,8 +58,8 @@ def _hours(row: RowSummary) -> str:
 
 def _seeds(outcomes: SeedOutcomes) -> str:
     """done/planned, then the seeds not done: pending ("missing"), failed, diverged."""
-    parts = [f"{what} {', '.join(map(str, seeds))}" for what, seeds in (
-        ("missing seeds", outcomes.pending), ("failed", outcomes.failed), ("diverged", outcomes.diverged)) if seeds]
+    parts = [f"{what} seeds {', '.join(map(str, seeds))}" for what, seeds in (
+        ("missing", outcomes.pending), ("failed", outcomes.failed), ("diverged", outcomes.diverged)) if seeds]
     text = f"{len(outcomes.done)}/{len(outcomes.planned)}"
     return f"{text} ({'; '.join(parts)})" if parts else text
 
