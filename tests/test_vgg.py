@@ -211,7 +211,8 @@ def test_report_of_the_section(tmp_path: Path) -> None:
         in markdown
     assert "## Ablation: s on ghost_vgg16" in markdown and "## Ablation: d on ghost_vgg16" in markdown
     assert ("| s=4 | ghost_vgg16-s4d3 | 5 | 93.00 ± 0.21 [92.74, 93.26] | 3.99M | 80.4M | 93.0 | 4.0M | 80M | +0.00 "
-            "| inconclusive at ±0.50 pp (p=1→1, equivalence p=0.047→0.9); consistent before the adjustment |") in markdown
+            "| inconclusive at ±0.50 pp (p=1→1, equivalence p=0.047→0.9); consistent before the adjustment |"
+            ) in markdown
     assert "| ℓ1-VGG-16 (Li et al. 2017) | vgg16 | 5.40M | 206M | 93.4 | vgg16: 93.60 ± 0.21 " in markdown
     assert '<figure id="ablations">' in paths["html"].read_text() and paths["ablations"].stat().st_size > 0
 
