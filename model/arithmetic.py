@@ -4,8 +4,16 @@ The control plane (`plan`, `models`, the report) needs the counts of many models
 model and running it through hooks took seconds per command. These functions add up the same layers as the
 builders in `resnet.py` and `ghost.py`, from the same hyper-parameters (the builders import them from here), and
 `tests/test_counts.py` checks them against the built models and torch's flop counter for every family and option.
-As there: MACs of convs and linear layers only (BN, ReLU, pooling and the shortcut's add are not counted), and
-params are the trainable ones (BN's running statistics are buffers).
+
+The convention (`COUNT_CONVENTION`) is the papers' "FLOPs": multiply-accumulates of the forward pass of one 32×32
+image through the convs (Ghost modules' depthwise cheap convs included) and linear layers; BN, ReLU, pooling and
+the shortcut's add are not counted. Params are the trainable ones (BN's running statistics are buffers).
+
+GhostNet prints 0.43M / 63M for Ghost-ResNet-56 (s=2, d=3); we count 442,186 / 65.29M (first conv plain, block
+BNs kept): stem conv 0.44M + the 54 primary 3×3 convs 62.52M + their depthwise cheap convs 2.32M + linear 640 MACs.
+Without the cheap convs it is 62.96M and 433,114 params, the paper's 63M and 0.43M; half of ResNet-56's 125.49M
+(62.74M) and 0.85M (0.43M) round to the same. Either way the gap is the cheap convs (`tests/test_counts.py`).
+The VGG tables count them (d = 1, 3, 5, 7 gives 157, 158, 160, 163M).
 """
 
 from __future__ import annotations
@@ -22,6 +30,12 @@ STAGE_WIDTHS = (16, 32, 64)  # He et al. §4.2: the stem and the three stages
 CONV_KERNEL = 3
 
 ConvCounts = Callable[[int, int, int], Complexity]  # (in, out, output size) -> one 3×3 conv (or its Ghost module)
+
+COUNT_CONVENTION = (
+    "MACs (the papers' \"FLOPs\"): multiply-accumulates of one forward pass of a 32×32 image through the convs "
+    "(Ghost modules' depthwise convs included) and linear layers; BN, ReLU, pooling and the shortcut's add are not "
+    "counted. Params: the trainable ones (BN's running statistics excluded)."
+)
 
 
 def ghost_split(out_channels: int, ratio: int) -> tuple[int, int]:

@@ -42,10 +42,11 @@ SHORTCUT = Option("A", choices=("A", "B"),
 GHOST_OPTIONS = {
     "shortcut": SHORTCUT,
     "first_layer": Option("conv", choices=("conv", "ghost"),
-                          help="keep the stem conv (the authors' code) or ghost it (the paper's text)"),
+                          help="keep the first conv plain (what GhostNet's first author says the CIFAR experiments "
+                               "did) or ghost it (the paper's text)"),
     "block_norm": Option("keep", choices=("keep", "fused"),
                          help="keep: swap only the convs (BN runs twice); fused: the module's BN/ReLU replace the "
-                              "block's"),
+                              "layer's (one BN per map, as GhostNet's first author describes it)"),
     "ratio": Option(2, check=check_ghost_ratio, help="s: the primary conv makes 1/s of the maps"),
     "cheap_kernel": Option(3, check=check_cheap_kernel, help="d: the cheap depthwise conv's kernel size"),
 }

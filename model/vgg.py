@@ -7,6 +7,7 @@ and why, and what is valid.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 import torch.nn as nn
@@ -16,18 +17,26 @@ from ghostsweep.model.arithmetic import IMAGE_CHANNELS, NUM_CLASSES
 from ghostsweep.model.ghost import GhostModule
 from ghostsweep.model.vgg_family import CLASSIFIER_WIDTH, POOL, VGG_LAYERS
 
-ConvFactory = Callable[[int, int], nn.Module]  # (in, out) -> a 3×3, stride-1 conv or its Ghost module
+LayerFactory = Callable[[int, int], list[nn.Module]]  # (in, out) -> one 3×3, stride-1 layer with its BN and ReLU
 
 
-def _plain_conv(in_channels: int, out_channels: int) -> nn.Module:
-    return nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=False)
+def _plain_layer(in_channels: int, out_channels: int) -> list[nn.Module]:
+    return [nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=False), nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True)]
+
+
+def _ghost_layer(in_channels: int, out_channels: int, *, ratio: int, cheap_kernel: int, fused: bool) -> list[nn.Module]:
+    """keep: the module (its ReLUs off) in place of the conv, the layer's BN and ReLU after it; fused: the module
+    with its own BNs and ReLUs is the whole layer."""
+    module = GhostModule(in_channels, out_channels, 3, ratio, cheap_kernel, relu=fused)
+    return [module] if fused else [module, nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
 
 
 class CifarVGG(nn.Module):
     """Conv (or Ghost module) → BN → ReLU per layer, max-pools between blocks, a 2×2 average pool, then
     linear 512→512 → BN → ReLU → linear 512→10 (Liu et al.'s re-implementation of Li et al.'s VGG-16)."""
 
-    def __init__(self, depth: int, make_conv: ConvFactory) -> None:
+    def __init__(self, depth: int, make_layer: LayerFactory, make_first_layer: LayerFactory) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         in_channels = IMAGE_CHANNELS
@@ -35,7 +44,7 @@ class CifarVGG(nn.Module):
             if width == POOL:
                 layers.append(nn.MaxPool2d(2, 2))
                 continue
-            layers += [make_conv(in_channels, width), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+            layers += (make_first_layer if in_channels == IMAGE_CHANNELS else make_layer)(in_channels, width)
             in_channels = width
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(
@@ -67,11 +76,11 @@ def _init_weights(model: nn.Module) -> None:
 
 def cifar_vgg(depth: int) -> CifarVGG:
     """VGG-11/13/16/19 with batch norm, as the CIFAR pruning papers train it."""
-    return CifarVGG(depth, _plain_conv)
+    return CifarVGG(depth, _plain_layer, _plain_layer)
 
 
-def ghost_vgg(depth: int, *, ratio: int, cheap_kernel: int) -> CifarVGG:
-    """Every conv becomes a GhostModule; only the convs are swapped, each layer's BN and ReLU stay (like
-    Ghost-ResNet's default `block_norm=keep`), so the module's ReLUs are off."""
-    return CifarVGG(depth, lambda in_channels, out_channels: GhostModule(
-        in_channels, out_channels, 3, ratio, cheap_kernel, relu=False))
+def ghost_vgg(depth: int, *, first_layer: str, block_norm: str, ratio: int, cheap_kernel: int) -> CifarVGG:
+    """Every conv after the first becomes a GhostModule, the first too with first_layer=ghost; `vgg_family.py`
+    says which choice the sources support."""
+    ghost = partial(_ghost_layer, ratio=ratio, cheap_kernel=cheap_kernel, fused=block_norm == "fused")
+    return CifarVGG(depth, ghost, ghost if first_layer == "ghost" else _plain_layer)

@@ -5,8 +5,17 @@ GhostNet's CIFAR-10 table (§4.1) compares Ghost-VGG-16 with the VGG-16 of the p
 the first linear layer, no dropout). We build the public PyTorch re-implementation of Li et al.'s CIFAR experiments
 (Liu et al., "Rethinking the Value of Network Pruning", ICLR 2019, `cifar/l1-norm-pruning/models/vgg.py`):
 13 bias-free 3×3 convs each followed by BN and ReLU, four max-pools, a 2×2 average pool, then
-linear 512→512, BN, ReLU, linear 512→10. That gives 14,987,722 params and 313.5M MACs (GhostNet: 15M, 313M), and
-Ghost-VGG-16 every s and d of GhostNet's ablation tables to the printed precision. The builders are in `vgg.py`.
+linear 512→512, BN, ReLU, linear 512→10. That gives 14,987,722 params and 313.5M MACs (GhostNet: 15M, 313M). The
+builders are in `vgg.py`.
+
+Ghost-VGG-16 takes Ghost-ResNet's `first_layer` and `block_norm`. GhostNet's first author says the CIFAR experiments
+did not touch the first conv (TingsongYu/ghostnet_cifar10#1, ghostnet.pytorch#4), hence the default `conv`; but the
+paper's printed Ghost-VGG-16 MACs are those of the model with all 13 convs ghosted: with `first_layer=ghost` every s
+and d of Tables 2-4 is ours cut to the printed digit (158.1M → 158M ... s=5: 65.7M → 65M), while the plain first
+conv gives 81.3M at s=4 and 66.6M at s=5 (printed: 80M, 65M). `block_norm` follows the author's own two answers:
+"swap the convs of kuangliu's VGG for GhostModule" (Efficient-AI-Backbones#8; `keep`, the default, as for
+Ghost-ResNet) and "duplicated BN and ReLU" called a bug (TingsongYu/ghostnet_cifar10#1; `fused`). BN adds no MACs,
+so the counts cannot tell `keep` from `fused`.
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ VGG_LAYERS: dict[int, tuple[int | str, ...]] = {
     19: (64, 64, POOL, 128, 128, POOL, 256, 256, 256, 256, POOL, 512, 512, 512, 512, POOL, 512, 512, 512, 512),
 }
 CLASSIFIER_WIDTH = 512  # linear 512→512 + BN + ReLU before the 512→10 layer
-VGG_OPTIONS = {"ratio": GHOST_OPTIONS["ratio"], "cheap_kernel": GHOST_OPTIONS["cheap_kernel"]}
+VGG_OPTIONS = {name: GHOST_OPTIONS[name] for name in ("first_layer", "block_norm", "ratio", "cheap_kernel")}
 
 ConvCounts = Callable[[int, int, int], Complexity]  # (in, out, output size) -> one 3×3 conv or its Ghost module
 
@@ -46,14 +55,19 @@ def check_depth(depth: int) -> None:
         raise ValueError(f"VGG depth {depth!r} is not built; valid: {', '.join(map(str, VGG_LAYERS))}")
 
 
-def _vgg_counts(depth: int, layer: ConvCounts) -> Complexity:
-    """`vgg.CifarVGG`: each conv (or Ghost module) + BN at its map size, then the classifier."""
+def _vgg_counts(depth: int, layer: ConvCounts, first_layer: ConvCounts, layer_norm: bool = True) -> Complexity:
+    """`vgg.CifarVGG`: each conv (or Ghost module) at its map size, the first one `first_layer`, each followed by the
+    layer's BN unless `layer_norm` is off (fused Ghost modules; a plain first conv keeps its BN), then the
+    classifier."""
     size, in_channels, total = IMAGE_SIZE, IMAGE_CHANNELS, Complexity(0, 0)
     for width in VGG_LAYERS[depth]:
         if width == POOL:
             size //= 2
             continue
-        total += layer(in_channels, width, size) + batch_norm(width)
+        first = in_channels == IMAGE_CHANNELS
+        total += (first_layer if first else layer)(in_channels, width, size)
+        if layer_norm or (first and first_layer is plain_conv):
+            total += batch_norm(width)
         in_channels = width
     return total + linear(in_channels, CLASSIFIER_WIDTH) + batch_norm(CLASSIFIER_WIDTH) + linear(
         CLASSIFIER_WIDTH, NUM_CLASSES)
@@ -61,19 +75,23 @@ def _vgg_counts(depth: int, layer: ConvCounts) -> Complexity:
 
 def vgg_counts(depth: int, options: Mapping[str, object]) -> Complexity:
     """`vgg.cifar_vgg(depth)`."""
-    return _vgg_counts(depth, plain_conv)
+    return _vgg_counts(depth, plain_conv, plain_conv)
 
 
 def ghost_vgg_counts(depth: int, options: Mapping[str, object]) -> Complexity:
-    """`vgg.ghost_vgg(depth, **options)`: every conv a Ghost module, the layer's BN and ReLU kept."""
-    return _vgg_counts(depth, partial(ghost_module, ratio=options["ratio"], cheap_kernel=options["cheap_kernel"]))
+    """`vgg.ghost_vgg(depth, **options)`: every conv a Ghost module, the first too with first_layer=ghost; with
+    block_norm=fused the modules' own BNs replace the layers'."""
+    ghost = partial(ghost_module, ratio=options["ratio"], cheap_kernel=options["cheap_kernel"])
+    first = ghost if options["first_layer"] == "ghost" else plain_conv
+    return _vgg_counts(depth, ghost, first, layer_norm=options["block_norm"] == "keep")
 
 
 def _ghost_vgg_label(options: Mapping[str, object]) -> list[str]:
-    """s and d only when not the paper's 2 and 3: `ghost_vgg16`, `ghost_vgg16-s4d3`, `ghost_vgg16-s2d5`."""
+    """As Ghost-ResNet's: the first layer and the BN always, s and d only when not the paper's 2 and 3:
+    `ghost_vgg16-conv-keep`, `ghost_vgg16-ghost-fused-s4d3`."""
     ratio, cheap_kernel = options["ratio"], options["cheap_kernel"]
     paper = (ratio, cheap_kernel) == (VGG_OPTIONS["ratio"].default, VGG_OPTIONS["cheap_kernel"].default)
-    return [] if paper else [f"s{ratio}d{cheap_kernel}"]
+    return [str(options["first_layer"]), str(options["block_norm"]), *([] if paper else [f"s{ratio}d{cheap_kernel}"])]
 
 
 register_family(Family(

@@ -111,12 +111,15 @@ def test_trial_ids_are_stable_and_follow_the_recipe(tmp_path):
 
 
 # sha256 of every shipped spec's trial ids, one a line in plan order, as the code before issue 13's speed-ups
-# computed them: a faster expansion or trial_id() must not move a single trial to a new folder.
+# computed them: a faster expansion or trial_id() must not move a single trial to a new folder. Moved on purpose
+# once (issue 24): ghostnet-cifar10's Ghost-VGG-16 rows, whose model changed (the first conv plain by default, and
+# the identity names first_layer and block_norm), and its new rows; its ResNet and VGG-16 trials kept their ids.
 SHIPPED_TRIAL_IDS = {
     "claim-cpu": "f7ef8639f7467ecd000fafd2c18000770f081f348d45999913077664a9089523",
     "fast-vs-faithful": "fb573c7ba17072e0c161c8c5ed439d348be2d39e686f69c93271144653513e72",
-    "ghostnet-cifar10": "5e7ef0009a0bb745818201c345484f71b8c4c9f42e9161a8f83e502618135c26",
+    "ghostnet-cifar10": "974aab0666fe77b711c01ffe83147549fbeea28e06bab0b42f4b2adb94404a48",
     "paper": "23fd8019bd5aa620a77924e3c4a63dd058b2e8ce485c579660427140ebb24847",
+    "paper-50k": "b66cc5a4369f73ff094d72132835360b6094f151b7585bdd19d02c2531f1eb4b",
     "paper1202": "6ec84e457da73a4541bcb4a1038ffaf384e77052ae8982ce60cfcfd105b7b267",
     "smoke": "0fab9e8367b40894d00aed7714d83ffacdde6a77183fce02bd02af3593bb36c7",
 }

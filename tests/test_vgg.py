@@ -24,21 +24,26 @@ from ghostsweep.orchestrator.report.references import ABLATIONS, REFERENCES, abl
 from ghostsweep.orchestrator.spec.plan import print_plan
 from ghostsweep.orchestrator.spec.sweepspec import load_spec
 from ghostsweep.orchestrator.sweepdir.directory import SweepDir
-from ghostsweep.trials.config import RECIPE_PRESETS, Recipe, TrialConfig
+from ghostsweep.trials.config import RECIPE_PRESET_SOURCES, RECIPE_PRESETS, Recipe, TrialConfig, paper_recipe
 from ghostsweep.trials.trialdir import Outcome, TrialResult, write_result
 
 SPEC = Path(__file__).resolve().parents[1] / "sweeps" / "ghostnet-cifar10.yaml"
 
 # (model, options) → (params, forward MACs), counted; GhostNet prints 15M/313M, 7.7M/158M, and Tables 2 and 3.
+GHOST_FIRST = (("first_layer", "ghost"),)  # the model whose MACs the paper prints: all 13 convs ghosted
 COUNTS = {
     ("vgg16", ()): (14_987_722, 313_463_808),
-    ("ghost_vgg16", ()): (7_659_946, 158_109_696),
-    ("ghost_vgg16", (("cheap_kernel", 1),)): (7_643_050, 157_003_776),
-    ("ghost_vgg16", (("cheap_kernel", 5),)): (7_693_738, 160_321_536),
-    ("ghost_vgg16", (("cheap_kernel", 7),)): (7_744_426, 163_639_296),
-    ("ghost_vgg16", (("ratio", 3),)): (5_227_948, 107_240_040),
-    ("ghost_vgg16", (("ratio", 4),)): (3_991_834, 80_432_640),
-    ("ghost_vgg16", (("ratio", 5),)): (3_279_169, 65_665_296),
+    ("ghost_vgg16", ()): (7_660_394, 158_699_520),
+    ("ghost_vgg16", (("block_norm", "fused"),)): (7_652_074, 158_699_520),  # BN adds params, no MACs
+    ("ghost_vgg16", (("ratio", 4),)): (3_992_570, 81_317_376),
+    ("ghost_vgg16", (("ratio", 5),)): (3_279_948, 66_596_112),
+    ("ghost_vgg16", GHOST_FIRST): (7_659_946, 158_109_696),
+    ("ghost_vgg16", (*GHOST_FIRST, ("cheap_kernel", 1))): (7_643_050, 157_003_776),
+    ("ghost_vgg16", (*GHOST_FIRST, ("cheap_kernel", 5))): (7_693_738, 160_321_536),
+    ("ghost_vgg16", (*GHOST_FIRST, ("cheap_kernel", 7))): (7_744_426, 163_639_296),
+    ("ghost_vgg16", (*GHOST_FIRST, ("ratio", 3))): (5_227_948, 107_240_040),
+    ("ghost_vgg16", (*GHOST_FIRST, ("ratio", 4))): (3_991_834, 80_432_640),
+    ("ghost_vgg16", (*GHOST_FIRST, ("ratio", 5))): (3_279_169, 65_665_296),
 }
 
 
@@ -50,25 +55,32 @@ def test_counts_are_pinned_in_closed_form_and_built(name: str, options: tuple) -
     assert (model.count_params(built), model.count_macs(built)) == (params, macs)
 
 
-def test_every_published_vgg_count_is_ours_to_the_printed_digit() -> None:
-    """Each GhostNet VGG number (Tables 2-4) is within one unit of its last printed digit (0.1M params, 1M MACs)
-    of ours: the architecture is the paper's, at every s and d."""
+def test_every_published_vgg_count_is_the_all_ghost_model_cut_to_the_printed_digit() -> None:
+    """Each GhostNet VGG number (Tables 2-4) is ours cut to its last printed digit (0.1M params, 1M MACs) when all 13
+    convs are ghosted: the architecture is the paper's, at every s and d. With the first conv plain (the default,
+    what the first author says was trained) the s=4 and s=5 MACs miss by more than a printed unit."""
     vgg_references = [ref for ref in REFERENCES if "vgg" in ref.model]
     assert len(vgg_references) == 8
     for ref in vgg_references:
         options = tuple((k, v) for k, v in ref.options if v != model.model_options(ref.model)[k])
-        params, macs = COUNTS[ref.model, options]
-        assert abs(params - ref.params) < 0.1e6 and abs(macs - ref.macs) < 1e6, (ref, params, macs)
+        params, macs = COUNTS[ref.model, (*GHOST_FIRST, *options) if ref.model == "ghost_vgg16" else options]
+        assert 0 <= macs - ref.macs < 1e6 and abs(params - ref.params) < 0.1e6, (ref, params, macs)
+    for ratio, printed in ((4, 80e6), (5, 65e6)):
+        assert COUNTS["ghost_vgg16", (("ratio", ratio),)][1] - printed > 1e6
 
 
 def test_ghost_vgg_registry_metadata() -> None:
     info = model.model_info("ghost_vgg16")
     assert (info.family, info.depth, info.baseline) == ("ghost_vgg", 16, "vgg16")
-    assert info.options["ratio"] is model.model_info("ghost_resnet56").options["ratio"]  # one spec per flag
-    assert model.model_options("ghost_vgg16") == {"ratio": 2, "cheap_kernel": 3}
+    for option in ("first_layer", "block_norm", "ratio", "cheap_kernel"):  # one spec per flag
+        assert info.options[option] is model.model_info("ghost_resnet56").options[option]
+    assert model.model_options("ghost_vgg16") == {"first_layer": "conv", "block_norm": "keep", "ratio": 2,
+                                                  "cheap_kernel": 3}
     assert model.model_options("vgg16") == {}
-    assert [model.variant_name("ghost_vgg16", o) for o in ({}, {"ratio": 4}, {"cheap_kernel": 5})] == [
-        "ghost_vgg16", "ghost_vgg16-s4d3", "ghost_vgg16-s2d5"]
+    assert [model.variant_name("ghost_vgg16", o) for o in (
+        {}, {"ratio": 4}, {"cheap_kernel": 5}, {"first_layer": "ghost", "block_norm": "fused"})] == [
+        "ghost_vgg16-conv-keep", "ghost_vgg16-conv-keep-s4d3", "ghost_vgg16-conv-keep-s2d5",
+        "ghost_vgg16-ghost-fused"]
     assert {"vgg16", "ghost_vgg16"} <= set(model.available())
     with pytest.raises(ValueError, match="^VGG depth 17 is not built; valid: 11, 13, 16, 19$"):
         model.model_info("vgg17")
@@ -76,12 +88,24 @@ def test_ghost_vgg_registry_metadata() -> None:
         model.validate("vgg16", ratio=2)
 
 
-def test_ghost_vgg_swaps_every_conv() -> None:
-    """13 Ghost modules and no plain 3×3 conv outside them; the layers' BNs stay."""
-    built = model.build("ghost_vgg16")
-    modules = list(built.modules())
-    assert sum(isinstance(m, model.GhostModule) for m in modules) == 13
-    assert sum(type(m).__name__ == "Conv2d" for m in modules) == 26  # each module's primary and cheap conv
+@pytest.mark.parametrize(("options", "ghost_modules", "plain_convs", "norms", "relus_inside"), [
+    ({}, 12, 1, 13, 0),  # the first conv plain; each layer's BN and ReLU after its module
+    ({"first_layer": "ghost"}, 13, 0, 13, 0),
+    ({"block_norm": "fused"}, 12, 1, 1, 12),  # only the plain first conv keeps a layer BN
+    ({"first_layer": "ghost", "block_norm": "fused"}, 13, 0, 0, 13),
+])
+def test_ghost_vgg_layers(options: dict, ghost_modules: int, plain_convs: int, norms: int, relus_inside: int) -> None:
+    """Which convs are Ghost modules, and the BNs outside them: `keep` swaps the conv only (module ReLUs off),
+    `fused` makes the module (its BNs and ReLUs) the whole layer."""
+    built = model.build("ghost_vgg16", **options)
+    modules = [m for m in built.features]
+    ghosts = [m for m in modules if isinstance(m, model.GhostModule)]
+    assert len(ghosts) == ghost_modules
+    assert sum(type(m).__name__ == "Conv2d" for m in modules) == plain_convs
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in modules) == norms
+    assert sum(isinstance(g.primary_conv[2], torch.nn.ReLU) for g in ghosts) == relus_inside
+    assert sum(isinstance(m, torch.nn.ReLU) for m in modules) == 13 - relus_inside
+    assert built(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
 
 
 def test_init_follows_liu_et_al() -> None:
@@ -89,7 +113,7 @@ def test_init_follows_liu_et_al() -> None:
     torch.manual_seed(0)
     built = model.build("ghost_vgg16")
     bns = [m for m in built.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    assert len(bns) == 13 * 3 and all(torch.all(bn.weight == 0.5) and torch.all(bn.bias == 0) for bn in bns)
+    assert len(bns) == 1 + 12 * 3 and all(torch.all(bn.weight == 0.5) and torch.all(bn.bias == 0) for bn in bns)
     for linear in (m for m in built.modules() if isinstance(m, torch.nn.Linear)):
         assert linear.weight.std().item() == pytest.approx(0.01, rel=0.1) and torch.all(linear.bias == 0)
     conv = next(m for m in built.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels == 256)
@@ -107,6 +131,8 @@ def test_vgg_recipe_preset() -> None:
     assert (short.recipe.iterations, short.recipe.batch_size) == (300, 64)
     assert TrialConfig.from_dict({"model": "resnet56", "recipe": {"preset": "he2016"}}).recipe == Recipe()
     assert RECIPE_PRESETS["he2016"] == TrialConfig().recipe
+    assert RECIPE_PRESET_SOURCES.keys() == RECIPE_PRESETS.keys()
+    assert {paper_recipe(name) for name in ("vgg16", "ghost_vgg16", "resnet56")} == {"he2016"}  # per the author
     with pytest.raises(ValueError, match=r"^recipe.preset: must be one of he2016, vgg, got 'fast'$"):
         TrialConfig.from_dict({"model": "vgg16", "recipe": {"preset": "fast"}})
 
@@ -132,20 +158,30 @@ def test_references_follow_the_options() -> None:
 
 
 def test_the_section_spec_plans() -> None:
+    """Every row on the paper's recipe (He et al.'s) but the last VGG pair (the pruning baseline's); the ResNet
+    pair on 45k and 50k images, the VGG rows on 50k with per-channel standardisation."""
     spec = load_spec(SPEC)
-    assert len(spec.trials) == 50
-    variants = list(dict.fromkeys(trial.variant for trial in spec.trials))
-    assert variants == ["resnet56", "ghost_resnet56-conv-keep", "vgg16", "ghost_vgg16", "ghost_vgg16-s2d1",
-                        "ghost_vgg16-s2d5", "ghost_vgg16-s2d7", "ghost_vgg16-s3d3", "ghost_vgg16-s4d3",
-                        "ghost_vgg16-s5d3"]
+    assert len(spec.trials) == 80
+    rows = list(dict.fromkeys((t.variant, t.recipe.iterations, t.data.val_size) for t in spec.trials))
+    assert rows == [
+        ("resnet56", 64_000, 5_000), ("ghost_resnet56-conv-keep", 64_000, 5_000),
+        ("resnet56", 64_000, 0), ("ghost_resnet56-conv-keep", 64_000, 0),
+        ("vgg16", 64_000, 0), ("ghost_vgg16-conv-keep", 64_000, 0), ("ghost_vgg16-conv-fused", 64_000, 0),
+        ("ghost_vgg16-ghost-keep", 64_000, 0), *((f"ghost_vgg16-conv-keep-{sd}", 64_000, 0) for sd in (
+            "s2d1", "s2d5", "s2d7", "s3d3", "s4d3", "s5d3")),
+        ("vgg16", 125_000, 0), ("ghost_vgg16-conv-keep", 125_000, 0)]
     for trial in spec.trials:
         vgg = "vgg" in trial.model
-        assert trial.recipe == (RECIPE_PRESETS["vgg"] if vgg else Recipe())
-        assert (trial.data.val_size, trial.data.normalization) == ((0, "channel") if vgg else (5_000, "pixel_mean"))
+        assert trial.recipe in (Recipe(), RECIPE_PRESETS["vgg"]) and (trial.recipe == Recipe() or vgg)
+        assert trial.data.normalization == ("channel" if vgg else "pixel_mean")
+        assert trial.data.val_size == 0 or not vgg
+    # the rows whose model did not change keep the ids of the spec before issue 24 (seed 0 shown)
+    assert {"resnet56-s0-018695b2", "ghost_resnet56-conv-keep-s0-35c82ad5", "vgg16-s0-123c9e81"} <= set(
+        spec.trial_ids)
     out = io.StringIO()
     print_plan(spec, Path("/nonexistent"), Console(file=out, width=200))
     text = out.getvalue()
-    assert "sweep 'ghostnet-cifar10': 50 trials" in text and "10 variants" in text
+    assert "sweep 'ghostnet-cifar10': 80 trials" in text and "12 variants" in text
     assert "not measured on the GPU yet, scaled by MACs: vgg16 (from resnet56), ghost_vgg16 (from ghost_resnet56)" \
         in text
 
@@ -158,7 +194,7 @@ def _published(trial: dict) -> float:
 
 
 def test_report_of_the_section(tmp_path: Path) -> None:
-    """Stand-in results (training these 50 trials takes ~75 GPU-hours): every trial done at the paper's accuracy
+    """Stand-in results (training these 80 trials takes ~120 GPU-hours): every trial done at the paper's accuracy
     plus a seed offset; the report must pair each Ghost-VGG row with VGG-16, judge each against its own published
     point, and draw both ablations and the context rows."""
     sweep = SweepDir(tmp_path / "sweep")
@@ -177,8 +213,11 @@ def test_report_of_the_section(tmp_path: Path) -> None:
     title, records, wandb = records_from_sweep(sweep.root)
     report = build_report(title, records, wandb)
 
-    by_difference = {c.difference: c for c in report.comparisons}
-    vgg = by_difference["ghost_vgg16 − vgg16"]
+    he_recipe = "recipe.iterations=64000"
+    model_pairs = {(c.treatment_label.split()[0], c.reference_label.split()[0],
+                    "recipe.iterations=125000" not in c.difference): c  # (treatment, reference, He recipe)
+                   for c in report.comparisons if c.factor == "model"}
+    vgg = model_pairs["ghost_vgg16-conv-keep", "vgg16", True]  # the He-recipe pair
     assert vgg.paired.estimate == pytest.approx(0.1) and vgg.params_ratio == pytest.approx(0.511, abs=1e-3)
     # Our Δ is the paper's to the digit, but a published Δ of two single runs carries their seed noise (√2·σ ≈
     # 0.3 pp), wider than its ±0.2 pp margin: no number of our seeds can call it consistent (decisions.py, rule 3).
@@ -186,20 +225,26 @@ def test_report_of_the_section(tmp_path: Path) -> None:
     assert (claim.source, round(claim.delta, 2), claim.verdict) == ("ghostnet", 0.1, Verdict.INCONCLUSIVE)
     assert claim.judgement.estimate == pytest.approx(0) and claim.judgement.margin == pytest.approx(0.2)
     assert claim.judgement.to_decide.startswith("no number of our seeds can decide it")
-    assert by_difference["ghost_vgg16-s5d3 − vgg16"].claims[0].delta == pytest.approx(92.9 - 93.6)
-    assert by_difference["ghost_vgg16-s3d3: ratio=3 − ratio=2"].paired.estimate == pytest.approx(-0.3)
-    assert "ghost_resnet56-conv-keep − resnet56" in by_difference
+    assert model_pairs["ghost_vgg16-conv-keep-s5d3", "vgg16", True].claims[0].delta == pytest.approx(92.9 - 93.6)
+    assert {("ghost_vgg16-conv-fused", "vgg16", True), ("ghost_vgg16-ghost-keep", "vgg16", True),
+            ("ghost_resnet56-conv-keep", "resnet56", True)} <= model_pairs.keys()
 
     for row in report.rows:
-        assert not row.notes, row  # every row runs its paper's recipe length
+        pruning_recipe = row.settings["recipe.iterations"] == RECIPE_PRESETS["vgg"].iterations
+        assert bool(row.notes) == pruning_recipe, row  # only the pruning-recipe rows run another length
+        (ghostnet,) = [ref for ref in row.references if ref.source == "ghostnet"]
+        if pruning_recipe:  # not GhostNet's (He et al.'s) 64,000 iterations: no verdict, the reason beside it
+            assert ghostnet.verdict is Verdict.NOT_COMPARABLE and "recipe.iterations 125,000" in \
+                verdict_phrase(ghostnet.judgement)
+            continue
         # At the paper's number ± 0.21 pp over 5 seeds each is consistent alone (the 90% interval ±0.49 lies in
         # ±0.5) but not after Holm over the report's family: each says so.
-        (ghostnet,) = [ref for ref in row.references if ref.source == "ghostnet"]
         assert ghostnet.judgement.verdict is Verdict.CONSISTENT and ghostnet.verdict is Verdict.INCONCLUSIVE
         assert "consistent before the adjustment" in verdict_phrase(ghostnet.judgement)
     ablations = {a.option: a for a in report.ablations}
     assert [(p.value, p.n, p.paper_test_acc) for p in ablations["ratio"].points] == [
         (2, 5, 93.7), (3, 5, 93.4), (4, 5, 93.0), (5, 5, 92.9)]
+    assert he_recipe in ablations["ratio"].points[0].label  # the He-recipe row, listed first in the spec
     assert [p.value for p in ablations["cheap_kernel"].points] == [1, 3, 5, 7]
     assert ablations["ratio"].points[2].mean == pytest.approx(93.0)
     baseline = ablations["ratio"].baseline
@@ -207,13 +252,10 @@ def test_report_of_the_section(tmp_path: Path) -> None:
 
     paths = write_report(report, tmp_path / "out")
     markdown = paths["md"].read_text()
-    assert "| vgg16 (no Ghost) | vgg16 | 5 | 93.60 ± 0.21 [93.34, 93.86] | 14.99M | 313.5M | 93.6 | 15.0M | 313M |" \
-        in markdown
     assert "## Ablation: s on ghost_vgg16" in markdown and "## Ablation: d on ghost_vgg16" in markdown
-    assert ("| s=4 | ghost_vgg16-s4d3 | 5 | 93.00 ± 0.21 [92.74, 93.26] | 3.99M | 80.4M | 93.0 | 4.0M | 80M | +0.00 "
-            "| inconclusive at ±0.50 pp (p=1→1, equivalence p=0.047→0.9); consistent before the adjustment |"
-            ) in markdown
-    assert "| ℓ1-VGG-16 (Li et al. 2017) | vgg16 | 5.40M | 206M | 93.4 | vgg16: 93.60 ± 0.21 " in markdown
+    assert ("| s=4 | ghost_vgg16-conv-keep-s4d3 | 5 | 93.00 ± 0.21 [92.74, 93.26] | 3.99M | 81.3M | 93.0 | 4.0M | 80M "
+            "| +0.00 | inconclusive at ±0.50 pp (p=1→1, equivalence p=0.047→") in markdown
+    assert "| ℓ1-VGG-16 (Li et al. 2017) | vgg16 | 5.40M | 206M | 93.4 | vgg16 " in markdown
     assert '<figure id="ablations">' in paths["html"].read_text() and paths["ablations"].stat().st_size > 0
 
 

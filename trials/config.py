@@ -1,7 +1,8 @@
 """A trial's full configuration: one plain dataclass tree, the single source of truth for the recipe.
 
 The defaults are He et al. 2016's CIFAR-10 recipe (§4.2); a sweep or the `train` CLI overrides fields, and
-`recipe: {preset: vgg}` starts from another published recipe (`RECIPE_PRESETS`) instead.
+`recipe: {preset: vgg}` starts from another published recipe (`RECIPE_PRESETS`, sources in
+`RECIPE_PRESET_SOURCES`) instead.
 `TrialConfig.trial_id()` is the one definition of trial identity.
 """
 
@@ -57,12 +58,19 @@ RECIPE_PRESETS: dict[str, Recipe] = {
     "vgg": Recipe(iterations=125_000, milestones=[62_500, 93_750], batch_size=64, warmup_iterations=0,
                   eval_interval=2_500),
 }
-_PAPER_RECIPES = {"vgg": "vgg", "ghost_vgg": "vgg"}  # by model family; every other family: he2016
+RECIPE_PRESET_SOURCES: dict[str, str] = {  # one line each: where the preset comes from
+    "he2016": "He et al. 2016 §4.2, the ResNets' recipe (any model: VGG-16 gets no warm-up); GhostNet's first author "
+              "says the paper used it (iamhankai/ghostnet.pytorch#13) and names no other for its VGGs",
+    "vgg": "the pruning papers' VGG-16 baseline (Li et al. 2017 as Liu et al. 2019 publish it): 160 epochs at batch "
+           "64; the recipe of the VGG-16 GhostNet compares with, not GhostNet's own",
+}
 
 
 def paper_recipe(model_name: str) -> str:
-    """The preset behind a model's published numbers: the VGGs' is `vgg`, the ResNets' He et al.'s."""
-    return _PAPER_RECIPES.get(model.model_info(model_name).family, "he2016")
+    """The preset behind a model's published numbers: He et al.'s for every family, the GhostNet VGGs included
+    (`RECIPE_PRESET_SOURCES`); the published recipes, per source, are `report.references.PublishedRecipe`."""
+    model.model_info(model_name)  # an unknown name still fails here
+    return "he2016"
 
 
 def expand_recipe_preset(recipe: dict[str, Any]) -> dict[str, Any]:

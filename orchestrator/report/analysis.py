@@ -44,6 +44,7 @@ from ghostsweep.orchestrator.report.references import (
     Reference,
     ReferenceKind,
     ablation_points,
+    comparability,
     references_for,
 )
 from ghostsweep.trials.config import RECIPE_PRESETS, paper_recipe
@@ -91,18 +92,6 @@ def summarise(by_seed: Mapping[int, float], target: float, two_stage: TwoStagePl
         ci = two_stage.interval(values)
     return Summary(sample.n, sample.mean, sample.std, ci and ci.low, ci and ci.high, pi and pi.low, pi and pi.high,
                    min(values), max(values), stats.seeds_for_halfwidth(sample.std, target))
-
-
-def comparability(reference: Reference, settings: Mapping[str, Any]) -> list[str]:
-    """Why a row's number is not comparable with `reference` (empty: comparable): the recipe's length and the test
-    set. A stand-in, with its signature, for references.comparability (branch model24), which replaces it."""
-    reasons = []
-    published = RECIPE_PRESETS[paper_recipe(reference.model)].iterations
-    if "recipe.iterations" in settings and settings["recipe.iterations"] != published:
-        reasons.append(f"recipe.iterations {settings['recipe.iterations']:,}, {reference.source.key} {published:,}")
-    if int(settings.get("data.test_size", 10_000)) != 10_000:
-        reasons.append(f"tested on {int(settings['data.test_size']):,} of the 10,000 test images")
-    return reasons
 
 
 def judge_reference(ref: Reference, row: RowInput) -> JudgedReference:
