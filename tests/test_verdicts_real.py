@@ -80,7 +80,8 @@ def test_the_report_says_not_comparable_and_counts_lost_seeds(sweep: SweepDir) -
         for ref in row["references"]:
             judgement = ref["judgement"]
             assert ref["verdict"] == judgement["verdict"] == "not comparable"
-            assert judgement["reason"].startswith(f"recipe.iterations 10, {ref['source']} ")
+            assert f"recipe.iterations 10, {ref['source']} " in judgement["reason"]
+            assert f"trained on 49,500 images, {ref['source']} on 50,000" in judgement["reason"]
             assert judgement["p_difference"] is None  # no test, outside the family
     comparisons = {c["factor"]: c for c in report["comparisons"]}
     model = comparisons["model"]
@@ -91,8 +92,8 @@ def test_the_report_says_not_comparable_and_counts_lost_seeds(sweep: SweepDir) -
     assert comparisons["recipe"]["treatment_seeds"]["diverged"] == [0, 2]
     markdown = (sweep.root / "report.md").read_text()
     assert "| 2/3 (failed seeds 2) |" in markdown and "| 1/3 (diverged seeds 0, 2) |" in markdown
-    assert "| not comparable: recipe.iterations 10, he2016 64,000; tested on 500 of the 10,000 test images |" \
-        in markdown
+    assert "| not comparable: trained on 49,500 images, he2016 on 50,000; tested on 500 of the 10,000 test images; " \
+        "recipe.iterations 10, he2016 64,000;" in markdown
     assert "(Welch: 2 pairs < 3)" in markdown and "selected sample" in markdown
 
 
