@@ -18,7 +18,7 @@ from ghostsweep.orchestrator.cli import main
 from ghostsweep.orchestrator.spec.sweepspec import load_spec
 from ghostsweep.orchestrator.sweepdir.directory import EXTENSIONS_FILE, SweepDir, TrialEntry, describe_trials
 from ghostsweep.trials.config import TrialConfig
-from ghostsweep.trials.trialdir import CONFIG_FILE, Outcome, TrialResult, write_result
+from ghostsweep.trials.trialdir import CONFIG_FILE, Outcome, QueuedRecord, TrialResult, write_queued, write_result
 
 SPEC = """
 name: precise
@@ -30,8 +30,8 @@ resources: {{cpus_per_trial: 1}}
 backend: {{name: local, options: {{max_parallel: 2}}}}
 {report}
 """
-# resnet20: std 0.5; ghost_resnet20: std 0.1 (within ±0.5 pp); ghost − resnet per seed 0.4, 0.0, −0.4: std 0.4
-ACCURACIES = {"resnet20": [91.0, 91.5, 92.0], "ghost_resnet20": [91.4, 91.5, 91.6]}
+# resnet20: std 0.3; ghost_resnet20: std 0.05 (within ±0.5 pp); ghost − resnet per seed 0.25, 0, −0.25: std 0.25
+ACCURACIES = {"resnet20": [91.2, 91.5, 91.8], "ghost_resnet20": [91.45, 91.5, 91.55]}
 TARGET = 0.5
 GHOST = TrialConfig(model="ghost_resnet20").variant  # its row's label
 
@@ -39,6 +39,11 @@ GHOST = TrialConfig(model="ghost_resnet20").variant  # its row's label
 def seeds_needed(std: float, target: float) -> int:
     """The fewest n whose t-interval half-width t(0.975, n − 1)·std/√n is at most `target` (scipy.stats)."""
     return next(n for n in range(2, 1000) if t.ppf(0.975, n - 1) * std / math.sqrt(n) <= target)
+
+
+def stein_total(std: float, target: float, pilot: int = 3) -> int:
+    """Stein's n: ⌈(t(0.975, n0 − 1)·s0/h)²⌉, at least the pilot's n0 (scipy.stats)."""
+    return max(pilot, math.ceil((t.ppf(0.975, pilot - 1) * std / target) ** 2))
 
 
 def make_sweep(tmp_path: Path, accuracies: dict[str, list[float]], seeds: int = 3,
@@ -87,16 +92,18 @@ def rows_by_model(sweep: SweepDir) -> dict[str, list[tuple[str, TrialEntry]]]:
 def test_until_halfwidth_adds_the_seeds_the_spread_needs_and_pairs_comparisons(tmp_path, capsys, fake_trials):
     spec_path, sweep = make_sweep(tmp_path, ACCURACIES)
     assert sweep.index().target_halfwidth_pp == TARGET
-    row_needs = seeds_needed(0.5, TARGET)  # resnet20's own spread
-    pair_needs = seeds_needed(0.4, TARGET)  # ghost − resnet paired: ghost_resnet20 needs it, not its own 0.1
+    row_needs = stein_total(0.3, TARGET)  # resnet20's own pilot spread, Stein's n with t(2)
+    pair_needs = stein_total(0.25, TARGET)  # ghost − resnet paired: ghost_resnet20 needs it, not its own 0.05
     assert (row_needs, pair_needs) == (7, 5)
+    assert seeds_needed(0.3, TARGET) == 4  # the old rule, fewer seeds and a 0.90-0.93 coverage (test_decisions)
     resnet_seeds, ghost_seeds = list(range(3, row_needs)), list(range(3, pair_needs))
 
     before = snapshot(sweep)
     code, out, err = run_cli(capsys, "extend", str(sweep.root), "--until-halfwidth", str(TARGET), "--dry-run")
     assert code == 0, err
-    assert "+ seeds 3, 4, 5, 6: ±1.24 pp over 3 seeds needs 7 for ±0.5" in out
-    assert f"+ seeds 3, 4: {GHOST} − resnet20: ±0.99 pp over 3 pairs needs 5 for ±0.5" in out
+    assert "+ seeds 3, 4, 5, 6: Stein's two-stage procedure (n and the interval's spread and df from the pilot " \
+        "seeds): pilot of 3 seeds, std 0.30 pp, t(2) = 4.30: 7 seeds in all (for ±0.5 pp)" in out
+    assert f"+ seeds 3, 4: {GHOST} − resnet20: paired Δ: Stein's two-stage procedure" in out
     assert "dry run: 6 trial(s) would be added" in out
     assert snapshot(sweep) == before
 
@@ -108,14 +115,16 @@ def test_until_halfwidth_adds_the_seeds_the_spread_needs_and_pairs_comparisons(t
     (extension,) = json.loads((sweep.root / EXTENSIONS_FILE).read_text())
     assert (extension["mode"], extension["target_halfwidth_pp"], extension["max_seeds"]) == (
         "until-halfwidth", TARGET, 20)
-    assert "n chosen to reach a precision" in extension["note"] and "never until significant" in extension["note"]
+    assert "n chosen to reach a precision by Stein's two-stage procedure" in extension["note"]
+    assert "never until significant" in extension["note"]
     rows = {row["label"]: row for row in extension["rows"]}
-    assert rows["resnet20"]["added_seeds"] == resnet_seeds and rows["resnet20"]["seeds_needed"] == row_needs
-    assert rows["resnet20"]["std"] == pytest.approx(0.5) and rows["resnet20"]["seeds_before"] == 3
-    assert rows[GHOST]["added_seeds"] == ghost_seeds
-    assert rows[GHOST]["std"] == pytest.approx(0.1) and rows[GHOST]["halfwidth"] < TARGET
+    assert rows["resnet20"]["added_seeds"] == resnet_seeds and rows["resnet20"]["two_stage"]["total"] == row_needs
+    assert rows["resnet20"]["std"] == pytest.approx(0.3) and rows["resnet20"]["seeds_before"] == 3
+    assert rows[GHOST]["added_seeds"] == ghost_seeds and rows[GHOST]["two_stage"] is None  # its own ±0.12 suffices
+    assert rows[GHOST]["std"] == pytest.approx(0.05) and rows[GHOST]["halfwidth"] < TARGET
     (comparison,) = extension["comparisons"]
-    assert (comparison["seeds_needed"], comparison["pairs_wanted"], comparison["n_pairs"]) == (pair_needs, 5, 3)
+    assert (comparison["pairs_wanted"], comparison["n_pairs"]) == (pair_needs, 3)
+    assert comparison["two_stage"]["pilot_std"] == pytest.approx(0.25)
 
     # The new trials: a row's config.json with the next seeds, in the row's report group, appended to sweep.json.
     index = sweep.index()
@@ -150,6 +159,14 @@ def test_until_halfwidth_adds_the_seeds_the_spread_needs_and_pairs_comparisons(t
     assert {row["label"]: row["seeds_done"] for row in report["rows"]} == {"resnet20": 7, GHOST: 5}
     assert report["comparisons"][0]["n_pairs"] == 5
     assert extension["note"] in (sweep.root / "report.md").read_text()
+    # resnet20's seeds were chosen by Stein's procedure: its CI is the mean of all 7 ± t(2)·s0/√7 (fake trials
+    # give 90 + seed + 1 for the added seeds); the row's notes name the procedure.
+    resnet = next(row for row in report["rows"] if row["label"] == "resnet20")
+    finals = [*ACCURACIES["resnet20"], *(91.0 + seed for seed in resnet_seeds)]
+    half = t.ppf(0.975, 2) * 0.3 / math.sqrt(7)
+    assert resnet["final_test_acc"]["halfwidth"] == pytest.approx(half)
+    assert resnet["final_test_acc"]["ci_low"] == pytest.approx(sum(finals) / 7 - half)
+    assert any("Stein's two-stage procedure" in note for note in resnet["notes"])
 
     # A second extension is appended; with a wider target nothing more is needed.
     code, out, err = run_cli(capsys, "extend", str(sweep.root), "--until-halfwidth", "50")
@@ -184,7 +201,7 @@ def test_a_row_without_a_spread_is_first_taken_to_three_seeds(tmp_path, capsys):
     _, sweep = make_sweep(tmp_path, ACCURACIES, seeds=1)
     code, out, err = run_cli(capsys, "extend", str(sweep.root), "--until-halfwidth", "0.3", "--dry-run")
     assert code == 0, err
-    assert out.count("+ seeds 1, 2: 1 seeds done, no spread yet: taken to 3 to estimate it") == 2, out
+    assert out.count("+ seeds 1, 2: 1 seeds done: taken to 3, the pilot to plan from") == 2, out
     assert "dry run: 4 trial(s) would be added" in out
 
 
@@ -193,8 +210,8 @@ def test_max_seeds_caps_the_need(tmp_path, capsys):
     code, out, err = run_cli(capsys, "extend", str(sweep.root), "--until-halfwidth", "0.05", "--max-seeds", "4",
                              "--dry-run")
     assert code == 0, err
-    needed = seeds_needed(0.5, 0.05)
-    assert f"+ seeds 3: ±1.24 pp over 3 seeds needs {needed} for ±0.05, capped at 4" in out
+    assert stein_total(0.3, 0.05) > 4
+    assert "+ seeds 3: Stein's two-stage procedure" in out and "4 seeds in all (capped at 4: ±" in out
 
 
 BAD_EXTENDS = {
@@ -232,3 +249,24 @@ def test_bad_report_section_is_one_line_naming_the_key(section, message, tmp_pat
     assert code == 2 and err.startswith("ghostsweep: error: ") and err.count("\n") == 1, err
     assert message in err
     assert not (tmp_path / "sweep").exists()
+
+
+def test_a_seed_lost_for_good_is_replaced_and_a_seed_that_failed_once_is_waited_for(tmp_path, capsys):
+    """resnet20 seed 2 diverged (training is deterministic: a rerun diverges again) and ghost_resnet20 seed 2 failed
+    twice: extend stops waiting for them and says so; a seed that failed once (a crashed node) is rerun instead."""
+    _, sweep = make_sweep(tmp_path, {"resnet20": [91.2, 91.5], "ghost_resnet20": [91.45, 91.5]})
+    rows = rows_by_model(sweep)
+    (diverged, _), (twice, _) = rows["resnet20"][2], rows["ghost_resnet20"][2]
+    write_result(sweep.trial_dir(diverged), TrialResult(status=Outcome.FAILED, trial_id=diverged,
+                                                        reason="diverged at iteration 7"))
+    write_queued(sweep.trial_dir(twice), QueuedRecord("local", "1", 0.0, attempt=2))
+    write_result(sweep.trial_dir(twice), TrialResult(status=Outcome.FAILED, trial_id=twice, reason="out of memory"))
+    code, out, err = run_cli(capsys, "extend", str(sweep.root), "--seeds", "3", "--dry-run")
+    assert code == 0, err
+    assert ("resnet20: 3 seeds (2 done), ±1.91 pp, std 0.21, 1 lost for good -> + seeds 3: every row taken to 3 "
+            "seeds; not waiting for seed 2 (diverged at iteration 7): counted as lost, a new seed in its place") in out
+    assert "not waiting for seed 2 (failed 2 times: out of memory)" in out
+    write_result(sweep.trial_dir(diverged), TrialResult(status=Outcome.FAILED, trial_id=diverged, reason="node lost"))
+    write_result(sweep.trial_dir(twice), TrialResult(status=Outcome.DONE, trial_id=twice, final_test_acc=91.55))
+    code, out, err = run_cli(capsys, "extend", str(sweep.root), "--seeds", "3", "--dry-run")
+    assert code == 0 and "nothing to add" in out, out + err  # seed 2 failed once: `rerun` it, not replace it

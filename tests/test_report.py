@@ -20,7 +20,7 @@ from scipy import stats
 from ghostsweep.orchestrator.cli import main
 from ghostsweep.orchestrator.report.analysis import RowInput, _pair, find_pairings, summarise
 from ghostsweep.orchestrator.report.build import build_report
-from ghostsweep.orchestrator.report.files import report_json, write_report
+from ghostsweep.orchestrator.report.files import report_json, reusable_report, write_report
 from ghostsweep.orchestrator.report.model import Report
 from ghostsweep.orchestrator.report.plots import PLOTS
 from ghostsweep.orchestrator.report.records import TrialRecord, records_from_sweep
@@ -63,7 +63,9 @@ def test_missing_seeds_are_marked_not_silently_averaged(tmp_path):
     (row,) = report.rows
     assert (row.seeds_done, row.seeds_planned, row.missing_seeds) == (2, 3, [2])
     assert {ref.source for ref in row.references} == {"ghostnet", "he2016", "akamaster"}
-    assert all(ref.verdict == "incomplete: 1 seed(s) missing" for ref in row.references)
+    assert all(ref.verdict == "inconclusive" and ref.judgement.reason == "1 planned seed(s) not done yet"
+               for ref in row.references)  # judged when every planned seed is done (or lost)
+    assert report.family_size == 0
     assert row.gpu_hours == pytest.approx(2.0)
     paths = write_report(report, tmp_path)
     markdown = paths["md"].read_text()
@@ -263,3 +265,22 @@ def test_report_json_reads_back_to_the_same_bytes(tmp_path):
         text = report_json(report)
         again = Report.from_dict(json.loads(text))
         assert again == report and report_json(again) == text
+
+
+def test_a_report_json_of_an_older_schema_is_made_again(tmp_path):
+    """report.json before schema 2 (no `schema_version`, verdicts as strings) with matching inputs: `report` makes
+    it again instead of reading it back."""
+    sweep = finished_sweep(tmp_path)
+    assert main(["report", str(sweep.root)]) == 0
+    path = sweep.root / "report.json"
+    data = json.loads(path.read_text())
+    assert data["schema_version"] == 2
+    old = {key: value for key, value in data.items() if key not in ("schema_version", "multiplicity")}
+    for row in old["rows"]:
+        for ref in row["references"]:
+            ref |= {"verdict": "consistent: inside our 95% prediction interval for one run", "consistent": True}
+            del ref["judgement"]
+    path.write_text(json.dumps(old, indent=2))
+    assert reusable_report(sweep.root, data["inputs_sha256"]) is None
+    assert main(["report", str(sweep.root)]) == 0
+    assert json.loads(path.read_text())["schema_version"] == 2

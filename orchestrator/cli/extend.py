@@ -16,8 +16,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     how_many = extend.add_mutually_exclusive_group(required=True)
     how_many.add_argument("--seeds", type=int, metavar="N", help="take every row to N seeds")
     how_many.add_argument("--until-halfwidth", type=float, metavar="PP",
-                          help="the seeds each row's and comparison's observed spread needs for a 95%% CI "
-                               "half-width of PP percentage points")
+                          help="the seeds Stein's two-stage procedure plans, from the seeds done, for each row's "
+                               "and comparison's 95%% CI half-width of PP percentage points (rows with fewer than 3 "
+                               "seeds done are first taken to 3)")
     extend.add_argument("--max-seeds", type=int, metavar="N",
                         help="with --until-halfwidth: at most N seeds per row (default 20)")
     extend.add_argument("--dry-run", action="store_true", help="print the plan; write and submit nothing")

@@ -7,18 +7,23 @@ over its seeds. A *comparison* is two rows that differ in one factor only:
 - one section of settings: a model option (`first_layer`, `block_norm`, ...), the runtime, the recipe, the data.
 Its Δ is *treatment − reference*: the Ghost model minus its baseline; otherwise the reference is the row that
 leaves the differing settings at their defaults. Δ is paired by seed (seed s of both rows saw the same
-batches); Welch's interval is given beside it, and alone when fewer than two seeds pair.
+batches) from `decisions.MIN_PAIRS` pairs, else Welch's on all seeds (decisions.py, rule 5); both are shown.
+
+Every published number and published Δ is judged three-valued (decisions.py, rules 1-3), or not comparable when
+the published recipe differs from the row's; the judgements of one report are Holm-adjusted together (rule 4).
+Failed and diverged seeds are outcomes of the row (rule 7), named beside what they affect.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ghostsweep.model.registry import model_info, model_options
-from ghostsweep.orchestrator.report import stats
+from ghostsweep.orchestrator.report import decisions, stats
+from ghostsweep.orchestrator.report.decisions import Judgement, SeedOutcomes, TwoStagePlan, Verdict
 from ghostsweep.orchestrator.report.model import (
     AblationBaseline,
     AblationCurve,
@@ -30,6 +35,7 @@ from ghostsweep.orchestrator.report.model import (
     Metric,
     RowSummary,
     Summary,
+    verdict_phrase,
 )
 from ghostsweep.orchestrator.report.references import (
     ABLATIONS,
@@ -38,6 +44,7 @@ from ghostsweep.orchestrator.report.references import (
     Reference,
     ReferenceKind,
     ablation_points,
+    comparability,
     references_for,
 )
 from ghostsweep.trials.config import RECIPE_PRESETS, paper_recipe
@@ -63,22 +70,34 @@ class RowInput:
     first_layer: str | None = None  # the Ghost options the plots group rows by
     block_norm: str | None = None
     notes: list[str] = field(default_factory=list)
+    seeds_failed: list[int] = field(default_factory=list)  # planned seeds whose trial failed (not diverged)
+    seeds_diverged: list[int] = field(default_factory=list)  # ... whose loss went non-finite
+    two_stage: TwoStagePlan | None = None  # `extend --until-halfwidth` chose its seeds by Stein's procedure
+
+    @property
+    def outcomes(self) -> SeedOutcomes:
+        return SeedOutcomes(tuple(self.seeds_planned), tuple(sorted(self.values[Metric.FINAL])),
+                            tuple(self.seeds_failed), tuple(self.seeds_diverged))
 
 
-def summarise(by_seed: Mapping[int, float], target: float) -> Summary:
-    """n, mean, std, the 95% CI of the mean, the 95% prediction interval for one more run, min, max, and the seeds
-    this spread needs for a CI half-width of `target` pp."""
+def summarise(by_seed: Mapping[int, float], target: float, two_stage: TwoStagePlan | None = None) -> Summary:
+    """n, mean, std, the 95% CI of the mean (Stein's, given the `two_stage` plan that chose n), the 95% prediction
+    interval for one more run, min, max, and the seeds this spread needs for a CI half-width of `target` pp."""
     values = [by_seed[s] for s in sorted(by_seed)]
     if not values:
         return Summary(0)
     sample = stats.Sample.of(values)
     ci, pi = stats.mean_interval(values), stats.prediction_interval(values)
+    if two_stage is not None and len(values) >= two_stage.pilot_n:
+        ci = two_stage.interval(values)
     return Summary(sample.n, sample.mean, sample.std, ci and ci.low, ci and ci.high, pi and pi.low, pi and pi.high,
                    min(values), max(values), stats.seeds_for_halfwidth(sample.std, target))
 
 
-def judge_reference(ref: Reference, row: RowInput, missing: int) -> JudgedReference:
-    """The published number against ours, by the method its kind calls for; the verdict names the method."""
+def judge_reference(ref: Reference, row: RowInput) -> JudgedReference:
+    """The published number against ours: `interval` ours in the form its kind calls for, `judgement` the
+    three-valued verdict (before the report's adjustment), or not comparable, or inconclusive while planned seeds
+    are still to run."""
     metric = Metric.MAX_OVER_EVALS if ref.kind is ReferenceKind.TEST_SELECTED else Metric.FINAL
     values = [row.values[metric][s] for s in sorted(row.values[metric])]
     notes = [ref.note] if ref.note else []
@@ -94,7 +113,7 @@ def judge_reference(ref: Reference, row: RowInput, missing: int) -> JudgedRefere
         if ref.kind is ReferenceKind.MEAN_OF_N:
             published = stats.Sample(ref.runs or 1, ref.test_acc, ref.test_acc_std)
             welch = stats.welch_interval(stats.Sample.of(values), published)
-            # Judge the paper's mean against ours ± the Welch half-width: inside iff the difference CI holds 0.
+            # The paper's mean against ours ± the Welch half-width: inside iff the difference CI holds 0.
             interval = welch and stats.Interval(stats.Sample.of(values).mean, ref.test_acc + welch.low,
                                                 ref.test_acc + welch.high, welch.method, welch.n, welch.df,
                                                 welch.p_value)
@@ -102,21 +121,40 @@ def judge_reference(ref: Reference, row: RowInput, missing: int) -> JudgedRefere
             interval = stats.best_of_interval(values, ref.runs or 1)
         else:
             interval = stats.prediction_interval(values)
+    outcomes = row.outcomes
+    if outcomes.lost:
+        notes.append(f"{outcomes.describe()}: judged over the seeds that finished, which a lost seed may flatter")
     mean = sum(values) / len(values) if values else None
-    if missing:
-        verdict, consistent = f"incomplete: {missing} seed(s) missing", None
-    elif interval is None:
-        verdict, consistent = "no interval (fewer than 2 seeds)", None
-    elif interval.contains(ref.test_acc):
-        verdict, consistent = f"consistent: inside our {_short(interval.method)}", True
-    elif ref.test_acc > interval.high:
-        verdict = f"paper above our {_short(interval.method)} by {ref.test_acc - interval.high:.2f} pp"
-        consistent = False
-    else:
-        verdict = f"paper below our {_short(interval.method)} by {interval.low - ref.test_acc:.2f} pp"
-        consistent = False
     return JudgedReference(ref.source.key, ref.kind, ref.runs, ref.test_acc, ref.test_acc_std, ref.params, ref.macs,
-                           metric, mean, interval, verdict, consistent, notes)
+                           metric, mean, interval, _judge_level(ref, row, values), notes)
+
+
+def _judge_level(ref: Reference, row: RowInput, values: list[float]) -> Judgement:
+    """decisions' judgement for the reference's kind; not comparable first, then pending seeds."""
+    if reasons := comparability(ref, row.settings):
+        return _without_test(Verdict.NOT_COMPARABLE, "; ".join(reasons), len(values), decisions.LEVEL_MARGIN_PP)
+    if pending := _pending(row.outcomes):
+        return pending
+    if ref.kind is ReferenceKind.MEAN_OF_N:
+        return decisions.judge_mean_of_runs(values, ref.test_acc, ref.runs or 1, ref.test_acc_std)
+    if ref.kind is ReferenceKind.BEST_OF_N:
+        return decisions.judge_best_of_runs(values, ref.test_acc, ref.runs or 1)
+    return decisions.judge_single_run(values, ref.test_acc)
+
+
+def _without_test(verdict: Verdict, reason: str, n: int, margin: float, to_decide: str = "") -> Judgement:
+    return Judgement("none", n, margin, verdict, reason, to_decide=to_decide, final_verdict=verdict,
+                     final_reason=reason)
+
+
+def _pending(*rows: SeedOutcomes, margin: float = decisions.LEVEL_MARGIN_PP) -> Judgement | None:
+    """Inconclusive while a row has planned seeds not yet done: its verdict waits for them (judging the seeds that
+    happen to finish first would let the verdict change with the order trials end in)."""
+    pending = [seed for outcomes in rows for seed in outcomes.pending]
+    if not pending:
+        return None
+    return _without_test(Verdict.INCONCLUSIVE, f"{len(pending)} planned seed(s) not done yet", min(
+        len(outcomes.done) for outcomes in rows), margin, "the planned seeds")
 
 
 def _short(method: str) -> str:
@@ -132,19 +170,23 @@ def row_options(row: RowInput) -> dict[str, Any]:
 
 
 def analyse_row(row: RowInput, target: float) -> RowSummary:
+    """The row's summaries and its published numbers judged (not yet adjusted)."""
     done_seeds = sorted(row.values[Metric.FINAL])
     missing = [s for s in row.seeds_planned if s not in row.values[Metric.FINAL]]
     notes = list(row.notes)
     paper_iterations = RECIPE_PRESETS[paper_recipe(row.model)].iterations
     if row.iterations is not None and row.iterations != paper_iterations:
         notes.append(f"{row.iterations:,} iterations, not the papers' {paper_iterations:,}")
-    references = [judge_reference(ref, row, len(missing)) for ref in references_for(row.model, row_options(row))
+    if row.two_stage is not None:
+        notes.append(f"seeds chosen by `extend`: {row.two_stage.describe()}; the final CI is Stein's")
+    references = [judge_reference(ref, row) for ref in references_for(row.model, row_options(row))
                   if ref.test_acc is not None]
     return RowSummary(
         row.group, row.label, row.variant, row.model, model_info(row.model).family, row.first_layer, row.block_norm,
         row.settings, len(row.seeds_planned), done_seeds, missing,
-        *(summarise(row.values[metric], target) for metric in Metric), row.params, row.macs, row.gpu_hours,
-        row.cpu_hours, references, notes,
+        *(summarise(row.values[metric], target, row.two_stage if metric is Metric.FINAL else None)
+          for metric in Metric), row.params, row.macs, row.gpu_hours, row.cpu_hours, references, notes,
+        row.outcomes, row.two_stage,
     )
 
 
@@ -250,7 +292,8 @@ def _key(key: str) -> str:
 
 
 def analyse_pairing(pairing: Pairing, target: float) -> Comparison:
-    """Δ of the final test accuracy, paired by seed (and Welch), the size ratios, and the paper's claim."""
+    """Δ of the final test accuracy, paired by seed and Welch, the method rule 5 chooses between them, the size
+    ratios, and the paper's claims judged (not yet adjusted)."""
     t_values, r_values = pairing.treatment.values[Metric.FINAL], pairing.reference.values[Metric.FINAL]
     paired = stats.paired_interval(t_values, r_values)
     welch = None
@@ -267,6 +310,8 @@ def analyse_pairing(pairing: Pairing, target: float) -> Comparison:
         pairing.reference.label, describe_difference(pairing), list(pairing.differing), len(common), paired, welch,
         stats.seeds_for_halfwidth(spread, target), params_ratio, macs_ratio,
         [_judge_claim(pairing, ref_t, ref_r) for ref_t, ref_r in _claim_references(pairing)],
+        decisions.choose_difference_method(len(common), len(t_values), len(r_values)), pairing.treatment.outcomes,
+        pairing.reference.outcomes,
     )
 
 
@@ -287,21 +332,25 @@ def _claim_references(pairing: Pairing) -> list[tuple[Reference, Reference]]:
 
 
 def _judge_claim(pairing: Pairing, ref_t: Reference, ref_r: Reference) -> Claim:
-    """The source's Δ (two single runs, unpaired) against the prediction interval of such a difference."""
+    """The source's Δ (two single runs): our 95% prediction interval for such a difference, and the three-valued
+    judgement of our Δ − theirs at the margin `decisions.difference_margin` (not comparable when either number's
+    recipe differs from its row's)."""
     claim = ref_t.test_acc - ref_r.test_acc
     t_values, r_values = pairing.treatment.values[Metric.FINAL], pairing.reference.values[Metric.FINAL]
     interval = None
     if len(t_values) >= 2 and len(r_values) >= 2:
         interval = stats.difference_prediction_interval(list(t_values.values()), list(r_values.values()))
-    if interval is None:
-        verdict, consistent = "no interval (fewer than 2 seeds per row)", None
-    elif interval.contains(claim):
-        verdict, consistent = "consistent", True
+    margin = decisions.difference_margin(claim)
+    reasons = [f"{row.label}: {reason}" for ref, row in ((ref_t, pairing.treatment), (ref_r, pairing.reference))
+               for reason in comparability(ref, row.settings)]
+    if reasons:
+        judgement = _without_test(Verdict.NOT_COMPARABLE, "; ".join(reasons), min(len(t_values), len(r_values)),
+                                  margin)
     else:
-        verdict, consistent = ("paper's Δ above" if claim > interval.high else "paper's Δ below") + \
-            " our 95% prediction interval for one unpaired pair of runs", False
+        judgement = _pending(pairing.treatment.outcomes, pairing.reference.outcomes, margin=margin) or \
+            decisions.judge_published_difference(list(t_values.values()), list(r_values.values()), claim)
     return Claim(ref_t.source.key, claim, _ratio(ref_t.params, ref_r.params), _ratio(ref_t.macs, ref_r.macs),
-                 interval, verdict, consistent)
+                 interval, judgement)
 
 
 def analyse_ablation(ablation: Ablation, rows: Sequence[RowInput], analysed: Sequence[RowSummary]
@@ -336,7 +385,7 @@ def _ablation_point(value: Any, ours: tuple[RowInput, RowSummary, JudgedReferenc
     return AblationPoint(
         value, row and row.label, row and row.group, final.n, final.mean, final.std, final.ci_low, final.ci_high,
         row and row.params, row and row.macs, judged and judged.ours_minus_paper, judged and judged.verdict,
-        judged and judged.consistent, ref and ref.test_acc, ref and ref.params, ref and ref.macs,
+        judged and verdict_phrase(judged.judgement), ref and ref.test_acc, ref and ref.params, ref and ref.macs,
     )
 
 
@@ -361,9 +410,25 @@ def _ablation_baseline(ablation: Ablation, rows: Sequence[RowInput], analysed: S
 def analyse(rows: Sequence[RowInput], baseline_of: Callable[[str], str | None],
             target: float = DEFAULT_TARGET_HALFWIDTH_PP) -> Conclusions:
     """The report's conclusions: rows, comparisons (the paper's question first), and the published ablation
-    curves our rows lie on."""
+    curves our rows lie on; every judgement Holm-adjusted over the report's family (decisions.adjust)."""
     comparisons = [analyse_pairing(p, target) for p in find_pairings(rows, baseline_of)]
     comparisons.sort(key=lambda c: c.factor != "model")  # the paper's question first
-    analysed = [analyse_row(row, target) for row in rows]
+    analysed, comparisons, family_size = _adjusted([analyse_row(row, target) for row in rows], comparisons)
     ablations = [analyse_ablation(ablation, rows, analysed) for ablation in ABLATIONS]
-    return Conclusions(target, analysed, comparisons, [ablation for ablation in ablations if ablation is not None])
+    return Conclusions(target, analysed, comparisons, [ablation for ablation in ablations if ablation is not None],
+                       family_size)
+
+
+def _adjusted(rows: list[RowSummary], comparisons: list[Comparison]
+              ) -> tuple[list[RowSummary], list[Comparison], int]:
+    """The rows and comparisons with every judgement (published numbers, then published Δs) Holm-adjusted as one
+    report's family, and the family's size (the judgements with a test)."""
+    judgements = [ref.judgement for row in rows for ref in row.references]
+    judgements += [claim.judgement for comparison in comparisons for claim in comparison.claims]
+    adjusted = iter(decisions.adjust(judgements))
+    family_size = sum(j.p_difference is not None and j.verdict is not Verdict.NOT_COMPARABLE for j in judgements)
+    rows = [replace(row, references=[replace(ref, judgement=next(adjusted)) for ref in row.references])
+            for row in rows]
+    comparisons = [replace(comparison, claims=[replace(claim, judgement=next(adjusted))
+                                               for claim in comparison.claims]) for comparison in comparisons]
+    return rows, comparisons, family_size

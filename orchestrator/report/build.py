@@ -13,6 +13,7 @@ from typing import Any
 from ghostsweep.model.registry import model_info
 from ghostsweep.orchestrator import report as report_package
 from ghostsweep.orchestrator.report.analysis import RowInput, analyse
+from ghostsweep.orchestrator.report.decisions import TwoStagePlan
 from ghostsweep.orchestrator.report.model import Metric, Report, TrialEntry
 from ghostsweep.orchestrator.report.records import TrialRecord
 from ghostsweep.orchestrator.report.references import DEFAULT_TARGET_HALFWIDTH_PP, REFERENCES
@@ -32,7 +33,7 @@ def _baseline_of(model: str) -> str | None:
     return model_info(model).baseline
 
 
-def _row_input(members: list[TrialRecord]) -> RowInput:
+def _row_input(members: list[TrialRecord], two_stage: TwoStagePlan | None) -> RowInput:
     first = members[0]
     done = [m for m in members if m.done and m.result is not None and m.result.final_test_acc is not None]
     values: dict[Metric, dict[int, float]] = {metric: {} for metric in Metric}
@@ -51,8 +52,16 @@ def _row_input(members: list[TrialRecord]) -> RowInput:
         values=values, params=next((m.result.params for m in done if m.result.params), None),
         macs=next((m.result.macs for m in done if m.result.macs), None), gpu_hours=hours["GPU"],
         cpu_hours=hours["CPU"], iterations=first.iterations, first_layer=first.first_layer,
-        block_norm=first.block_norm,
+        block_norm=first.block_norm, seeds_failed=[m.seed for m in members if m.failure and not m.diverged],
+        seeds_diverged=[m.seed for m in members if m.diverged], two_stage=two_stage,
     )
+
+
+def two_stage_plans(extensions: list[dict[str, Any]]) -> dict[str, TwoStagePlan]:
+    """Per report group, the plan of the last `extend --until-halfwidth` that chose its seeds by Stein's
+    procedure (extensions.json's rows' `two_stage`)."""
+    return {row["group"]: TwoStagePlan(**row["two_stage"]) for extension in extensions
+            for row in extension["rows"] if row.get("two_stage")}
 
 
 def build_report(
@@ -64,7 +73,9 @@ def build_report(
     groups: dict[str, list[TrialRecord]] = {}
     for record in records:
         groups.setdefault(record.group, []).append(record)
-    conclusions = analyse([_row_input(members) for members in groups.values()], _baseline_of, target_halfwidth_pp)
+    plans = two_stage_plans(extensions or [])
+    conclusions = analyse([_row_input(members, plans.get(group)) for group, members in groups.items()],
+                          _baseline_of, target_halfwidth_pp)
     used = {ref.source for row in conclusions.rows for ref in row.references}
     trials = [TrialEntry(r.trial_id, r.group, r.seed, r.done,
                          *(None if r.result is None else getattr(r.result, m.value) for m in Metric), r.curve)

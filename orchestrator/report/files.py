@@ -2,12 +2,15 @@
 plots, written by `write_report`; `reusable_report` reads report.json back when its inputs are unchanged, without
 analysing or drawing (this module imports neither numpy, scipy nor matplotlib).
 
-report.json: `title`, `generated_at`, `target_halfwidth_pp`, `answer` (one sentence per comparison),
-`rows` (per report group: seeds, `final_test_acc` / `best_val_test_acc` / `max_test_acc` summaries with CI,
-half-width, prediction interval and seeds needed; params, MACs, compute hours; each published number judged by
-its kind), `comparisons` (treatment − reference, paired by seed, Welch beside it, size ratios, the sources'
-claims), `ablations` (each published ablation curve with our rows along it, and its baseline), `extensions`
-(seeds added by `ghostsweep extend`), `sources`, `wandb`, `trials` (per trial: seed, accuracies, learning curve).
+report.json: `schema_version`, `title`, `generated_at`, `target_halfwidth_pp`, `multiplicity` (the adjustment and
+the family size), `answer` (one sentence per comparison), `rows` (per report group: seeds and their `outcomes`
+(planned, done, failed, diverged), `final_test_acc` / `best_val_test_acc` / `max_test_acc` summaries with CI,
+half-width, prediction interval and seeds needed (`two_stage`: the CI is Stein's); params, MACs, compute hours;
+each published number with its `judgement`: verdict, margin, raw and adjusted p), `comparisons` (treatment −
+reference, paired by seed, Welch beside it, the `method` rule 5 chose, size ratios, the sources' claims judged,
+each row's seed outcomes and `lost_note`), `ablations` (each published ablation curve with our rows along it,
+and its baseline), `extensions` (seeds added by `ghostsweep extend`), `sources`, `wandb`, `trials` (per trial:
+seed, accuracies, learning curve).
 A report of a sweep directory also holds `inputs_sha256`, the digest of what it was made from: `report` on an
 unchanged sweep reuses the files and prints report.json again.
 """
@@ -39,8 +42,8 @@ TRIALS_KEY = ',\n  "trials": ['  # where report.json's last key starts: written 
 
 def reusable_report(out_dir: Path, inputs: str) -> Report | None:
     """report.json in `out_dir`, but for its `trials` (what the terminal shows; `trials` is None), when it was made
-    from these inputs (`build.inputs_sha256`) and every file but the PNGs is still there; else None (a missing,
-    unreadable or older report is made again)."""
+    from these inputs (`build.inputs_sha256`), in this `model.SCHEMA_VERSION`, and every file but the PNGs is still
+    there; else None (a missing, unreadable or older report is made again)."""
     paths = report_paths(out_dir)
     if not all(path.is_file() for key, path in paths.items() if key not in PLOTS):
         return None
@@ -52,7 +55,10 @@ def reusable_report(out_dir: Path, inputs: str) -> Report | None:
         return None
     if not isinstance(data, dict) or data.get("inputs_sha256") != inputs:
         return None
-    return Report.from_dict(data)
+    try:
+        return Report.from_dict(data)
+    except ValueError:  # another schema_version (an older report.json): made again
+        return None
 
 
 def report_json(report: Report) -> str:

@@ -8,7 +8,15 @@ import time
 
 from ghostsweep.orchestrator.report.model import Report
 from ghostsweep.orchestrator.report.plots import Plot
-from ghostsweep.orchestrator.report.tables import NUMBER, VERDICT, Table, extension_lines, report_notes, text_tables
+from ghostsweep.orchestrator.report.tables import (
+    NUMBER,
+    VERDICT,
+    Table,
+    extension_lines,
+    multiplicity_line,
+    report_notes,
+    text_tables,
+)
 
 FACTOR_TITLES = {"model": "Ghost model − its baseline", "model_options": "Model options", "runtime": "Runtime",
                  "recipe": "Recipe", "data": "Data"}
@@ -28,14 +36,18 @@ th{background:#f0f2f5;text-align:left;vertical-align:bottom;font-weight:600}
 td,th{border-bottom:1px solid #e1e4e8;padding:5px 8px;vertical-align:top}
 td{font-variant-numeric:tabular-nums}td.label{font-weight:600}td.n{white-space:nowrap}
 .scroll{overflow-x:auto}
-.ok{color:#1a7f37;font-weight:600}.off{color:#cf222e;font-weight:600}
+.ok{color:#1a7f37;font-weight:600}.off{color:#cf222e;font-weight:600}.unsure{color:#9a6700;font-weight:600}
+.na{color:#57606a;font-weight:600}
 """
 
 
+VERDICT_CLASSES = {"consistent": "ok", "not consistent": "off", "inconclusive": "unsure", "not comparable": "na"}
+
+
 def _verdicts(text: str) -> str:
-    """Escaped text with its verdict words coloured: green when consistent, red when not."""
-    return VERDICT.sub(lambda m: f'<span class="{"ok" if m[1] == "consistent" else "off"}">{m[1]}</span>',
-                       html.escape(text))
+    """Escaped text with its verdict words coloured: green when consistent, red when not, amber when
+    inconclusive, grey when not comparable."""
+    return VERDICT.sub(lambda m: f'<span class="{VERDICT_CLASSES[m[1]]}">{m[1]}</span>', html.escape(text))
 
 
 def _html_table(table: Table) -> str:
@@ -89,7 +101,9 @@ def to_html(report: Report, plots: dict[str, Plot]) -> str:
         f"<h1>Reproduction report: {title}</h1><p class=meta>{len(report.rows)} rows, {done} of {planned} "
         f"trials done, {len(report.comparisons)} comparisons; generated {generated}. CIFAR-10 test accuracy in "
         f"%, differences in percentage points (pp).</p>"
-        f"<section class=answer><h2>The answer</h2>{_answer_html(report)}</section>"
+        f"<section class=answer><h2>The answer</h2>{_answer_html(report)}"
+        + (f"<p class=intro>{html.escape(multiplicity_line(report))}</p>" if report.family_size else "")
+        + "</section>"
         f"<h2>Plots</h2>{figures}{''.join(_html_table(table) for table in text_tables(report))}"
         + (f"<h2>Seeds added (ghostsweep extend)</h2><ul>{extensions}</ul>" if extensions else "")
         + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else "")

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from ghostsweep.orchestrator.report.model import Report
-from ghostsweep.orchestrator.report.tables import Table, extension_lines, report_notes, text_tables
+from ghostsweep.orchestrator.report.tables import (
+    Table,
+    extension_lines,
+    multiplicity_line,
+    report_notes,
+    text_tables,
+)
 
 
 def _markdown_table(table: Table) -> list[str]:
@@ -16,6 +22,8 @@ def to_markdown(report: Report) -> str:
     lines = [f"# Reproduction report: {report.title}", ""]
     if answer := report.answer:
         lines += ["## The answer", "", *(f"- {sentence}" for sentence in answer), ""]
+        if report.family_size:
+            lines += [multiplicity_line(report), ""]
     for table in text_tables(report):
         lines += _markdown_table(table)
     if extensions := extension_lines(report):

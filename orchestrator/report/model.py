@@ -15,8 +15,19 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from ghostsweep.orchestrator.report.decisions import (
+    DifferenceMethod,
+    Judgement,
+    SeedOutcomes,
+    TwoStagePlan,
+    Verdict,
+    lost_seeds,
+)
 from ghostsweep.orchestrator.report.references import ReferenceKind, Source
 from ghostsweep.orchestrator.report.stats import Interval
+
+SCHEMA_VERSION = 2  # report.json's layout: 2 added the three-valued judgements, seed outcomes and `schema_version`
+ADJUSTMENT = "Holm"  # how a report's judgements share one error rate (decisions.adjust)
 
 
 class Metric(StrEnum):
@@ -33,6 +44,56 @@ def _interval(data: Mapping[str, Any] | None) -> Interval | None:
 
 def _interval_dict(interval: Interval | None) -> dict[str, Any] | None:
     return None if interval is None else interval.to_dict()
+
+
+def judgement_dict(judgement: Judgement) -> dict[str, Any]:
+    """A judgement as report.json holds it: its fields, the final (adjusted) verdict first under `verdict`."""
+    fields = asdict(judgement)
+    return {"verdict": judgement.final_verdict or judgement.verdict, "margin": judgement.margin,
+            **{key: value for key, value in fields.items() if key not in ("verdict", "margin")},
+            "raw_verdict": judgement.verdict}
+
+
+def judgement_from_dict(data: Mapping[str, Any]) -> Judgement:
+    fields = {key: value for key, value in data.items() if key not in ("verdict", "raw_verdict")}
+    final = fields.pop("final_verdict")
+    return Judgement(**fields | {
+        "verdict": Verdict(data["raw_verdict"]), "final_verdict": None if final is None else Verdict(final),
+        "interval": _pair_of(data["interval"]), "equivalence_interval": _pair_of(data["equivalence_interval"])})
+
+
+def _pair_of(values: list[float] | None) -> tuple[float, float] | None:
+    return None if values is None else (values[0], values[1])
+
+
+def _p(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2g}"
+
+
+def verdict_phrase(judgement: Judgement) -> str:
+    """The final verdict in a few words, for the tables and the answer: the margin, raw → Holm-adjusted p of the
+    difference and the equivalence test, and, when inconclusive, what would decide it; a verdict without a test
+    says why (not comparable: how the recipes differ)."""
+    verdict = judgement.final_verdict or judgement.verdict
+    if judgement.p_difference is None:
+        reason = judgement.final_reason or judgement.reason
+        return f"{verdict}: {reason}" + (f"; {judgement.to_decide}" if judgement.to_decide else "")
+    tests = (f"p={_p(judgement.p_difference)}→{_p(judgement.p_difference_adjusted)}, equivalence "
+             f"p={_p(judgement.p_equivalence)}→{_p(judgement.p_equivalence_adjusted)}")
+    text = f"{verdict} at ±{judgement.margin:.2f} pp ({tests})"
+    if verdict is not judgement.verdict:
+        text += f"; {judgement.verdict} before the adjustment"
+    if verdict is Verdict.INCONCLUSIVE and judgement.to_decide:
+        text += f"; {judgement.to_decide.split(':')[0]}"
+    return text
+
+
+def _outcomes_from_dict(data: Mapping[str, Any]) -> SeedOutcomes:
+    return SeedOutcomes(*(tuple(data[key]) for key in ("planned", "done", "failed", "diverged")))
+
+
+def _plan_from_dict(data: Mapping[str, Any] | None) -> TwoStagePlan | None:
+    return None if data is None else TwoStagePlan(**data)
 
 
 class MeanWithInterval(Protocol):
@@ -85,8 +146,9 @@ class Summary:
 
 @dataclass(frozen=True)
 class JudgedReference:
-    """A published number beside ours, judged by the method its kind calls for (`interval`'s method): `consistent`
-    is None when there is no verdict yet (seeds missing, or fewer than two)."""
+    """A published number beside ours: `interval` is ours in the form the kind calls for (the prediction interval
+    for one run, Welch's, the predictive best of m), `judgement` the three-valued verdict (decisions.py), Holm-
+    adjusted over the report; not comparable when the published recipe differs from the row's."""
 
     source: str  # a `Source.key`
     kind: ReferenceKind
@@ -98,9 +160,12 @@ class JudgedReference:
     metric: Metric  # which of our accuracies it is compared with
     ours_mean: float | None
     interval: Interval | None
-    verdict: str
-    consistent: bool | None
+    judgement: Judgement
     notes: list[str]
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.judgement.final_verdict or self.judgement.verdict
 
     @property
     def ours_minus_paper(self) -> float | None:
@@ -119,13 +184,13 @@ class JudgedReference:
                 "test_acc_std": self.test_acc_std, "params": self.params, "macs": self.macs,
                 "metric": self.metric.value, "ours_mean": self.ours_mean, "ours_minus_paper": self.ours_minus_paper,
                 "interval": _interval_dict(self.interval), "method": self.method, "p_value": self.p_value,
-                "verdict": self.verdict, "consistent": self.consistent, "notes": self.notes}
+                "verdict": self.verdict.value, "judgement": judgement_dict(self.judgement), "notes": self.notes}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JudgedReference:
         return cls(data["source"], ReferenceKind(data["kind"]), data["runs"], data["test_acc"], data["test_acc_std"],
                    data["params"], data["macs"], Metric(data["metric"]), data["ours_mean"],
-                   _interval(data["interval"]), data["verdict"], data["consistent"], data["notes"])
+                   _interval(data["interval"]), judgement_from_dict(data["judgement"]), data["notes"])
 
 
 @dataclass(frozen=True)
@@ -153,6 +218,8 @@ class RowSummary:
     cpu_hours: float
     references: list[JudgedReference]
     notes: list[str]
+    outcomes: SeedOutcomes  # planned / done / failed / diverged: a lost seed is a result, not a gap
+    two_stage: TwoStagePlan | None = None  # `extend` chose its seeds by Stein's procedure: the final CI is Stein's
 
     @property
     def seeds_done(self) -> int:
@@ -170,6 +237,8 @@ class RowSummary:
             "params": self.params, "macs": self.macs, "gpu_hours": self.gpu_hours, "cpu_hours": self.cpu_hours,
             "references": [ref.to_dict() for ref in self.references], "notes": self.notes, "family": self.family,
             "first_layer": self.first_layer, "block_norm": self.block_norm,
+            "outcomes": asdict(self.outcomes), "seeds_described": self.outcomes.describe(),
+            "two_stage": self.two_stage and asdict(self.two_stage),
         }
 
     @classmethod
@@ -179,38 +248,42 @@ class RowSummary:
             data["block_norm"], data["settings"], data["seeds_planned"], data["seeds"], data["missing_seeds"],
             *(Summary.from_dict(data[metric.value]) for metric in Metric), data["params"], data["macs"],
             data["gpu_hours"], data["cpu_hours"], [JudgedReference.from_dict(ref) for ref in data["references"]],
-            data["notes"],
+            data["notes"], _outcomes_from_dict(data["outcomes"]), _plan_from_dict(data["two_stage"]),
         )
 
 
 @dataclass(frozen=True)
 class Claim:
-    """A source's own Δ of the compared models (two single runs), judged against our 95% prediction interval for
-    one unpaired pair of runs (`prediction`; None below two seeds per row)."""
+    """A source's own Δ of the compared models (two single runs): our 95% prediction interval for one unpaired pair
+    of runs (`prediction`; None below two seeds per row) and the three-valued judgement of our Δ − theirs."""
 
     source: str
     delta: float
     params_ratio: float | None
     macs_ratio: float | None
     prediction: Interval | None
-    verdict: str
-    consistent: bool | None
+    judgement: Judgement
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.judgement.final_verdict or self.judgement.verdict
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "delta": self.delta, "params_ratio": self.params_ratio,
-                "macs_ratio": self.macs_ratio, "prediction": _interval_dict(self.prediction), "verdict": self.verdict,
-                "consistent": self.consistent}
+                "macs_ratio": self.macs_ratio, "prediction": _interval_dict(self.prediction),
+                "verdict": self.verdict.value, "judgement": judgement_dict(self.judgement)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Claim:
         return cls(data["source"], data["delta"], data["params_ratio"], data["macs_ratio"],
-                   _interval(data["prediction"]), data["verdict"], data["consistent"])
+                   _interval(data["prediction"]), judgement_from_dict(data["judgement"]))
 
 
 @dataclass(frozen=True)
 class Comparison:
     """Two rows that differ in one factor: Δ = treatment − reference of the final test accuracy, paired by seed
-    (None below two pairs) and Welch's unpaired interval beside it, the size ratios, and the sources' claims."""
+    (None below two pairs) and Welch's unpaired interval beside it, `method` the one rule 5 of decisions.py
+    chose (paired from 3 pairs); the size ratios, the sources' claims, and each row's seed outcomes."""
 
     factor: str  # "model", "model_options", "runtime", "recipe", "data"
     treatment: str  # report groups
@@ -226,28 +299,39 @@ class Comparison:
     params_ratio: float | None
     macs_ratio: float | None
     claims: list[Claim]
+    method: DifferenceMethod
+    treatment_seeds: SeedOutcomes
+    reference_seeds: SeedOutcomes
+
+    @property
+    def interval(self) -> Interval | None:
+        """Δ's interval by the method rule 5 chose."""
+        return {DifferenceMethod.PAIRED: self.paired, DifferenceMethod.WELCH: self.welch}.get(self.method)
+
+    @property
+    def lost_note(self) -> str | None:
+        """The seeds either row lost (failed or diverged) and what that does to Δ; None when none was lost."""
+        return lost_seeds(self.treatment_seeds, self.reference_seeds, self.treatment_label,
+                          self.reference_label).note
 
     @property
     def sentence(self) -> str:
-        """The comparison in one sentence, for the top of the report."""
-        if self.paired is not None:
-            p = self.paired
-            ours = f"{p.estimate:+.2f} pp [{p.low:+.2f}, {p.high:+.2f}] (paired, n={p.n})"
-        elif self.welch is not None:
-            ours = f"{self.welch.estimate:+.2f} pp [{self.welch.low:+.2f}, {self.welch.high:+.2f}] (Welch, unpaired)"
-        else:
+        """The comparison in one sentence, for the top of the report: Δ by the chosen method, each claim's
+        Holm-adjusted verdict, and the seeds lost."""
+        interval = self.interval
+        if interval is None:
             return f"{self.difference}: not enough seeds for an interval yet."
-        sentence = f"{self.difference}: {ours}"
+        how = f"paired, n={interval.n}" if self.method is DifferenceMethod.PAIRED else "Welch, unpaired"
+        sentence = f"{self.difference}: {interval.estimate:+.2f} pp [{interval.low:+.2f}, {interval.high:+.2f}] ({how})"
         if self.params_ratio and self.factor == "model":
             sentence += f", at {self.params_ratio:.2f}× the params and {self.macs_ratio:.2f}× the MACs"
         for claim in self.claims:
-            if claim.prediction is None:
-                sentence += f"; {claim.source}'s Δ {claim.delta:+.1f} pp: no interval yet"
-                continue
-            where = "lies inside" if claim.consistent else "lies outside"
-            sentence += (f"; {claim.source}'s {claim.delta:+.1f} pp {where} the 95% prediction interval "
-                         f"[{claim.prediction.low:+.2f}, {claim.prediction.high:+.2f}] for one unpaired pair of runs: "
-                         f"{'consistent' if claim.consistent else 'not consistent'}")
+            sentence += f"; {claim.source}'s {claim.delta:+.1f} pp: {verdict_phrase(claim.judgement)}"
+        lost = [f"{label} {outcomes.describe()}" for label, outcomes in (
+            (self.treatment_label, self.treatment_seeds), (self.reference_label, self.reference_seeds))
+            if outcomes.lost]
+        if lost:
+            sentence += f"; seeds lost: {'; '.join(lost)} (Δ is over the survivors)"
         return sentence + "."
 
     def to_dict(self) -> dict[str, Any]:
@@ -257,7 +341,9 @@ class Comparison:
             "difference": self.difference, "differing": self.differing, "n_pairs": self.n_pairs,
             "paired": _interval_dict(self.paired), "welch": _interval_dict(self.welch),
             "seeds_needed": self.seeds_needed, "params_ratio": self.params_ratio, "macs_ratio": self.macs_ratio,
-            "claims": [claim.to_dict() for claim in self.claims],
+            "claims": [claim.to_dict() for claim in self.claims], "method": self.method.value,
+            "treatment_seeds": asdict(self.treatment_seeds), "reference_seeds": asdict(self.reference_seeds),
+            "lost_note": self.lost_note,
         }
 
     @classmethod
@@ -265,7 +351,9 @@ class Comparison:
         return cls(data["factor"], data["treatment"], data["reference"], data["treatment_label"],
                    data["reference_label"], data["difference"], data["differing"], data["n_pairs"],
                    _interval(data["paired"]), _interval(data["welch"]), data["seeds_needed"], data["params_ratio"],
-                   data["macs_ratio"], [Claim.from_dict(claim) for claim in data["claims"]])
+                   data["macs_ratio"], [Claim.from_dict(claim) for claim in data["claims"]],
+                   DifferenceMethod(data["method"]), _outcomes_from_dict(data["treatment_seeds"]),
+                   _outcomes_from_dict(data["reference_seeds"]))
 
 
 @dataclass(frozen=True)
@@ -283,8 +371,8 @@ class AblationPoint:
     params: int | None
     macs: int | None
     ours_minus_paper: float | None
-    verdict: str | None
-    consistent: bool | None
+    verdict: Verdict | None  # the judged published number's, adjusted
+    verdict_phrase: str | None  # `verdict_phrase` of its judgement
     paper_test_acc: float | None
     paper_params: float | None
     paper_macs: float | None
@@ -294,7 +382,8 @@ class AblationPoint:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AblationPoint:
-        return cls(**data)
+        verdict = data["verdict"]
+        return cls(**data | {"verdict": None if verdict is None else Verdict(verdict)})
 
 
 @dataclass(frozen=True)
@@ -377,6 +466,17 @@ class Conclusions:
     rows: list[RowSummary]
     comparisons: list[Comparison]
     ablations: list[AblationCurve]
+    family_size: int  # the judgements with a test, adjusted together (decisions.adjust)
+
+    @property
+    def multiplicity(self) -> str:
+        """How the verdicts share one error rate, for the report's readers."""
+        if not self.family_size:
+            return f"No judgement here has a test, so {ADJUSTMENT}'s adjustment has nothing to adjust."
+        return (f"{ADJUSTMENT}'s step-down over the report's family of {self.family_size} tested judgements "
+                "(published numbers and published Δs; the difference tests one family, the equivalence tests "
+                "another): each verdict shows raw → adjusted p, and the verdict is the adjusted one; a verdict that "
+                "changed with the adjustment says what it was before.")
 
     @property
     def answer(self) -> list[str]:
@@ -400,9 +500,11 @@ class Report(Conclusions):
     def to_dict(self) -> dict[str, Any]:
         """report.json's content; `trials` last (`files.report_json` writes it a trial a line)."""
         return {
-            "title": self.title, "generated_at": self.generated_at,
+            "schema_version": SCHEMA_VERSION, "title": self.title, "generated_at": self.generated_at,
             **({"inputs_sha256": self.inputs_sha256} if self.inputs_sha256 else {}),
-            "target_halfwidth_pp": self.target_halfwidth_pp, "rows": [row.to_dict() for row in self.rows],
+            "target_halfwidth_pp": self.target_halfwidth_pp, "multiplicity": {
+                "adjustment": ADJUSTMENT, "family_size": self.family_size, "note": self.multiplicity},
+            "rows": [row.to_dict() for row in self.rows],
             "comparisons": [comparison.to_dict() for comparison in self.comparisons],
             "ablations": [ablation.to_dict() for ablation in self.ablations], "answer": self.answer,
             "extensions": self.extensions, "sources": {key: asdict(source) for key, source in self.sources.items()},
@@ -411,10 +513,14 @@ class Report(Conclusions):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Report:
-        """report.json read back; without `trials` (a reused report's head), `trials` is None."""
+        """report.json read back; without `trials` (a reused report's head), `trials` is None. A report.json of
+        another schema is a ValueError (its reader makes the report again)."""
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"report.json schema {data.get('schema_version', 1)}, not {SCHEMA_VERSION}")
         trials = data.get("trials")
         return cls(
             target_halfwidth_pp=data["target_halfwidth_pp"], rows=[RowSummary.from_dict(r) for r in data["rows"]],
+            family_size=data["multiplicity"]["family_size"],
             comparisons=[Comparison.from_dict(c) for c in data["comparisons"]],
             ablations=[AblationCurve.from_dict(a) for a in data["ablations"]], title=data["title"],
             generated_at=data["generated_at"], extensions=data["extensions"],

@@ -11,6 +11,8 @@ from ghostsweep.orchestrator.sweepdir.cache import TrialRead, read_trials
 from ghostsweep.orchestrator.sweepdir.directory import SweepDir
 from ghostsweep.trials.trialdir import TrialResult, TrialStatus
 
+DIVERGED = "diverged"  # how the runner's reason for a non-finite loss begins (trials/runner.py)
+
 
 @dataclass
 class TrialRecord:
@@ -29,6 +31,19 @@ class TrialRecord:
     result: TrialResult | None = None  # None before the trial (or its W&B run) has ended
     curve: list[tuple[int, float]] = field(default_factory=list)  # (iteration, val_acc)
     settings: dict[str, Any] = field(default_factory=dict)  # sweepdir.trial_settings: what rows are compared by
+    failure: str | None = None  # why it failed (result.json's `reason`), when its last attempt failed for good
+    attempts: int = 0  # submissions so far (queued.json's `attempt`; 0: never submitted)
+
+    @property
+    def diverged(self) -> bool:
+        """A failure by a non-finite loss: the runner's reason says "diverged at iteration N"."""
+        return self.failure is not None and self.failure.startswith(DIVERGED)
+
+    @property
+    def failed_for_good(self) -> bool:
+        """A failure a rerun would repeat: a divergence (training is deterministic given the seed), or a second
+        failed attempt. `extend` stops waiting for such a seed."""
+        return self.failure is not None and (self.diverged or self.attempts >= 2)
 
 
 def records_from_sweep(sweep_dir: Path | SweepDir, reads: list[TrialRead] | None = None,
@@ -45,5 +60,7 @@ def records_from_sweep(sweep_dir: Path | SweepDir, reads: list[TrialRead] | None
             model=trial.model, first_layer=trial.first_layer, block_norm=trial.block_norm,
             seed=trial.seed, iterations=trial.iterations, done=state.state == TrialStatus.DONE,
             result=state.result, curve=read.curve, settings=trial.settings,
+            failure=state.reason if state.state == TrialStatus.FAILED else None,
+            attempts=state.attempt,
         ))
     return index.name, records, index.wandb

@@ -7,19 +7,32 @@ import re
 import time
 from dataclasses import dataclass
 
+from ghostsweep.orchestrator.report.decisions import (
+    DIFFERENCE_MARGIN_FLOOR_PP,
+    LEVEL_MARGIN_PP,
+    MIN_PAIRS,
+    DifferenceMethod,
+    Judgement,
+    SeedOutcomes,
+    Verdict,
+)
 from ghostsweep.orchestrator.report.model import (
     AblationCurve,
+    Comparison,
     MeanWithInterval,
     Metric,
     Report,
     RowSummary,
     Summary,
+    verdict_phrase,
 )
 from ghostsweep.orchestrator.report.references import ABLATION_SYMBOLS, CONTEXT
 from ghostsweep.orchestrator.report.stats import Interval
 
 NUMBER = re.compile(r"[\d±+\-−—]")  # a cell that starts like a number stays on one line
-VERDICT = re.compile(r"\b(not consistent|consistent|paper(?:'s Δ)? (?:above|below))\b")
+VERDICT = re.compile(r"\b(not consistent|not comparable|inconclusive|consistent)\b")  # longest first
+VERDICT_STYLES = {Verdict.CONSISTENT: "green", Verdict.NOT_CONSISTENT: "red", Verdict.INCONCLUSIVE: "yellow",
+                  Verdict.NOT_COMPARABLE: "dim"}  # how the terminal colours each verdict word
 
 
 def _pct(stats: MeanWithInterval) -> str:
@@ -43,10 +56,12 @@ def _hours(row: RowSummary) -> str:
     return ", ".join(parts) or "—"
 
 
-def _seeds(row: RowSummary) -> str:
-    text = f"{row.seeds_done}/{row.seeds_planned}"
-    missing = ", ".join(map(str, row.missing_seeds))
-    return f"{text} (missing seeds {missing})" if missing else text
+def _seeds(outcomes: SeedOutcomes) -> str:
+    """done/planned, then the seeds not done: pending ("missing"), failed, diverged."""
+    parts = [f"{what} seeds {', '.join(map(str, seeds))}" for what, seeds in (
+        ("missing", outcomes.pending), ("failed", outcomes.failed), ("diverged", outcomes.diverged)) if seeds]
+    text = f"{len(outcomes.done)}/{len(outcomes.planned)}"
+    return f"{text} ({'; '.join(parts)})" if parts else text
 
 
 def _precision(summary: Summary) -> str:
@@ -94,7 +109,7 @@ TABLE_COLUMNS = (
 def table_rows(report: Report) -> list[list[str]]:
     """Our numbers per row."""
     return [[
-        row.label, _seeds(row), _pct(row.final_test_acc), _precision(row.final_test_acc),
+        row.label, _seeds(row.outcomes), _pct(row.final_test_acc), _precision(row.final_test_acc),
         _pct(row.best_val_test_acc), _range(row.final_test_acc), _millions(row.params, 3), _millions(row.macs, 1),
         _hours(row),
     ] for row in report.rows]
@@ -103,7 +118,7 @@ def table_rows(report: Report) -> list[list[str]]:
 METRIC_NAMES = {Metric.FINAL: "final", Metric.BEST_VAL: "best-val", Metric.MAX_OVER_EVALS: "max over evals"}
 PUBLISHED_COLUMNS = (
     "variant", "source", "published test %", "what the number is", "ours test % (which)", "ours − paper (pp)",
-    "verdict (by the method the kind calls for)",
+    "verdict at the margin (p raw→adjusted)", "the tests",
 )
 
 
@@ -114,24 +129,58 @@ def published_rows(report: Report) -> list[list[str]]:
         f"{ref.test_acc:.2f}" + ("" if ref.test_acc_std is None else f" ± {ref.test_acc_std:.2f}"),
         ref.kind.value + (f", n={ref.runs}" if ref.runs else ""),
         "—" if ref.ours_mean is None else f"{ref.ours_mean:.2f} ({METRIC_NAMES[ref.metric]})",
-        _signed(ref.ours_minus_paper), ref.verdict,
+        _signed(ref.ours_minus_paper), verdict_phrase(ref.judgement), _tests(ref.judgement),
     ] for row in report.rows for ref in row.references]
 
 
+def _tests(judgement: Judgement) -> str:
+    """What the verdict rests on: the method, the intervals against the margin, and what would decide it."""
+    if judgement.p_difference is None:
+        return "—"
+    decide = f"; {judgement.to_decide}" if judgement.to_decide else ""
+    return f"{judgement.method}: {judgement.final_reason or judgement.reason}{decide}"
+
+
 COMPARISON_COLUMNS = (
-    "Δ = treatment − reference", "seed pairs", "paired Δ pp [95% CI], p", "Welch Δ pp [95% CI], p",
-    "seeds for target", "params (treatment ÷ reference)", "MACs (treatment ÷ reference)",
-    "published Δ pp (source)", "verdict on the published Δ",
+    "Δ = treatment − reference", "seed pairs", "Δ pp [95% CI], p (by the rule)", "paired Δ pp [95% CI], p",
+    "Welch Δ pp [95% CI], p", "seeds done / planned (treatment; reference)", "seeds for target",
+    "params (treatment ÷ reference)", "MACs (treatment ÷ reference)", "published Δ pp (source)",
+    "verdict on the published Δ (p raw→adjusted)",
 )
+
+
+def _chosen(comparison: Comparison) -> str:
+    """Δ by the interval rule 5 chose, and which (why, when it is not the paired one)."""
+    if comparison.method is DifferenceMethod.NONE:
+        return "—"
+    paired = comparison.method is DifferenceMethod.PAIRED
+    why = "paired" if paired else f"Welch: {comparison.n_pairs} pairs < {MIN_PAIRS}"
+    return f"{_interval_text(comparison.interval)} ({why})"
 
 
 def comparison_rows(report: Report) -> list[list[str]]:
     return [[
-        c.difference, str(c.n_pairs), _interval_text(c.paired), _interval_text(c.welch),
+        c.difference, str(c.n_pairs), _chosen(c), _interval_text(c.paired), _interval_text(c.welch),
+        f"{_seeds(c.treatment_seeds)}; {_seeds(c.reference_seeds)}",
         "—" if c.seeds_needed is None else str(c.seeds_needed), _ratio(c.params_ratio), _ratio(c.macs_ratio),
         "; ".join(f"{claim.delta:+.2f} ({claim.source})" for claim in c.claims) or "—",
-        "; ".join(claim.verdict for claim in c.claims) or "—",
+        "; ".join(verdict_phrase(claim.judgement) for claim in c.claims) or "—",
     ] for c in report.comparisons]
+
+
+def multiplicity_line(report: Report) -> str:
+    """Under the answer: that its verdicts are adjusted, and over how many."""
+    return (f"Verdicts are Holm-adjusted over the report's {report.family_size} tested judgements (raw → adjusted p "
+            "beside each; the tables say more).")
+
+
+def verdict_rules(report: Report) -> str:
+    """The verdicts in two sentences, with the report's margins and adjustment: the tables' intros say it."""
+    return (f"Consistent: our seeds place ours − published within the margin (±{LEVEL_MARGIN_PP:g} pp for an "
+            f"accuracy, the Δ's own size but at least ±{DIFFERENCE_MARGIN_FLOOR_PP:g} pp for a published Δ) by an "
+            "equivalence test; not consistent: the difference test rejects 0 and equivalence fails; inconclusive: "
+            "neither decides (with the seeds that would decide it, or why none can); not comparable: the published "
+            f"recipe differs from the row's (how, beside it), no test. {report.multiplicity}")
 
 
 def text_tables(report: Report) -> list[Table]:
@@ -144,14 +193,18 @@ def text_tables(report: Report) -> list[Table]:
     if published := published_rows(report):
         tables.append(Table(
             "Published numbers", "Each published number is judged by the method its kind calls for (named in the "
-            "verdict); ours − paper uses the accuracy that method compares (final, or the max over evaluations for "
-            "a number selected on the test set).", PUBLISHED_COLUMNS, published, grouped=True, per_row=True))
+            "tests); ours − paper uses the accuracy that method compares (final, or the max over evaluations for "
+            f"a number selected on the test set). {verdict_rules(report)}", PUBLISHED_COLUMNS, published,
+            grouped=True, terminal=(0, 1, 2, 3, 4, 5, 6), per_row=True))
     if report.comparisons:
         tables.append(Table(
             "Comparisons", "Δ = treatment − reference, in percentage points of CIFAR-10 test accuracy, paired by "
-            "seed (the same seed gives both rows the same batches); Welch's unpaired interval beside it. A "
-            "published Δ (two single runs) is judged against the 95% prediction interval for one unpaired pair of "
-            "runs.", COMPARISON_COLUMNS, comparison_rows(report), terminal=(0, 1, 2, 4, 5, 6, 7, 8), per_row=True))
+            f"seed (the same seed gives both rows the same batches) from {MIN_PAIRS} pairs on, else Welch's "
+            "interval on all seeds: the rule is fixed before the data (with 2 pairs the paired t has 1 df); both "
+            "intervals are in the files. "
+            "Failed and diverged seeds are named: Δ is over the seeds that survived. A published Δ (two single "
+            "runs) is judged against ours, unpaired.", COMPARISON_COLUMNS, comparison_rows(report),
+            terminal=(0, 1, 2, 5, 6, 9, 10), per_row=True))
     tables += [ablation_table(ablation) for ablation in report.ablations]
     if context := context_rows(report):
         tables.append(Table(
@@ -175,7 +228,7 @@ def ablation_table(ablation: AblationCurve) -> Table:
             f"{symbol}={point.value}", point.label or "not in this sweep", str(point.n), _pct(point),
             _millions(point.params, 2), _millions(point.macs, 1), "—" if paper is None else f"{paper:.1f}",
             _millions(point.paper_params, 1), _millions(point.paper_macs, 0), _signed(point.ours_minus_paper),
-            point.verdict or "—",
+            point.verdict_phrase or "—",
         ])
     return Table(
         f"Ablation: {symbol} on {ablation.model}", f"{ablation.source} {ablation.where}: our final test "
@@ -203,10 +256,12 @@ def context_rows(report: Report) -> list[list[str]]:
 
 
 def report_notes(report: Report) -> list[str]:
-    """The rows' notes, then their published numbers' notes, each led by what it is about."""
+    """The rows' notes, their published numbers' notes, then the comparisons' lost seeds, each led by what it is
+    about."""
     notes = [f"{row.label}: {note}" for row in report.rows for note in row.notes]
-    return notes + [f"{row.label}, {ref.source}: {note}" for row in report.rows
-                    for ref in row.references for note in ref.notes]
+    notes += [f"{row.label}, {ref.source}: {note}" for row in report.rows for ref in row.references
+              for note in ref.notes]
+    return notes + [f"{c.difference}: {c.lost_note}" for c in report.comparisons if c.lost_note]
 
 
 def extension_lines(report: Report) -> list[str]:

@@ -6,8 +6,16 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
+from ghostsweep.orchestrator.report.decisions import Verdict
 from ghostsweep.orchestrator.report.model import Report
-from ghostsweep.orchestrator.report.tables import NUMBER, VERDICT, Table, text_tables
+from ghostsweep.orchestrator.report.tables import (
+    NUMBER,
+    VERDICT,
+    VERDICT_STYLES,
+    Table,
+    multiplicity_line,
+    text_tables,
+)
 
 TERMINAL_ROWS = 40  # report rows the terminal's per-row tables show by default (`report --rows`); 0: all
 
@@ -26,6 +34,8 @@ def terminal_report(report: Report, rows: int = TERMINAL_ROWS) -> Any:
         parts.append(Text("• ").append_text(_styled(comparison.sentence, comparison.difference)))
     if rows and len(report.comparisons) > rows:
         parts.append(_more(len(report.comparisons) - rows))
+    if report.family_size:
+        parts.append(Text(multiplicity_line(report), style="dim"))
     for table in text_tables(report):
         lines, left_out = _first_rows(table, rows)
         parts += [Text(), _rich_table(table, lines)]
@@ -35,12 +45,12 @@ def terminal_report(report: Report, rows: int = TERMINAL_ROWS) -> Any:
 
 
 def _styled(text: str, label: str = "") -> Any:
-    """The text with its leading `label` in bold and its verdict words coloured (green: consistent, red: not)."""
+    """The text with its leading `label` in bold and its verdict words coloured (`VERDICT_STYLES`)."""
     from rich.text import Text
 
     out = Text.assemble((label, "bold"), text.removeprefix(label))
     for match in VERDICT.finditer(out.plain):
-        out.stylize("green" if match[1] == "consistent" else "red", match.start(1), match.end(1))
+        out.stylize(VERDICT_STYLES[Verdict(match[1])], match.start(1), match.end(1))
     return out
 
 

@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ghostsweep.orchestrator.report.decisions import Judgement
 from ghostsweep.orchestrator.report.model import Metric, Report
 from ghostsweep.orchestrator.report.plots import PLOTS
 from ghostsweep.orchestrator.report.records import TrialRecord
@@ -71,6 +72,7 @@ def records_from_wandb(path: str, api: Any | None = None) -> tuple[str, list[Tri
             variant=trial.variant, model=trial.model, first_layer=trial.first_layer,
             block_norm=trial.block_norm, seed=trial.seed, iterations=trial.iterations,
             done=result is not None and result.done, result=result, curve=curve, settings=trial.settings,
+            failure=(result.reason or "failed") if result is not None and result.status is Outcome.FAILED else None,
         ))
     title = _observed(chosen[0]).get("sweep") or path
     return title, records, {"entity": entity, "project": project}
@@ -103,6 +105,8 @@ def numeric_tables(report: Report) -> dict[str, list[dict[str, Any]]]:
         "group": row.group, "label": row.label, "variant": row.variant, "model": row.model, "family": row.family,
         "first_layer": row.first_layer, "block_norm": row.block_norm, "seeds_planned": row.seeds_planned,
         "seeds_done": row.seeds_done, "missing_seeds": " ".join(map(str, row.missing_seeds)),
+        "failed_seeds": " ".join(map(str, row.outcomes.failed)),
+        "diverged_seeds": " ".join(map(str, row.outcomes.diverged)),
         **{f"{metric.value}_{stat}": value
            for metric in Metric for stat, value in row.summary(metric).to_dict().items()},
         "params": row.params, "macs": row.macs, "gpu_hours": row.gpu_hours, "cpu_hours": row.cpu_hours,
@@ -113,12 +117,14 @@ def numeric_tables(report: Report) -> dict[str, list[dict[str, Any]]]:
         "metric": ref.metric.value, "test_acc": ref.test_acc, "test_acc_std": ref.test_acc_std, "params": ref.params,
         "macs": ref.macs, "ours_mean": ref.ours_mean, "ours_minus_paper": ref.ours_minus_paper,
         "interval_low": ref.interval and ref.interval.low, "interval_high": ref.interval and ref.interval.high,
-        "p_value": ref.p_value, "method": ref.method, "consistent": ref.consistent, "verdict": ref.verdict,
+        "p_value": ref.p_value, "method": ref.method, **_judgement_columns(ref.judgement),
     } for row in report.rows for ref in row.references]
     comparisons = [{
         "factor": c.factor, "difference": c.difference, "treatment": c.treatment, "reference": c.reference,
         "treatment_label": c.treatment_label, "reference_label": c.reference_label, "differing": " ".join(c.differing),
         "n_pairs": c.n_pairs, **_interval_columns(c.paired), **_interval_columns(c.welch, "welch_"),
+        "method": c.method.value, "treatment_lost": " ".join(map(str, c.treatment_seeds.lost)),
+        "reference_lost": " ".join(map(str, c.reference_seeds.lost)),
         "seeds_needed": c.seeds_needed, "params_ratio": c.params_ratio, "macs_ratio": c.macs_ratio,
     } for c in report.comparisons]
     claims = [{
@@ -126,11 +132,18 @@ def numeric_tables(report: Report) -> dict[str, list[dict[str, Any]]]:
         "ours_delta": (c.paired or c.welch) and (c.paired or c.welch).estimate, "source": claim.source,
         "claim_delta": claim.delta, "claim_params_ratio": claim.params_ratio, "claim_macs_ratio": claim.macs_ratio,
         "prediction_low": claim.prediction and claim.prediction.low,
-        "prediction_high": claim.prediction and claim.prediction.high, "consistent": claim.consistent,
-        "verdict": claim.verdict,
+        "prediction_high": claim.prediction and claim.prediction.high, **_judgement_columns(claim.judgement),
     } for c in report.comparisons for claim in c.claims]
     answer = [{"difference": c.difference, "sentence": c.sentence} for c in report.comparisons]
     return {"rows": rows, "references": references, "comparisons": comparisons, "claims": claims, "answer": answer}
+
+
+def _judgement_columns(judgement: Judgement) -> dict[str, str | float | None]:
+    """A judgement as table columns: the final verdict, the one before adjustment, the margin, raw and adjusted p."""
+    return {"verdict": (judgement.final_verdict or judgement.verdict).value, "raw_verdict": judgement.verdict.value,
+            "margin": judgement.margin, "p_difference": judgement.p_difference,
+            "p_difference_adjusted": judgement.p_difference_adjusted, "p_equivalence": judgement.p_equivalence,
+            "p_equivalence_adjusted": judgement.p_equivalence_adjusted}
 
 
 def _interval_columns(interval: Interval | None, prefix: str = "") -> dict[str, float | int | None]:

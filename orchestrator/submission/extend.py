@@ -1,9 +1,13 @@
 """`ghostsweep extend`: more seeds for the rows and comparisons whose 95% interval is wider than a target.
 
 n is chosen for precision, never "until significant": stopping once p < 0.05 makes a chance difference look real
-far more often than 5% of the time, while a half-width target never looks at the difference itself. The seeds
-needed come from the spread observed so far (`stats.seeds_for_halfwidth`, the number the report shows); seeds
-planned but not done yet count towards n, since they will be done.
+far more often than 5% of the time, while a half-width target never looks at the difference itself. `--until-
+halfwidth` chooses n by Stein's two-stage procedure (decisions.plan_two_stage): the seeds done are the pilot (a row
+with fewer than `decisions.MIN_PILOT_SEEDS` is first taken to that many), their spread and df set n, and the
+report computes that row's interval from the pilot's spread and df, so that choosing n from the data does not cost
+coverage (planning from the observed spread and then using a fixed-n t-interval covers 0.90-0.93, not 0.95).
+Seeds planned but not done yet count towards n, since they will be done; a seed that failed for good (it
+diverged, or failed twice: a rerun would repeat it) does not, and is replaced by a new seed, said in the reason.
 
 A new trial is a row's config.json with another seed, so its report group (every setting but the seed) is the
 row's. A row takes its smallest unused seeds and a comparison's two rows take the same seeds, so that they pair.
@@ -20,15 +24,16 @@ from enum import StrEnum
 from typing import Any
 
 from ghostsweep.orchestrator.report.build import build_report
+from ghostsweep.orchestrator.report.decisions import MIN_PILOT_SEEDS, STEIN_PROCEDURE, plan_two_stage
 from ghostsweep.orchestrator.report.model import Report
-from ghostsweep.orchestrator.report.records import records_from_sweep
+from ghostsweep.orchestrator.report.records import TrialRecord, records_from_sweep
 from ghostsweep.orchestrator.report.references import DEFAULT_TARGET_HALFWIDTH_PP
 from ghostsweep.orchestrator.sweepdir.directory import EXTENSIONS_FILE, SweepDir, TrialEntry
 from ghostsweep.orchestrator.sweepdir.state import read_state
 from ghostsweep.trials.config import TrialConfig
 from ghostsweep.trials.trialdir import CONFIG_FILE, TrialStatus, atomic_write_json, read_json
 
-MIN_SEEDS = 3  # a row or comparison with no spread yet (< 2 seeds done) is first taken to 3: 2 df to plan from
+MIN_SEEDS = MIN_PILOT_SEEDS  # a row or comparison is first taken to 3 seeds done: Stein's pilot, 2 df to plan from
 DEFAULT_MAX_SEEDS = 20  # at a 0.2–0.3 pp seed std (ResNets on CIFAR-10), 20 seeds give about ±0.1 pp
 SEED_LIMIT = 1000  # as for the spec's `seeds`
 
@@ -37,7 +42,7 @@ class Mode(StrEnum):
     """How the new n was chosen."""
 
     SEEDS = "seeds"  # one n for every row, set in advance
-    UNTIL_HALFWIDTH = "until-halfwidth"  # the n the observed spread needs for a target half-width
+    UNTIL_HALFWIDTH = "until-halfwidth"  # the n Stein's procedure plans for a target half-width
 
 
 @dataclass
@@ -54,6 +59,8 @@ class RowExtension:
     added_seeds: list[int] = field(default_factory=list)
     trial_ids: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    lost_seeds: dict[int, str] = field(default_factory=dict)  # failed for good: not waited for (seed: why)
+    two_stage: dict[str, Any] | None = None  # the TwoStagePlan that chose its n (`report` computes Stein's CI)
 
 
 @dataclass
@@ -68,6 +75,7 @@ class ComparisonNeed:
     seeds_needed: int | None
     pairs_wanted: int
     reason: str
+    two_stage: dict[str, Any] | None = None  # the TwoStagePlan of its paired differences
 
 
 @dataclass
@@ -96,17 +104,17 @@ class Extension:
         added = ", ".join(f"+{len(r.added_seeds)} to {r.label}" for r in self.rows if r.added_seeds)
         if self.mode is Mode.SEEDS:
             return f"n set in advance: every row taken to {self.seeds} seeds ({added})."
-        return (f"n chosen to reach a precision: seeds added until each row's 95% CI half-width, and each "
-                f"comparison's paired one, would be at most ±{self.target_halfwidth_pp:g} pp at the spread observed "
-                f"so far (at most {self.max_seeds} seeds); precision-based stopping, never until significant "
-                f"({added}).")
+        return (f"n chosen to reach a precision by {STEIN_PROCEDURE}: each row's 95% CI half-width, and each "
+                f"comparison's paired one, planned for ±{self.target_halfwidth_pp:g} pp from the seeds done "
+                f"(rows with fewer than {MIN_SEEDS} first taken to {MIN_SEEDS}; at most {self.max_seeds} seeds); "
+                f"precision-based stopping, never until significant ({added}).")
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "at": self.at, "mode": self.mode.value, "seeds": self.seeds,
             "target_halfwidth_pp": self.target_halfwidth_pp, "max_seeds": self.max_seeds, "note": self.note,
             "trial_ids": [t.trial_id for t in self.new_trials],
-            "rows": [asdict(r) for r in self.rows if r.added_seeds],
+            "rows": [asdict(r) for r in self.rows if r.added_seeds or r.lost_seeds],
             "comparisons": [asdict(c) for c in self.comparisons],
         }
 
@@ -117,13 +125,30 @@ class _Row:
     template_id: str  # the trial whose config.json and sweep.json entry the new seeds copy
     template_entry: TrialEntry
     seeds: list[int]  # planned, in plan order; grows as seeds are added
+    finals: dict[int, float]  # final test accuracy of the seeds done
+
+    @property
+    def counted(self) -> int:
+        """The seeds that are or will be done: planned, less those that failed for good."""
+        return len(self.seeds) - len(self.extension.lost_seeds)
 
     def add(self, seeds: list[int], reason: str) -> None:
         new = [s for s in seeds if s not in self.seeds]
         if new:
             self.seeds += new
             self.extension.added_seeds += new
-            self.extension.reasons.append(reason)
+            self.extension.reasons.append(reason + self._replacing())
+
+    def take_to(self, total: int, reason: str) -> None:
+        """`total` counted seeds: new ones for those missing, a lost seed replaced rather than waited for."""
+        self.add(_smallest_unused(self.seeds, total - self.counted), reason)
+
+    def _replacing(self) -> str:
+        lost = self.extension.lost_seeds
+        if not lost:
+            return ""
+        return "; not waiting for " + ", ".join(f"seed {seed} ({why})" for seed, why in lost.items()) + \
+            ": counted as lost, a new seed in its place"
 
 
 def target_halfwidth(sweep: SweepDir) -> float:
@@ -143,52 +168,49 @@ def plan_seeds(sweep: SweepDir, seeds: int) -> Extension:
         raise ValueError(f"--seeds: must be in [1, {SEED_LIMIT}], got {seeds}")
     rows, _ = _rows(sweep, target_halfwidth(sweep))
     for row in rows.values():
-        row.add(_smallest_unused(row.seeds, seeds - len(row.seeds)), f"every row taken to {seeds} seeds")
+        row.take_to(seeds, f"every row taken to {seeds} seeds")
     return _with_trials(sweep, Extension(Mode.SEEDS, seeds, None, None, [r.extension for r in rows.values()], []),
                         rows)
 
 
 def plan_until_halfwidth(sweep: SweepDir, target: float, max_seeds: int | None = None) -> Extension:
-    """The seeds each row's and each comparison's observed spread needs for a 95% half-width of `target` pp,
-    at most `max_seeds` (default `DEFAULT_MAX_SEEDS`) per row."""
+    """Stein's two-stage plan for each row's and each comparison's 95% half-width of `target` pp, from the seeds
+    done (a row or comparison with fewer than `MIN_SEEDS` done is first taken to that many), at most `max_seeds`
+    (default `DEFAULT_MAX_SEEDS`) per row."""
     max_seeds = DEFAULT_MAX_SEEDS if max_seeds is None else max_seeds
     if not (math.isfinite(target) and target > 0):
         raise ValueError(f"--until-halfwidth: must be a number of percentage points > 0, got {target}")
     if not MIN_SEEDS <= max_seeds <= SEED_LIMIT:
         raise ValueError(f"--max-seeds: must be in [{MIN_SEEDS}, {SEED_LIMIT}], got {max_seeds}")
     rows, report = _rows(sweep, target)
-    for summary in report.rows:
-        row, final = rows[summary.group], summary.final_test_acc
-        wanted = _wanted(final.halfwidth, final.seeds_needed, summary.seeds_done, "seeds", target, max_seeds)
-        if wanted is not None:
-            row.add(_smallest_unused(row.seeds, wanted[0] - len(row.seeds)), wanted[1])
+    for row in rows.values():
+        finals = [row.finals[s] for s in sorted(row.finals)]
+        if len(finals) < MIN_SEEDS:
+            row.take_to(MIN_SEEDS, f"{len(finals)} seeds done: taken to {MIN_SEEDS}, the pilot to plan from")
+            continue
+        plan = plan_two_stage(finals, target, max_seeds)
+        if plan.total > row.counted:
+            row.extension.two_stage = asdict(plan)
+            row.take_to(plan.total, plan.describe())
     needs = []
     for comparison in report.comparisons:
-        halfwidth = comparison.paired and comparison.paired.halfwidth
-        wanted = _wanted(halfwidth, comparison.seeds_needed, comparison.n_pairs, "pairs", target, max_seeds)
-        if wanted is None:
-            continue
-        reason = f"{comparison.difference}: {wanted[1]}"
         pair = rows[comparison.treatment], rows[comparison.reference]
-        for row, seeds in zip(pair, _pair_seeds(*pair, wanted[0]), strict=True):
+        common = sorted(pair[0].finals.keys() & pair[1].finals.keys())
+        if len(common) < MIN_SEEDS:
+            wanted, reason, plan_dict = MIN_SEEDS, f"{len(common)} pairs done: taken to {MIN_SEEDS}", None
+        else:
+            plan = plan_two_stage([pair[0].finals[s] - pair[1].finals[s] for s in common], target, max_seeds)
+            if plan.total <= len(common):
+                continue
+            wanted, reason, plan_dict = plan.total, f"paired Δ: {plan.describe()}", asdict(plan)
+        reason = f"{comparison.difference}: {reason}"
+        for row, seeds in zip(pair, _pair_seeds(*pair, wanted), strict=True):
             row.add(seeds[:max(0, max_seeds - len(row.seeds))], reason)
         needs.append(ComparisonNeed(comparison.difference, comparison.treatment, comparison.reference,
-                                    comparison.n_pairs, halfwidth, comparison.seeds_needed, wanted[0], reason))
+                                    len(common), comparison.paired and comparison.paired.halfwidth,
+                                    comparison.seeds_needed, wanted, reason, plan_dict))
     extension = Extension(Mode.UNTIL_HALFWIDTH, None, target, max_seeds, [r.extension for r in rows.values()], needs)
     return _with_trials(sweep, extension, rows)
-
-
-def _wanted(halfwidth: float | None, needed: int | None, done: int, unit: str, target: float,
-            max_seeds: int) -> tuple[int, str] | None:
-    """How many seeds (or pairs) a row (or comparison) should have, and why; None when it is precise enough."""
-    if halfwidth is None:
-        return MIN_SEEDS, f"{done} {unit} done, no spread yet: taken to {MIN_SEEDS} to estimate it"
-    if halfwidth <= target:
-        return None
-    why = f"±{halfwidth:.2f} pp over {done} {unit} needs {needed or f'more than {SEED_LIMIT}'} for ±{target:g}"
-    if needed is None or needed > max_seeds:
-        return max_seeds, f"{why}, capped at {max_seeds}"
-    return needed, why
 
 
 def _smallest_unused(taken: list[int], count: int) -> list[int]:
@@ -201,9 +223,11 @@ def _smallest_unused(taken: list[int], count: int) -> list[int]:
 
 
 def _pair_seeds(treatment: _Row, reference: _Row, pairs: int) -> tuple[list[int], list[int]]:
-    """What each row lacks of `pairs` common seeds: the common ones, then those one row has, then fresh ones."""
-    common = [s for s in treatment.seeds if s in reference.seeds]
-    one_side = sorted(set(treatment.seeds) ^ set(reference.seeds))
+    """What each row lacks of `pairs` common seeds: the common ones, then those one row has, then fresh ones; a
+    seed either row lost for good does not pair."""
+    lost = treatment.extension.lost_seeds.keys() | reference.extension.lost_seeds.keys()
+    common = [s for s in treatment.seeds if s in reference.seeds and s not in lost]
+    one_side = sorted((set(treatment.seeds) ^ set(reference.seeds)) - lost)
     wanted = [*common, *one_side, *_smallest_unused(treatment.seeds + reference.seeds, pairs)][:pairs]
     return ([s for s in wanted if s not in treatment.seeds], [s for s in wanted if s not in reference.seeds])
 
@@ -211,18 +235,26 @@ def _pair_seeds(treatment: _Row, reference: _Row, pairs: int) -> tuple[list[int]
 def _rows(sweep: SweepDir, target: float) -> tuple[dict[str, _Row], Report]:
     """Per report group, in plan order: its planned seeds, and the report's view of it at `target`."""
     index = sweep.index()
-    report = build_report(*records_from_sweep(sweep.root), target_halfwidth_pp=target)
-    members: dict[str, list[str]] = {}
-    for trial_id in index.trial_ids:
-        members.setdefault(index.trials[trial_id].group, []).append(trial_id)
+    title, records, wandb = records_from_sweep(sweep.root)
+    report = build_report(title, records, wandb, target_halfwidth_pp=target)
+    members: dict[str, list[TrialRecord]] = {}
+    for record in records:
+        members.setdefault(record.group, []).append(record)
     rows = {}
     for summary in report.rows:
-        trial_ids, final = members[summary.group], summary.final_test_acc
-        extension = RowExtension(summary.group, summary.label, len(trial_ids), summary.seeds_done, final.std,
-                                 final.halfwidth, final.seeds_needed)
-        rows[summary.group] = _Row(extension, trial_ids[0], index.trials[trial_ids[0]],
-                                   [index.trials[i].seed for i in trial_ids])
+        trials, final = members[summary.group], summary.final_test_acc
+        extension = RowExtension(summary.group, summary.label, len(trials), summary.seeds_done, final.std,
+                                 final.halfwidth, final.seeds_needed,
+                                 lost_seeds={t.seed: _why_lost(t) for t in trials if t.failed_for_good})
+        finals = {t.seed: t.result.final_test_acc for t in trials
+                  if t.done and t.result is not None and t.result.final_test_acc is not None}
+        rows[summary.group] = _Row(extension, trials[0].trial_id, index.trials[trials[0].trial_id],
+                                   [t.seed for t in trials], finals)
     return rows, report
+
+
+def _why_lost(record: TrialRecord) -> str:
+    return record.failure if record.diverged else f"failed {record.attempts} times: {record.failure}"
 
 
 def _with_trials(sweep: SweepDir, extension: Extension, rows: dict[str, _Row]) -> Extension:
@@ -262,10 +294,12 @@ def describe(extension: Extension) -> list[str]:
     if extension.mode is Mode.SEEDS:
         lines = [f"every row to {extension.seeds} seeds:"]
     else:
-        lines = [f"until each 95% half-width is at most ±{extension.target_halfwidth_pp:g} pp "
+        lines = [f"until each 95% half-width is at most ±{extension.target_halfwidth_pp:g} pp by {STEIN_PROCEDURE} "
                  f"(rows and paired comparisons; at most {extension.max_seeds} seeds per row):"]
     for row in extension.rows:
         precision = "no interval yet" if row.halfwidth is None else f"±{row.halfwidth:.2f} pp, std {row.std:.2f}"
+        if row.lost_seeds:
+            precision += f", {len(row.lost_seeds)} lost for good"
         added = ("+ seeds " + ", ".join(map(str, row.added_seeds)) + ": " + "; ".join(row.reasons)
                  if row.added_seeds else "nothing to add")
         lines.append(f"  {row.label}: {row.seeds_before} seeds ({row.seeds_done} done), {precision} -> {added}")
