@@ -6,8 +6,10 @@ then proof that nothing was lost.
 Faults, drawn by a seeded `random.Random` while trials run: kill -9 of a worker, a burst of SIGUSR2, a second
 submitter racing the first, a worker on a simulated second host whose clock is 10 minutes off (and whose machine
 identity differs, so no pid shortcut applies to it), a truncated checkpoint or metrics.jsonl, a corrupt
-result.json or queued.json, and on Slurm `scancel` of a trial's job. (Killing a node's slurmd is left out: on the shared
-development cluster it would take other people's jobs down with it.) Between rounds `ghostsweep rerun` repairs
+result.json or queued.json, a result.json planted as a FIFO, as a link out of the sweep (to /dev/zero) or as valid
+JSON of the wrong types (issue 25: a sweep folder is untrusted input), and on Slurm `scancel` of a trial's job.
+(Killing a node's slurmd is left out: on the shared development cluster it would take other people's jobs down
+with it.) Between rounds `ghostsweep rerun` repairs
 what failed, was preempted or became unreadable, until every trial is done.
 
 At the end: every trial done; each one's metrics, result and final weights bitwise equal to its fault-free run
@@ -29,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +44,14 @@ from ghostsweep.trials.trialdir import (
     METRICS_FILE,
     QUEUED_FILE,
     RESULT_FILE,
-    Outcome,
     read_lines,
+    read_queued,
+    read_result,
 )
 
 KINDS_EVERYWHERE = ("kill9", "usr2_burst", "racing_submitter", "skewed_host", "truncate_checkpoint",
-                    "corrupt_result", "corrupt_queued", "truncate_metrics")
+                    "corrupt_result", "fifo_result", "linked_result", "mistyped_result", "corrupt_queued",
+                    "truncate_metrics")
 KINDS = {"local": KINDS_EVERYWHERE, "slurm": (*KINDS_EVERYWHERE, "scancel")}
 COMPARED_METRICS = ("iteration", "lr", "train_loss", "train_acc", "val_acc", "test_acc")
 COMPARED_RESULT = ("final_test_acc", "best_val_test_acc", "max_test_acc", "best_val_acc", "iterations")
@@ -211,11 +216,29 @@ class Chaos:
         return trial_dir.name
 
     def _corrupt_result(self) -> str | None:
+        return self._replace_done_result(lambda path: path.write_text('{"status": "done", "final_te'))
+
+    def _fifo_result(self) -> str | None:
+        """A FIFO for result.json: a reader that opens it waits for a writer that never comes."""
+        return self._replace_done_result(os.mkfifo)
+
+    def _linked_result(self) -> str | None:
+        """result.json a link out of the sweep (to /dev/zero: a reader that follows it never reaches the end)."""
+        return self._replace_done_result(lambda path: path.symlink_to("/dev/zero"))
+
+    def _mistyped_result(self) -> str | None:
+        """Valid JSON of the wrong types: a list for the node, a string for an accuracy, NaN for another."""
+        return self._replace_done_result(lambda path: path.write_text(
+            '{"status": "done", "node": ["a"], "final_test_acc": "91.2", "max_test_acc": NaN}'))
+
+    def _replace_done_result(self, make: Callable[[Path], object]) -> str | None:
+        """A done trial's result.json replaced by what `make` puts at its path: `rerun` must set it aside."""
         candidates = [d for d in self.trial_dirs() if self._is_done(d)]
         if not candidates:
             return None
         trial_dir = self.rng.choice(candidates)
-        (trial_dir / RESULT_FILE).write_text('{"status": "done", "final_te')
+        (trial_dir / RESULT_FILE).unlink()
+        make(trial_dir / RESULT_FILE)
         return trial_dir.name
 
     def _corrupt_queued(self) -> str | None:
@@ -230,11 +253,11 @@ class Chaos:
         jobs = []
         for trial_dir in self.trial_dirs():
             try:
-                queued = json.loads((trial_dir / QUEUED_FILE).read_text())
+                queued = read_queued(trial_dir)
             except (OSError, ValueError):
                 continue
-            if queued.get("job_id") and not self._is_done(trial_dir):
-                jobs.append((trial_dir, queued["job_id"]))
+            if queued is not None and queued.job_id and not self._is_done(trial_dir):
+                jobs.append((trial_dir, queued.job_id))
         if not jobs:
             return None
         trial_dir, job_id = self.rng.choice(jobs)
@@ -243,10 +266,12 @@ class Chaos:
 
     @staticmethod
     def _is_done(trial_dir: Path) -> bool:
+        """Through ghostsweep's own reader: a planted FIFO or link must not hang the harness either."""
         try:
-            return json.loads((trial_dir / RESULT_FILE).read_text()).get("status") == Outcome.DONE.value
+            result = read_result(trial_dir)
         except (OSError, ValueError):
             return False
+        return result is not None and result.done
 
     def _unfinished_with(self, name: str) -> list[Path]:
         """The trials not done yet that hold the file `name`: the ones a corrupted file can still hurt."""

@@ -14,7 +14,7 @@ import pytest
 from test_slurm import slurm_conf  # noqa: F401  (the fixture: the shared cluster, up)
 
 REPO = Path(__file__).resolve().parents[1]
-CI_SIZE = ["--size", "2", "--iterations", "30"]  # faults: one of each kind (8 local, 9 on Slurm)
+CI_SIZE = ["--size", "2", "--iterations", "30"]  # faults: one of each kind (11 local, 12 on Slurm)
 
 
 def chaos(out: Path, data: Path, *args: str) -> dict:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from ghostsweep.orchestrator.sweepdir.lease import Lease
 from ghostsweep.trials.datadir import FOLDER, TEST_FILE, TRAIN_FILES
-from ghostsweep.trials.files import atomic_write_json
+from ghostsweep.trials.files import atomic_write_bytes, atomic_write_json
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = """
@@ -63,13 +64,18 @@ def fake_env(trial_s: float = 0) -> dict[str, str]:
     }
 
 
+STAND_IN_BATCH = pickle.dumps({"data": [], "labels": []})
+
+
 def stand_in_data() -> Path:
-    """The fake trial reads no images, but `submit` checks that CIFAR-10's files are there: a stand-in folder
-    with their names (empty), so these tests run where the real data set is absent."""
+    """The fake trial reads no images, but `submit` checks that CIFAR-10's files are there and unpickle as a batch
+    does: a stand-in folder with their names (each an empty batch), so these tests run where the real data set is
+    absent."""
     folder = Path(tempfile.gettempdir()) / f"ghostsweep-tests-{os.getuid()}" / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     for name in (*TRAIN_FILES, TEST_FILE):
-        (folder / name).touch()
+        if not (folder / name).is_file() or (folder / name).read_bytes() != STAND_IN_BATCH:
+            atomic_write_bytes(folder / name, STAND_IN_BATCH)  # tests running beside us read it meanwhile
     return folder
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ghostsweep.trials.files import atomic_write_bytes, atomic_write_json, read_json
+from ghostsweep.trials.files import UnreadableFile, atomic_write_bytes, atomic_write_json, read_bounded, read_json
 from ghostsweep.trials.trialdir import (
     CHECKPOINT_DIGEST_FILE,
     CHECKPOINT_FILE,
@@ -35,6 +35,7 @@ from ghostsweep.trials.trialdir import (
 )
 
 CRASH_ENV = "GHOSTSWEEP_CRASH_BEFORE_RENAME"
+MAX_CHECKPOINT_BYTES = 4 << 30  # the largest registry model (VGG-16) with its momentum is ~120 MB
 
 
 def save_checkpoint(out_dir: Path, state: dict[str, Any]) -> None:
@@ -69,7 +70,13 @@ def load_latest(out_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
             if path == current and previous.exists():
                 problems.append(f"{path.name} is missing")
             continue
-        data = path.read_bytes()
+        try:
+            data = read_bounded(path, MAX_CHECKPOINT_BYTES)
+        except UnreadableFile as error:  # a link, a FIFO (a read would wait forever), a device: never loaded
+            problems.append(f"{path.name} {error} (set aside as {set_aside(path).name})")
+            continue
+        if data is None:  # removed since listed
+            continue
         if known is not None and (len(data), hashlib.sha256(data).hexdigest()) not in known:
             problems.append(f"{path.name} failed its size/sha256 check (set aside as {set_aside(path).name})")
             continue

@@ -7,7 +7,6 @@ so the same seed gives the same images on any device and any number of ranks.
 from __future__ import annotations
 
 import hashlib
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from ghostsweep.trials.datadir import (  # noqa: F401  (re-exported: `cifar.reso
     TEST_FILE,
     TRAIN_FILES,
     DataError,
+    load_batch,
     missing_files,
     resolve_data_dir,
 )
@@ -54,11 +54,10 @@ def load_cifar10(folder: Path) -> Cifar10:
 
 
 def _load_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    batch = load_batch(path)
     try:
-        with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="latin1")
         data, labels = batch["data"], batch["labels"]
-    except Exception as error:  # unpickling garbage raises anything
+    except Exception as error:  # a list, a dict without the keys: anything
         raise DataError(f"CIFAR-10 file {path} is unreadable: {type(error).__name__}: {error}") from None
     images = torch.as_tensor(data)
     labels = torch.as_tensor(labels, dtype=torch.int64)

@@ -40,6 +40,7 @@ from ghostsweep.trials.distributed import (
     detect,
     init_process_group,
 )
+from ghostsweep.trials.files import MAX_RECORD_BYTES
 from ghostsweep.trials.stop import StopRequest
 from ghostsweep.trials.trialdir import (
     ATTEMPTS_FILE,
@@ -51,7 +52,7 @@ from ghostsweep.trials.trialdir import (
     atomic_write_json,
     atomic_write_lines,
     read_json,
-    read_lines,
+    read_metrics,
     read_result,
     remove_stale_temporaries,
     set_aside,
@@ -253,7 +254,7 @@ def _set_up(
     )
     checkpoint, note = load_latest(out_dir)  # verified; a corrupt one is set aside, and the note says so
     try:
-        rows = read_lines(out_dir / METRICS_FILE)
+        rows = read_metrics(out_dir / METRICS_FILE)
     except ValueError as error:  # the evaluations before the checkpoint are lost: a fresh start recomputes them
         if world.enabled:  # ranks must agree on where they start: one rank renaming the file cannot tell them
             raise ValueError(f"unreadable {out_dir / METRICS_FILE} ({error}): move it aside and rerun") from None
@@ -600,8 +601,8 @@ def _check_inputs(config: TrialConfig, out_dir: Path, world: Distributed, device
     existing = out_dir / CONFIG_FILE
     if existing.exists():
         try:
-            trial_id = read_json(existing).get("trial_id")
-        except ValueError:
+            trial_id = (read_json(existing, MAX_RECORD_BYTES) or {}).get("trial_id")
+        except (ValueError, AttributeError):  # not JSON, refused, or not a mapping
             trial_id = None
         if trial_id != config.trial_id():
             raise TrialInputError(
@@ -636,7 +637,11 @@ def _configure_backends(precision: str, deterministic: bool, device: torch.devic
 
 def _next_attempt(out_dir: Path) -> int:
     path = out_dir / ATTEMPTS_FILE
-    attempt = (read_json(path) or {"attempt": 0})["attempt"] + 1
+    try:
+        previous = (read_json(path, MAX_RECORD_BYTES) or {}).get("attempt", 0)
+    except (ValueError, AttributeError):  # not JSON, refused, or not a mapping: counted afresh, written below
+        previous = 0
+    attempt = (previous if type(previous) is int else 0) + 1
     atomic_write_json(path, {"attempt": attempt})
     return attempt
 

@@ -24,15 +24,20 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 import time
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from enum import IntEnum, StrEnum
 from pathlib import Path
+from types import NoneType
 from typing import Any, TypeVar
 
 from ghostsweep.trials.files import (
+    MAX_RECORD_BYTES,
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_lines,
@@ -41,14 +46,16 @@ from ghostsweep.trials.files import (
     read_lines,
     remove_stale_temporaries,
 )
+from ghostsweep.trials.strict_yaml import shown
 
 __all__ = [
     "ATTEMPTS_FILE", "CHECKPOINT_FILE", "CONFIG_FILE", "LEASE_FILE", "METRICS_FILE", "PROGRESS_FILE",
     "QUEUED_FILE", "RESULT_FILE", "WORKER_LOG", "ExitCode", "Outcome", "ProgressRecord", "QueuedRecord",
     "LEASE_LOG", "PREVIOUS_CHECKPOINT_FILE", "CHECKPOINT_DIGEST_FILE",
     "TrialResult", "TrialStatus", "atomic_write_bytes", "atomic_write_json", "atomic_write_lines",
-    "atomic_write_text", "read_json", "read_lines", "read_progress", "read_queued", "read_result",
-    "record_failure", "remove_stale_temporaries", "set_aside", "write_progress", "write_queued", "write_result",
+    "atomic_write_text", "finite_number", "read_json", "read_lines", "read_metrics", "read_progress", "read_queued",
+    "read_result", "record_failure", "remove_stale_temporaries", "set_aside", "write_progress", "write_queued",
+    "write_result",
 ]
 
 CONFIG_FILE = "config.json"
@@ -147,8 +154,9 @@ class TrialResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrialResult:
-        """Unknown keys (from a newer writer) are ignored; a missing or bad `status` is a ValueError."""
-        values = _known_fields(cls, data)
+        """Unknown keys (from a newer writer) are ignored; a missing or bad `status`, or a value of another type
+        than its field's, is a ValueError."""
+        values = _typed_fields(cls, data)
         values["status"] = Outcome(values.get("status"))
         values.setdefault("trial_id", "")
         return cls(**values)
@@ -169,7 +177,7 @@ class QueuedRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> QueuedRecord:
-        return cls(**_known_fields(cls, data))
+        return cls(**_typed_fields(cls, data))
 
 
 @dataclass(frozen=True)
@@ -188,7 +196,7 @@ class ProgressRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ProgressRecord:
-        return cls(**_known_fields(cls, data))
+        return cls(**_typed_fields(cls, data))
 
 
 def read_result(trial_dir: Path) -> TrialResult | None:
@@ -236,6 +244,29 @@ def write_progress(trial_dir: Path, progress: ProgressRecord) -> None:
     atomic_write_json(Path(trial_dir) / PROGRESS_FILE, progress.to_dict())
 
 
+METRIC_KEYS = ("iteration", "lr", "train_loss", "train_acc", "val_acc", "test_acc", "images_per_s", "elapsed_s")
+
+
+def read_metrics(path: Path | str) -> list[dict[str, Any]]:
+    """metrics.jsonl's rows (none before the first evaluation); a row that is not a mapping, or whose `iteration`
+    is not an integer or whose other `METRIC_KEYS` are not numbers or null, is a ValueError naming its line. NaN
+    passes (a diverged run's loss is NaN): a reader that needs a finite value checks it."""
+    rows = read_lines(path)
+    for number, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            raise ValueError(f"unreadable {path}: line {number}: must be a mapping, got {shown(row)}")
+        for key in METRIC_KEYS:
+            value = row.get(key)
+            if key == "iteration":
+                fits, words = type(value) is int, "an integer"
+            else:
+                fits = value is None or isinstance(value, int | float) and not isinstance(value, bool)
+                words = "a number or null"
+            if not fits:
+                raise ValueError(f"unreadable {path}: line {number}: {key}: must be {words}, got {shown(value)}")
+    return rows
+
+
 Record = TypeVar("Record")
 
 
@@ -244,7 +275,7 @@ def _read_record(path: str, parse: Callable[[dict[str, Any]], Record]) -> Record
     naming it, so the CLI says which trial to look at instead of printing a traceback. `path` is a str: status
     reads 10⁴ trials, and a Path per file is a fifth of that."""
     try:
-        data = read_json(path)
+        data = read_json(path, MAX_RECORD_BYTES)
         if data is None:
             return None
         if not isinstance(data, dict):
@@ -254,12 +285,54 @@ def _read_record(path: str, parse: Callable[[dict[str, Any]], Record]) -> Record
         raise ValueError(f"unreadable {path}: {error}") from error
 
 
-def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
-    """Only the keys `cls` declares: a newer writer's extra keys must not break an older reader."""
-    known = _field_names(cls)
-    return {k: v for k, v in data.items() if k in known}
+def _typed_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The keys `cls` declares (a newer writer's extra keys must not break an older reader), each of its field's
+    type: anything else (a list for a node, a string for an accuracy, a NaN) is a ValueError naming the key, so that
+    its trial is unreadable, not a traceback in whatever shows it. Values are kept as written."""
+    checks = _field_checks(cls)
+    values = {}
+    for name, value in data.items():
+        check = checks.get(name)
+        if check is None:
+            continue
+        optional, fits, words = check
+        if not (value is None and optional or value is not None and fits(value)):
+            raise ValueError(f"{name}: must be {words}{' or null' if optional else ''}, got {shown(value)}")
+        values[name] = value
+    return values
+
+
+def finite_number(value: Any) -> bool:
+    """JSON allows NaN and Infinity (Python writes them), strict parsers do not, and no accuracy or time is one."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+_CHECKS: dict[Any, tuple[Callable[[Any], bool], str]] = {
+    str: (lambda value: isinstance(value, str), "a string"),
+    int: (lambda value: isinstance(value, int) and not isinstance(value, bool) and finite_number(value),
+          "an integer"),
+    float: (finite_number, "a finite number"),
+    bool: (lambda value: isinstance(value, bool), "true or false"),
+    list[dict[str, Any]]: (lambda value: isinstance(value, list) and all(isinstance(v, dict) for v in value),
+                           "a list of mappings"),
+    Outcome: (lambda value: value in _OUTCOMES, f"one of {', '.join(Outcome)}"),
+}
+_OUTCOMES = frozenset(Outcome)
 
 
 @functools.cache
-def _field_names(cls: type) -> frozenset[str]:
-    return frozenset(f.name for f in fields(cls))
+def _field_checks(cls: type) -> dict[str, tuple[bool, Callable[[Any], bool], str]]:
+    """Per field: (None allowed, the check of any other value, the type in words), from its type hint."""
+    hints = typing.get_type_hints(cls)
+    checks = {}
+    for field in fields(cls):
+        hint = hints[field.name]
+        members = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        (hint,) = [member for member in members if member is not NoneType]
+        checks[field.name] = (NoneType in members, *_CHECKS[hint])
+    return checks

@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     index = sweep.index()
     states, warnings = collect_states(sweep, remember=True)
     if args.json:
-        print(json.dumps(summarize(states, index) | {"warnings": warnings}, indent=2))
+        # strict JSON: a non-finite number was refused when read (its trial is unreadable, and says why)
+        print(json.dumps(summarize(states, index) | {"warnings": warnings}, indent=2, allow_nan=False))
         return 0
     console = Console()
     console.width = max(console.width, 160)  # trial ids must not wrap, even when piped

@@ -28,7 +28,7 @@ from ghostsweep.orchestrator.backends.base import Submission
 from ghostsweep.orchestrator.monitor.status import duration, final_numbers
 from ghostsweep.orchestrator.sweepdir.directory import SweepDir
 from ghostsweep.orchestrator.sweepdir.state import TrialState, read_state
-from ghostsweep.trials.trialdir import METRICS_FILE, TrialStatus, read_lines
+from ghostsweep.trials.trialdir import METRICS_FILE, TrialStatus, read_metrics
 
 REFRESH_S = 2.0
 RATE_WINDOW_S = 600.0  # the rate (so the ETA) over the last 10 minutes: evaluations and start-ups included
@@ -158,7 +158,7 @@ class SubmitProgress:
                 if view.state == TrialStatus.DONE or self._unchanged(view, stamp):
                     continue
                 state = read_state(trial_dir)
-                rows = read_lines(trial_dir / METRICS_FILE) if state.progress else []
+                rows = read_metrics(trial_dir / METRICS_FILE) if state.progress else []
             except (OSError, ValueError):  # a file mid-rewrite by a foreign writer, or corrupt: next time
                 continue
             view.stamp = stamp

@@ -63,14 +63,15 @@ def reusable_report(out_dir: Path, inputs: str) -> Report | None:
 
 def report_json(report: Report) -> str:
     """report.json's text: indented, but each trial (with its learning curve) on one line, so that a sweep of 10⁴
-    trials is a few megabytes, written in a fraction of a second."""
+    trials is a few megabytes, written in a fraction of a second. Strict JSON (no NaN): a trial's non-finite
+    number was refused when read."""
     head = report.to_dict()
     trials = head.pop("trials", None)  # last, as in the report
     if trials is None:
-        return json.dumps(head, indent=2) + "\n"
-    lines = ",\n".join(f"    {json.dumps(trial)}" for trial in trials)
+        return json.dumps(head, indent=2, allow_nan=False) + "\n"
+    lines = ",\n".join(f"    {json.dumps(trial, allow_nan=False)}" for trial in trials)
     tail = f"\n{lines}\n  ]\n}}\n" if lines else "]\n}\n"
-    return json.dumps(head, indent=2).removesuffix("\n}") + TRIALS_KEY + tail
+    return json.dumps(head, indent=2, allow_nan=False).removesuffix("\n}") + TRIALS_KEY + tail
 
 
 def write_report(report: Report, out_dir: Path, raster: bool = True) -> dict[str, Path]:

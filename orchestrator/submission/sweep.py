@@ -15,7 +15,7 @@ from ghostsweep.orchestrator.sweepdir.cache import read_states
 from ghostsweep.orchestrator.sweepdir.directory import SweepDir
 from ghostsweep.orchestrator.sweepdir.lease import filesystem_now
 from ghostsweep.orchestrator.sweepdir.state import TrialState, unqueue
-from ghostsweep.trials.datadir import cifar10_folder, data_root, download_allowed, resolve_data_dir
+from ghostsweep.trials.datadir import check_batches, cifar10_folder, data_root, download_allowed, resolve_data_dir
 from ghostsweep.trials.trialdir import TrialStatus
 
 UNFINISHED = (TrialStatus.QUEUED, TrialStatus.RUNNING)
@@ -37,10 +37,12 @@ def check_data(backend: Backend, override: str | Path | None, spec_data_dir: str
                download: bool | None = None) -> list[str]:
     """Before anything is created: the CIFAR-10 the trials will read (the worker's precedence) is complete, fetched
     once here when `download` (or $GHOSTSWEEP_DOWNLOAD) allows. A cluster's nodes may see paths this machine does
-    not, so for them a folder absent here is a warning (returned), not an error. DataError is one line."""
+    not, so for them a folder absent here is a warning (returned), not an error. Every batch is unpickled as the
+    trials will (`check_batches`: only what a batch holds), so a crafted one is refused here. DataError is one
+    line."""
     root = data_root(override, spec_data_dir)
     if backend.runs_on_this_machine or download_allowed(download) or cifar10_folder(root).exists():
-        resolve_data_dir(root, download)
+        check_batches(resolve_data_dir(root, download))
         return []
     return [f"CIFAR-10 is not at {cifar10_folder(root)} on this machine: the {backend.name} nodes must see it there"]
 

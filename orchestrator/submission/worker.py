@@ -30,6 +30,7 @@ from ghostsweep.orchestrator.backends.base import SignalForwarder, worker_comman
 from ghostsweep.orchestrator.sweepdir.directory import SPEC_FILE, SweepDir
 from ghostsweep.orchestrator.sweepdir.lease import Lease, read_lease
 from ghostsweep.trials.binding import node_name
+from ghostsweep.trials.files import MAX_RECORD_BYTES
 from ghostsweep.trials.stop import STOP_SIGNALS, StopRequest, ignore_late_signals, request_stop_on_signals
 from ghostsweep.trials.trialdir import (
     CONFIG_FILE,
@@ -199,7 +200,7 @@ def _read_config(trial_dir: Path) -> dict[str, Any]:
     sweep = SweepDir.of_trial(trial_dir)
     remedy = f"`ghostsweep submit {sweep.root / SPEC_FILE} --out {sweep.root}` writes it"
     try:
-        config_data = read_json(trial_dir / CONFIG_FILE)
+        config_data = read_json(trial_dir / CONFIG_FILE, MAX_RECORD_BYTES)
     except ValueError as error:
         raise ValueError(f"unreadable {trial_dir / CONFIG_FILE}: {error}; move it aside and {remedy}") from None
     if not isinstance(config_data, dict):

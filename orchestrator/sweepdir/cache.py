@@ -39,13 +39,13 @@ from ghostsweep.trials.trialdir import (
     PROGRESS_FILE,
     QUEUED_FILE,
     RESULT_FILE,
-    Outcome,
     ProgressRecord,
     TrialResult,
     TrialStatus,
     atomic_write_text,
+    finite_number,
     read_json,
-    read_lines,
+    read_metrics,
 )
 
 CACHE_FILE = ".trial-cache.json"
@@ -151,12 +151,12 @@ def _read_live(folder: str, now: float, curves: bool) -> tuple[TrialState, Curve
 
 def read_curve(path: str) -> Curve:
     """A trial's learning curve; none when metrics.jsonl is unreadable (its trial's rerun repairs it, the rest
-    report)."""
+    report). A point that is not a finite number is left out: JSON has no NaN, and no accuracy is one."""
     try:
-        rows = read_lines(Path(path))
+        rows = read_metrics(path)
     except (ValueError, OSError):
         return []
-    return [(row["iteration"], row[CURVE_METRIC]) for row in rows if row.get(CURVE_METRIC) is not None]
+    return [(row["iteration"], row[CURVE_METRIC]) for row in rows if finite_number(row.get(CURVE_METRIC))]
 
 
 def _signature(folder: str, remembered: list[Any] | None) -> list[Any] | None:
@@ -217,13 +217,16 @@ def _from_entry(trial_id: str, entry: dict[str, Any] | None, curves: bool) -> tu
         state = TrialState(
             trial_id=trial_id, state=TrialStatus(entry["state"]), reason=entry["reason"], backend=entry["backend"],
             job_id=entry["job_id"], attempt=entry["attempt"],
-            progress=None if progress is None else ProgressRecord(**progress),
-            result=None if result is None else TrialResult(**result | {"status": Outcome(result["status"])}),
+            progress=None if progress is None else ProgressRecord.from_dict(progress),
+            result=None if result is None else TrialResult.from_dict(result),
             lease=entry["lease"], node=entry["node"])
         curve = list(map(tuple, json.loads(entry.get("curve", "[]")))) if curves else []
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, AttributeError):
         return None
-    return state, curve
+    typed = (all(isinstance(value, str | None) for value in (state.reason, state.backend, state.job_id, state.node))
+             and type(state.attempt) is int and isinstance(state.lease, dict | None)
+             and all(len(point) == 2 and all(map(finite_number, point)) for point in curve))
+    return (state, curve) if typed else None
 
 
 def _load(path: str) -> dict[str, dict[str, Any]]:

@@ -28,12 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ghostsweep.trials.files import MAX_RECORD_BYTES
 from ghostsweep.trials.trialdir import LEASE_FILE, LEASE_LOG, atomic_write_json, read_json, read_lines
 
 STEAL_FILE = "lease.steal"
 HEARTBEAT_S = 10.0
 STALE_S = 120.0
 PROBE_PREFIX = ".clock-probe.tmp-"  # a temporary's name: one left by a crash is cleaned like any other
+LEASE_TYPES = {"host": str, "node": str, "pid": int, "machine": str, "token": str}  # what `Lease._record` writes
 
 
 def filesystem_now(directory: Path) -> float:
@@ -79,12 +81,18 @@ def lease_age(trial_dir: Path, now: float | None = None) -> float | None:
 
 
 def read_lease(trial_dir: Path) -> dict[str, Any] | None:
-    """The lease record; an unreadable one is an empty record (its age alone then decides)."""
+    """The lease record; an unreadable one, or one with a value of another type than `LEASE_TYPES` says (a list
+    for a node), is an empty record (its age alone then decides)."""
     try:
-        lease = read_json(Path(trial_dir) / LEASE_FILE)
+        lease = read_json(Path(trial_dir) / LEASE_FILE, MAX_RECORD_BYTES)
     except (ValueError, OSError):
         return {}
-    return lease if isinstance(lease, dict) or lease is None else {}
+    if lease is None:
+        return None
+    typed = isinstance(lease, dict) and all(
+        isinstance(lease[key], kind) and not isinstance(lease[key], bool) for key, kind in LEASE_TYPES.items()
+        if key in lease)
+    return lease if typed else {}
 
 
 def is_fresh(trial_dir: Path, now: float | None = None) -> bool:
@@ -272,7 +280,7 @@ def wait_until_released(
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # no such process; no such pid (a lease file says anything)
         return False
     except PermissionError:
         return True
