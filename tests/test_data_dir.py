@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from ghostsweep.orchestrator.spec.resources import Resources
 from ghostsweep.orchestrator.submission import worker
+from ghostsweep.orchestrator.sweepdir.directory import SweepIndex
 from ghostsweep.trials.config import TrialConfig
 from ghostsweep.trials.datadir import DEFAULT_CACHE, data_root
 from ghostsweep.trials.trialdir import ExitCode, atomic_write_json
@@ -35,7 +37,10 @@ def test_worker_hands_the_runner_the_same_choice(
         monkeypatch.delenv("GHOSTSWEEP_DATA_DIR", raising=False)
     else:
         monkeypatch.setenv("GHOSTSWEEP_DATA_DIR", variable)
-    atomic_write_json(tmp_path / "sweep.json", {"data_dir": "/spec/cifar", "data_dir_override": override})
+    atomic_write_json(tmp_path / "sweep.json", SweepIndex(
+        name="t", created_at=0.0, updated_at=0.0, data_dir="/spec/cifar", data_dir_override=override,
+        resources=Resources(), group_resources={}, backend="local", backend_options={}, wandb={},
+        target_halfwidth_pp=None, trial_ids=(), trials={}).to_dict())
     trial = tmp_path / "trials" / "t"
     trial.mkdir(parents=True)
     atomic_write_json(trial / "config.json", TrialConfig(model="resnet20").to_dict())
