@@ -126,7 +126,10 @@ class TrialResult:
     node: str | None = None  # rank 0's node (the scheduler's name for it), for status and bad-node detection
     gpu_binding: list[dict[str, Any]] | None = None  # per rank: node, scheduler GPU ids, CUDA_VISIBLE_DEVICES, ...
     torch_version: str | None = None
-    code_version: str | None = None
+    code_version: str | None = None  # trials.provenance.code_version: the commit (-dirty), or a stamped version
+    cuda_version: str | None = None  # as torch was built with it; None on a CPU-only build, or an older result
+    cudnn_version: str | None = None
+    gpu_model: str | None = None  # rank 0's GPU (torch.cuda.get_device_name); None on the CPU
     attempt: int | None = None
     wandb_run_dir: str | None = None
     compile: str | None = None
