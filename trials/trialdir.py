@@ -45,7 +45,7 @@ from ghostsweep.trials.files import (
 __all__ = [
     "ATTEMPTS_FILE", "CHECKPOINT_FILE", "CONFIG_FILE", "LEASE_FILE", "METRICS_FILE", "PROGRESS_FILE",
     "QUEUED_FILE", "RESULT_FILE", "WORKER_LOG", "ExitCode", "Outcome", "ProgressRecord", "QueuedRecord",
-    "LEASE_LOG", "PREVIOUS_CHECKPOINT_FILE", "CHECKPOINT_DIGEST_FILE",
+    "LEASE_LOG", "PREVIOUS_CHECKPOINT_FILE", "CHECKPOINT_DIGEST_FILE", "set_aside_outcome",
     "TrialResult", "TrialStatus", "atomic_write_bytes", "atomic_write_json", "atomic_write_lines",
     "atomic_write_text", "read_json", "read_lines", "read_progress", "read_queued", "read_result",
     "record_failure", "remove_stale_temporaries", "set_aside", "write_progress", "write_queued", "write_result",
@@ -210,15 +210,25 @@ def record_failure(trial_dir: Path, reason: str, node: str | None = None) -> Non
                                         node=node))
 
 
-def set_aside(path: Path) -> Path:
-    """Rename a corrupt file to `<name>.corrupt-N` (kept for a post-mortem, out of every reader's way)."""
+def set_aside(path: Path, why: str = "corrupt") -> Path:
+    """Rename a corrupt (or stale) file to `<name>.<why>-N` (kept for a post-mortem, out of every reader's way)."""
     path = Path(path)
     for number in range(1, 10_000):
-        aside = path.with_name(f"{path.name}.corrupt-{number}")
+        aside = path.with_name(f"{path.name}.{why}-{number}")
         if not aside.exists():
             path.rename(aside)
             return aside
     raise FileExistsError(f"{path}: too many corrupt copies set aside already")
+
+
+ATTEMPT_FILES = (RESULT_FILE, CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE, CHECKPOINT_DIGEST_FILE, METRICS_FILE,
+                 PROGRESS_FILE)  # what a done trial's training left: set aside, the next attempt trains afresh
+
+
+def set_aside_outcome(trial_dir: Path, why: str) -> list[Path]:
+    """Set a done trial's result, checkpoints and metrics aside as `<name>.<why>-N`, so that rerunning it trains
+    afresh (a checkpoint left behind would resume at the last iteration); the files set aside."""
+    return [set_aside(Path(trial_dir) / name, why) for name in ATTEMPT_FILES if (Path(trial_dir) / name).exists()]
 
 
 def read_queued(trial_dir: Path) -> QueuedRecord | None:
