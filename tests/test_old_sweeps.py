@@ -41,7 +41,8 @@ def test_status_reads_as_it_did(old_sweep: tuple[Path, Path]) -> None:
     sweep, version = old_sweep
     expected = json.loads((version / "expected-status.json").read_text())
     expected.pop("as_of")
-    assert _status(sweep) == expected
+    status = _status(sweep)
+    assert {key: status[key] for key in expected} == expected  # what today's status adds (code_versions) aside
 
 
 def test_report_gives_the_same_numbers(old_sweep: tuple[Path, Path]) -> None:

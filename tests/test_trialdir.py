@@ -56,7 +56,8 @@ def test_the_untyped_writers_results_parse():
     assert result.done and result.status is Outcome.DONE and result.final_test_acc == 91.5
     # every key the old runner wrote is a field; fields added since read as None
     assert result.to_dict() == UNTYPED_RESULT | {"finished_at": None, "max_test_acc": None, "node": None,
-                                                 "gpu_binding": None, "note": None}
+                                                 "gpu_binding": None, "note": None, "cuda_version": None,
+                                                 "cudnn_version": None, "gpu_model": None}
     early_failure = {"status": "failed", "reason": "ValueError: bad checkpoint", "trial_id": "t", "seed": 1}
     assert TrialResult.from_dict(early_failure).reason == "ValueError: bad checkpoint"
 

@@ -13,11 +13,9 @@ epoch e) and `augment` (the crops and flips of iteration i). Order and augmentat
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import math
 import os
 import socket
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +39,7 @@ from ghostsweep.trials.distributed import (
     init_process_group,
 )
 from ghostsweep.trials.files import MAX_RECORD_BYTES
+from ghostsweep.trials.provenance import code_version
 from ghostsweep.trials.stop import StopRequest
 from ghostsweep.trials.trialdir import (
     ATTEMPTS_FILE,
@@ -550,8 +549,8 @@ def _finish(trial: Trial, outcome: Outcome, reason: str | None, **accuracies: fl
         seed=config.seed, best_val_acc=progress.best_val_acc, best_val_iteration=progress.best_val_iteration,
         params=trial.params, macs=trial.macs, iterations=progress.iteration, wall_time_s=progress.elapsed_s,
         device=_device_name(trial.device), world_size=trial.world.world_size, node=trial.binding[0]["node"],
-        gpu_binding=trial.binding, torch_version=torch.__version__,
-        code_version=_code_version(), attempt=trial.attempt, note=trial.note,
+        gpu_binding=trial.binding, torch_version=torch.__version__, **_library_versions(trial.device),
+        code_version=code_version(), attempt=trial.attempt, note=trial.note,
         wandb_run_dir=trial.logger.run_dir if trial.logger else None, compile=runtime.compile,
         channels_last=runtime.channels_last, precision=runtime.precision, deterministic=runtime.deterministic,
         depthwise=runtime.depthwise, split_hash=trial.data.split_hash, finished_at=time.time(),
@@ -646,25 +645,14 @@ def _next_attempt(out_dir: Path) -> int:
     return attempt
 
 
+def _library_versions(device: torch.device) -> dict[str, str | None]:
+    """CUDA and cuDNN as torch was built with them, and the GPU's model: what the report's provenance shows."""
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    return {"cuda_version": torch.version.cuda, "cudnn_version": None if cudnn is None else str(cudnn),
+            "gpu_model": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
+
+
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return "cpu"
-
-
-def _code_version() -> str:
-    """The git commit of the code (with -dirty), else the installed package version."""
-    repo = Path(__file__).resolve().parents[1]
-    try:
-        def git(*args: str) -> str:
-            return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=10,
-                                  check=True).stdout.strip()
-
-        commit = git("rev-parse", "--short=12", "HEAD")
-        return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    try:
-        return f"ghostsweep {importlib.metadata.version('ghostsweep')}"
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"

@@ -51,7 +51,7 @@ from ghostsweep.trials.strict_yaml import shown
 __all__ = [
     "ATTEMPTS_FILE", "CHECKPOINT_FILE", "CONFIG_FILE", "LEASE_FILE", "METRICS_FILE", "PROGRESS_FILE",
     "QUEUED_FILE", "RESULT_FILE", "WORKER_LOG", "ExitCode", "Outcome", "ProgressRecord", "QueuedRecord",
-    "LEASE_LOG", "PREVIOUS_CHECKPOINT_FILE", "CHECKPOINT_DIGEST_FILE",
+    "LEASE_LOG", "PREVIOUS_CHECKPOINT_FILE", "CHECKPOINT_DIGEST_FILE", "set_aside_outcome",
     "TrialResult", "TrialStatus", "atomic_write_bytes", "atomic_write_json", "atomic_write_lines",
     "atomic_write_text", "finite_number", "read_json", "read_lines", "read_metrics", "read_progress", "read_queued",
     "read_result", "record_failure", "remove_stale_temporaries", "set_aside", "write_progress", "write_queued",
@@ -133,7 +133,10 @@ class TrialResult:
     node: str | None = None  # rank 0's node (the scheduler's name for it), for status and bad-node detection
     gpu_binding: list[dict[str, Any]] | None = None  # per rank: node, scheduler GPU ids, CUDA_VISIBLE_DEVICES, ...
     torch_version: str | None = None
-    code_version: str | None = None
+    code_version: str | None = None  # trials.provenance.code_version: the commit (-dirty), or a stamped version
+    cuda_version: str | None = None  # as torch was built with it; None on a CPU-only build, or an older result
+    cudnn_version: str | None = None
+    gpu_model: str | None = None  # rank 0's GPU (torch.cuda.get_device_name); None on the CPU
     attempt: int | None = None
     wandb_run_dir: str | None = None
     compile: str | None = None
@@ -215,15 +218,25 @@ def record_failure(trial_dir: Path, reason: str, node: str | None = None) -> Non
                                         node=node))
 
 
-def set_aside(path: Path) -> Path:
-    """Rename a corrupt file to `<name>.corrupt-N` (kept for a post-mortem, out of every reader's way)."""
+def set_aside(path: Path, why: str = "corrupt") -> Path:
+    """Rename a corrupt (or stale) file to `<name>.<why>-N` (kept for a post-mortem, out of every reader's way)."""
     path = Path(path)
     for number in range(1, 10_000):
-        aside = path.with_name(f"{path.name}.corrupt-{number}")
+        aside = path.with_name(f"{path.name}.{why}-{number}")
         if not aside.exists():
             path.rename(aside)
             return aside
     raise FileExistsError(f"{path}: too many corrupt copies set aside already")
+
+
+ATTEMPT_FILES = (RESULT_FILE, CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE, CHECKPOINT_DIGEST_FILE, METRICS_FILE,
+                 PROGRESS_FILE)  # what a done trial's training left: set aside, the next attempt trains afresh
+
+
+def set_aside_outcome(trial_dir: Path, why: str) -> list[Path]:
+    """Set a done trial's result, checkpoints and metrics aside as `<name>.<why>-N`, so that rerunning it trains
+    afresh (a checkpoint left behind would resume at the last iteration); the files set aside."""
+    return [set_aside(Path(trial_dir) / name, why) for name in ATTEMPT_FILES if (Path(trial_dir) / name).exists()]
 
 
 def read_queued(trial_dir: Path) -> QueuedRecord | None:

@@ -27,6 +27,7 @@ def _submit(sweep: SweepDir, trial_ids: list[str], backend: Backend, heading: st
     if unwritable:
         raise ValueError(f"{sweep.trial_dir(unwritable[0])}: not writable ({len(unwritable)} trial folder(s)); "
                          f"a trial's worker writes its files there")
+    _print_warnings(provenance_warnings(sweep, trial_ids))
     print(heading)
     for trial_id in trial_ids:
         print(f"  {trial_id}")
@@ -39,6 +40,34 @@ def _submit(sweep: SweepDir, trial_ids: list[str], backend: Backend, heading: st
         return EXIT_INTERRUPTED
     progress.print_jobs(submissions)
     return _after_submission(sweep, submissions, backend.waits_for_trials)
+
+
+def provenance_warnings(sweep: SweepDir, trial_ids: list[str]) -> list[str]:
+    """Before submitting: the code and torch versions these trials would run with against those of the sweep's
+    done trials (any row may be compared with any other), and how to proceed."""
+    from ghostsweep.orchestrator.sweepdir.cache import read_trials
+    from ghostsweep.trials.provenance import UNKNOWN, clean, code_version, torch_version
+
+    submitted = set(trial_ids)
+    done = [read.state.result for trial_id, read in zip(sweep.index().trial_ids, read_trials(sweep), strict=True)
+            if trial_id not in submitted and read.state.state == TrialStatus.DONE and read.state.result is not None]
+    code, torch = code_version(), torch_version()
+    other_code = Counter(r.code_version or UNKNOWN for r in done if clean(r.code_version or UNKNOWN) != clean(code))
+    other_torch = Counter(r.torch_version or UNKNOWN for r in done
+                          if (r.torch_version or UNKNOWN).partition("+")[0] != torch)
+    warnings = []
+    if other_code:
+        warnings.append(
+            f"these trials run code {code}, but {other_code.total()} done trial(s) ran other code ("
+            + ", ".join(f"{v}: {n}" for v, n in other_code.items()) + "): a row mixing them is reported not "
+            "comparable. Continue, and afterwards retrain the old ones under this code with "
+            f"`ghostsweep rerun {sweep.root} --stale`; or run these from the done trials' code instead")
+    if other_torch:
+        warnings.append(
+            f"these trials run torch {torch}, but {other_torch.total()} done trial(s) ran "
+            + ", ".join(f"{v} ({n})" for v, n in other_torch.items()) + ": the report flags the rows that mix "
+            "them (a warning, not a verdict); use the done trials' environment to avoid it")
+    return warnings
 
 
 def _after_submission(sweep: SweepDir, submissions: list[Submission], ended: bool) -> int:

@@ -16,6 +16,7 @@ from rich.text import Text
 
 from ghostsweep.orchestrator.sweepdir.directory import SweepIndex, TrialEntry
 from ghostsweep.orchestrator.sweepdir.state import TrialState
+from ghostsweep.trials.provenance import UNKNOWN
 from ghostsweep.trials.trialdir import TrialStatus
 
 QUIET = (TrialStatus.DONE, TrialStatus.PENDING, TrialStatus.QUEUED)  # no table row without --all
@@ -50,7 +51,15 @@ def summarize(states: list[TrialState], index: SweepIndex) -> dict[str, Any]:
             "final_val_acc": state.result.final_val_acc if state.state == TrialStatus.DONE else None,
         })
     return {"name": index.name, "as_of": time.time(), "counts": {s: counts.get(s, 0) for s in TrialStatus},
-            "trials": trials, "eta_s": sweep_eta_seconds(states, trials)}
+            "trials": trials, "eta_s": sweep_eta_seconds(states, trials), "code_versions": code_versions(states)}
+
+
+def code_versions(states: list[TrialState]) -> dict[str, int]:
+    """How many done trials each code version produced, most first: more than one and the report flags the rows
+    that mix them (`rerun --stale` reruns the others)."""
+    versions = Counter((s.result.code_version if s.result is not None else None) or UNKNOWN
+                       for s in states if s.state == TrialStatus.DONE)
+    return dict(versions.most_common())
 
 
 def sweep_eta_seconds(states: list[TrialState], trials: list[dict[str, Any]]) -> float | None:
@@ -78,6 +87,9 @@ def render(states: list[TrialState], index: SweepIndex, warnings: list[str], sho
     shown = [t for t in summary["trials"] if show_all or t["state"] not in QUIET]
     rows = [_cells(trial) for trial in shown]
     parts: list[Any] = [header, *(Text(f"warning: {w}", style="yellow") for w in warnings)]
+    if versions := summary["code_versions"]:
+        parts.append(Text("done by code version: " + ", ".join(f"{v} {n}" for v, n in versions.items()),
+                          style="yellow" if len(versions) > 1 else ""))
     if len(rows) > MAX_TABLE_ROWS:
         parts.append(_plain_lines(rows))
     elif rows:

@@ -25,6 +25,7 @@ from ghostsweep.model.registry import model_info, model_options
 from ghostsweep.orchestrator.report import decisions, stats
 from ghostsweep.orchestrator.report.decisions import Judgement, SeedOutcomes, TwoStagePlan, Verdict
 from ghostsweep.orchestrator.report.model import (
+    PROVENANCE_ASPECTS,
     AblationBaseline,
     AblationCurve,
     AblationPoint,
@@ -33,6 +34,7 @@ from ghostsweep.orchestrator.report.model import (
     Conclusions,
     JudgedReference,
     Metric,
+    Provenance,
     RowSummary,
     Summary,
     verdict_phrase,
@@ -73,6 +75,7 @@ class RowInput:
     seeds_failed: list[int] = field(default_factory=list)  # planned seeds whose trial failed (not diverged)
     seeds_diverged: list[int] = field(default_factory=list)  # ... whose loss went non-finite
     two_stage: TwoStagePlan | None = None  # `extend --until-halfwidth` chose its seeds by Stein's procedure
+    provenance: Provenance | None = None  # what produced the done seeds (None: not known, e.g. a test's rows)
 
     @property
     def outcomes(self) -> SeedOutcomes:
@@ -131,7 +134,7 @@ def judge_reference(ref: Reference, row: RowInput) -> JudgedReference:
 
 def _judge_level(ref: Reference, row: RowInput, values: list[float]) -> Judgement:
     """decisions' judgement for the reference's kind; not comparable first, then pending seeds."""
-    if reasons := comparability(ref, row.settings):
+    if reasons := comparability(ref, row.settings) + _code_reasons(row):
         return _without_test(Verdict.NOT_COMPARABLE, "; ".join(reasons), len(values), decisions.LEVEL_MARGIN_PP)
     if pending := _pending(row.outcomes):
         return pending
@@ -140,6 +143,28 @@ def _judge_level(ref: Reference, row: RowInput, values: list[float]) -> Judgemen
     if ref.kind is ReferenceKind.BEST_OF_N:
         return decisions.judge_best_of_runs(values, ref.test_acc, ref.runs or 1)
     return decisions.judge_single_run(values, ref.test_acc)
+
+
+def _code_reasons(row: RowInput) -> list[str]:
+    """Why the row's seeds are not one experiment: they ran different code (`rerun --stale` makes them one)."""
+    if row.provenance is None or not row.provenance.not_comparable:
+        return []
+    versions = ", ".join(f"{version} ({len(seeds)})" for version, seeds in row.provenance.code.items())
+    return [f"its seeds ran different code versions ({versions}): `ghostsweep rerun DIR --stale` reruns the old"]
+
+
+def provenance_differences(treatment: RowInput, reference: RowInput) -> list[str]:
+    """What a comparison's answer warns of: a row whose seeds ran differently, and the two rows running
+    differently from each other (each aspect's values)."""
+    if treatment.provenance is None or reference.provenance is None:
+        return []
+    warnings = [f"{row.label} {row.provenance.flag.removeprefix('⚠ ')}" for row in (treatment, reference)
+                if row.provenance is not None and row.provenance.flag]
+    for aspect in treatment.provenance.differs_from(reference.provenance):
+        values = [", ".join(sorted(row.provenance.values(aspect))) for row in (treatment, reference)
+                  if row.provenance is not None]
+        warnings.append(f"{PROVENANCE_ASPECTS[aspect]} differs between the rows ({values[0]} vs {values[1]})")
+    return warnings
 
 
 def _without_test(verdict: Verdict, reason: str, n: int, margin: float, to_decide: str = "") -> Judgement:
@@ -186,7 +211,7 @@ def analyse_row(row: RowInput, target: float) -> RowSummary:
         row.settings, len(row.seeds_planned), done_seeds, missing,
         *(summarise(row.values[metric], target, row.two_stage if metric is Metric.FINAL else None)
           for metric in Metric), row.params, row.macs, row.gpu_hours, row.cpu_hours, references, notes,
-        row.outcomes, row.two_stage,
+        row.outcomes, row.two_stage, row.provenance,
     )
 
 
@@ -311,7 +336,7 @@ def analyse_pairing(pairing: Pairing, target: float) -> Comparison:
         stats.seeds_for_halfwidth(spread, target), params_ratio, macs_ratio,
         [_judge_claim(pairing, ref_t, ref_r) for ref_t, ref_r in _claim_references(pairing)],
         decisions.choose_difference_method(len(common), len(t_values), len(r_values)), pairing.treatment.outcomes,
-        pairing.reference.outcomes,
+        pairing.reference.outcomes, provenance_differences(pairing.treatment, pairing.reference),
     )
 
 
@@ -343,6 +368,10 @@ def _judge_claim(pairing: Pairing, ref_t: Reference, ref_r: Reference) -> Claim:
     margin = decisions.difference_margin(claim)
     reasons = [f"{row.label}: {reason}" for ref, row in ((ref_t, pairing.treatment), (ref_r, pairing.reference))
                for reason in comparability(ref, row.settings)]
+    reasons += [f"{row.label}: {reason}" for row in (pairing.treatment, pairing.reference)
+                for reason in _code_reasons(row)]
+    if _code_differs(pairing):
+        reasons.append("the rows ran different code versions")
     if reasons:
         judgement = _without_test(Verdict.NOT_COMPARABLE, "; ".join(reasons), min(len(t_values), len(r_values)),
                                   margin)
@@ -351,6 +380,11 @@ def _judge_claim(pairing: Pairing, ref_t: Reference, ref_r: Reference) -> Claim:
             decisions.judge_published_difference(list(t_values.values()), list(r_values.values()), claim)
     return Claim(ref_t.source.key, claim, _ratio(ref_t.params, ref_r.params), _ratio(ref_t.macs, ref_r.macs),
                  interval, judgement)
+
+
+def _code_differs(pairing: Pairing) -> bool:
+    treatment, reference = pairing.treatment.provenance, pairing.reference.provenance
+    return treatment is not None and reference is not None and "code" in treatment.differs_from(reference)
 
 
 def analyse_ablation(ablation: Ablation, rows: Sequence[RowInput], analysed: Sequence[RowSummary]

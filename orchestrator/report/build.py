@@ -14,13 +14,15 @@ from ghostsweep.model.registry import model_info
 from ghostsweep.orchestrator import report as report_package
 from ghostsweep.orchestrator.report.analysis import RowInput, analyse
 from ghostsweep.orchestrator.report.decisions import TwoStagePlan
-from ghostsweep.orchestrator.report.model import Metric, Report, TrialEntry
+from ghostsweep.orchestrator.report.model import PROVENANCE_ASPECTS, Metric, Provenance, Report, TrialEntry
 from ghostsweep.orchestrator.report.records import TrialRecord
 from ghostsweep.orchestrator.report.references import DEFAULT_TARGET_HALFWIDTH_PP, REFERENCES
 from ghostsweep.orchestrator.sweepdir.cache import TrialRead
 from ghostsweep.orchestrator.sweepdir.directory import SweepDir, trial_settings
 from ghostsweep.trials.config import TrialConfig
 from ghostsweep.trials.files import source_digest
+from ghostsweep.trials.provenance import UNKNOWN
+from ghostsweep.trials.trialdir import TrialResult
 
 
 @cache
@@ -53,8 +55,29 @@ def _row_input(members: list[TrialRecord], two_stage: TwoStagePlan | None) -> Ro
         macs=next((m.result.macs for m in done if m.result.macs), None), gpu_hours=hours["GPU"],
         cpu_hours=hours["CPU"], iterations=first.iterations, first_layer=first.first_layer,
         block_norm=first.block_norm, seeds_failed=[m.seed for m in members if m.failure and not m.diverged],
-        seeds_diverged=[m.seed for m in members if m.diverged], two_stage=two_stage,
+        seeds_diverged=[m.seed for m in members if m.diverged], two_stage=two_stage, provenance=_provenance(done),
     )
+
+
+def _provenance(done: list[TrialRecord]) -> Provenance | None:
+    """Per aspect, which done seeds ran with which value ("unknown": result.json did not record it)."""
+    if not done:
+        return None
+    aspects: dict[str, dict[str, list[int]]] = {aspect: {} for aspect in PROVENANCE_ASPECTS}
+    for member in done:
+        result = member.result
+        for aspect, value in (("code", result.code_version), ("torch", result.torch_version),
+                              ("cuda", result.cuda_version), ("cudnn", result.cudnn_version),
+                              ("device", _device_model(result))):
+            aspects[aspect].setdefault(value or UNKNOWN, []).append(member.seed)
+    return Provenance(**aspects)
+
+
+def _device_model(result: TrialResult) -> str | None:
+    """"cpu" or the GPU's model; an older result names it only in `device` ("cuda:0 (NVIDIA H100 ...)")."""
+    if result.gpu_model or result.device is None or result.device == "cpu":
+        return result.gpu_model or result.device
+    return result.device.partition("(")[2].removesuffix(")") or result.device
 
 
 def two_stage_plans(extensions: list[dict[str, Any]]) -> dict[str, TwoStagePlan]:

@@ -63,15 +63,24 @@ def reusable_report(out_dir: Path, inputs: str) -> Report | None:
 
 def report_json(report: Report) -> str:
     """report.json's text: indented, but each trial (with its learning curve) on one line, so that a sweep of 10⁴
-    trials is a few megabytes, written in a fraction of a second. Strict JSON (no NaN): a trial's non-finite
-    number was refused when read."""
+    trials is a few megabytes, written in a fraction of a second; each row's provenance on one line too. Strict JSON
+    (no NaN): a trial's non-finite number was refused when read."""
     head = report.to_dict()
     trials = head.pop("trials", None)  # last, as in the report
+    one_line = {}  # each row's provenance on one line, like a trial: a placeholder, replaced after indenting
+    for number, row in enumerate(head["rows"]):
+        if row["provenance"] is not None:
+            placeholder = f"\0provenance {number}\0"
+            one_line[json.dumps(placeholder)] = json.dumps(row["provenance"], allow_nan=False)
+            row["provenance"] = placeholder
+    text = json.dumps(head, indent=2, allow_nan=False)
+    for placeholder, value in one_line.items():
+        text = text.replace(placeholder, value)
     if trials is None:
-        return json.dumps(head, indent=2, allow_nan=False) + "\n"
+        return text + "\n"
     lines = ",\n".join(f"    {json.dumps(trial, allow_nan=False)}" for trial in trials)
     tail = f"\n{lines}\n  ]\n}}\n" if lines else "]\n}\n"
-    return json.dumps(head, indent=2, allow_nan=False).removesuffix("\n}") + TRIALS_KEY + tail
+    return text.removesuffix("\n}") + TRIALS_KEY + tail
 
 
 def write_report(report: Report, out_dir: Path, raster: bool = True) -> dict[str, Path]:

@@ -14,6 +14,7 @@ from ghostsweep.orchestrator.report.tables import (
     Table,
     extension_lines,
     multiplicity_line,
+    provenance_lines,
     report_notes,
     text_tables,
 )
@@ -67,6 +68,15 @@ def _html_table(table: Table) -> str:
             f"<div class=scroll><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
 
 
+def _provenance_html(report: Report) -> str:
+    """`tables.provenance_lines`: the first as a paragraph, the per-row ones as a list."""
+    lines = provenance_lines(report)
+    if not lines:
+        return ""
+    rows = "".join(f"<li>{html.escape(line)}</li>" for line in lines[1:])
+    return f"<p class=intro>{html.escape(lines[0])}</p>" + (f"<ul>{rows}</ul>" if rows else "")
+
+
 def _answer_html(report: Report) -> str:
     """The answer sentences, grouped by what the comparison varies, each led by its Δ label in bold."""
     if not report.comparisons:
@@ -103,7 +113,7 @@ def to_html(report: Report, plots: dict[str, Plot]) -> str:
         f"%, differences in percentage points (pp).</p>"
         f"<section class=answer><h2>The answer</h2>{_answer_html(report)}"
         + (f"<p class=intro>{html.escape(multiplicity_line(report))}</p>" if report.family_size else "")
-        + "</section>"
+        + _provenance_html(report) + "</section>"
         f"<h2>Plots</h2>{figures}{''.join(_html_table(table) for table in text_tables(report))}"
         + (f"<h2>Seeds added (ghostsweep extend)</h2><ul>{extensions}</ul>" if extensions else "")
         + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else "")

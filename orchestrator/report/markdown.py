@@ -7,6 +7,7 @@ from ghostsweep.orchestrator.report.tables import (
     Table,
     extension_lines,
     multiplicity_line,
+    provenance_lines,
     report_notes,
     text_tables,
 )
@@ -24,6 +25,8 @@ def to_markdown(report: Report) -> str:
         lines += ["## The answer", "", *(f"- {sentence}" for sentence in answer), ""]
         if report.family_size:
             lines += [multiplicity_line(report), ""]
+    if provenance := provenance_lines(report):
+        lines += [provenance[0], *(f"- {line}" for line in provenance[1:]), ""]
     for table in text_tables(report):
         lines += _markdown_table(table)
     if extensions := extension_lines(report):

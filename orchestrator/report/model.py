@@ -96,6 +96,87 @@ def _plan_from_dict(data: Mapping[str, Any] | None) -> TwoStagePlan | None:
     return None if data is None else TwoStagePlan(**data)
 
 
+PROVENANCE_ASPECTS = {"code": "code", "torch": "torch", "cuda": "CUDA", "cudnn": "cuDNN", "device": "device"}
+NOT_COMPARABLE_ASPECTS = ("code",)  # the rest warn: the experiment is the code; the environment is noise-level
+
+
+def _seed_list(seeds: list[int]) -> str:
+    return "seed " + str(seeds[0]) if len(seeds) == 1 else "seeds " + ", ".join(map(str, seeds))
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What produced a row's done seeds (or a report's): per aspect (PROVENANCE_ASPECTS), each value and its
+    seeds; "unknown" where result.json did not record it. A *mixed* aspect has two values; a mixed code version
+    (a dirty tree aside) makes the row's judgements not comparable, every other difference warns (docs/report.md)."""
+
+    code: dict[str, list[int]]
+    torch: dict[str, list[int]]
+    cuda: dict[str, list[int]]
+    cudnn: dict[str, list[int]]
+    device: dict[str, list[int]]  # "cpu", or the GPU's model
+
+    def values(self, aspect: str) -> dict[str, list[int]]:
+        return getattr(self, aspect)
+
+    @property
+    def mixed(self) -> list[str]:
+        """The aspects whose seeds differ; code by its commit, a dirty tree aside."""
+        return [aspect for aspect in PROVENANCE_ASPECTS if len(self.distinct(aspect)) > 1]
+
+    def distinct(self, aspect: str) -> set[str]:
+        values = self.values(aspect)
+        return {value.removesuffix("-dirty") for value in values} if aspect == "code" else set(values)
+
+    @property
+    def dirty(self) -> bool:
+        return any(value.endswith("-dirty") for value in self.code)
+
+    @property
+    def not_comparable(self) -> list[str]:
+        return [aspect for aspect in self.mixed if aspect in NOT_COMPARABLE_ASPECTS]
+
+    @property
+    def flag(self) -> str | None:
+        """The warning beside the row's numbers; None when every seed ran alike from a clean tree."""
+        problems = [f"mixed {PROVENANCE_ASPECTS[aspect]}" for aspect in self.mixed]
+        problems += ["dirty tree"] if self.dirty else []
+        return f"⚠ {', '.join(problems)}" if problems else None
+
+    def describe(self) -> str:
+        """`code 1a2b (seeds 0, 1), 3c4d (seed 2); torch 2.5.1; CUDA 12.4; cuDNN 90100; device NVIDIA H100`: a
+        value's seeds are named only where the aspect is mixed."""
+        parts = []
+        for aspect, word in PROVENANCE_ASPECTS.items():
+            values = self.values(aspect)
+            if len(values) == 1:
+                parts.append(f"{word} {next(iter(values))}")
+            else:
+                parts.append(f"{word} " + ", ".join(f"{value} ({_seed_list(seeds)})"
+                                                    for value, seeds in values.items()))
+        return "; ".join(parts)
+
+    def differs_from(self, other: Provenance) -> list[str]:
+        """The aspects in which two rows' seeds ran differently (each uniform or not)."""
+        return [aspect for aspect in PROVENANCE_ASPECTS if self.distinct(aspect) != other.distinct(aspect)]
+
+    @classmethod
+    def merged(cls, provenances: list[Provenance]) -> Provenance:
+        """The report's provenance: every row's values (seeds repeat across rows)."""
+        return cls(**{aspect: {value: sorted({seed for p in provenances for seed in p.values(aspect).get(value, [])})
+                               for p in provenances for value in p.values(aspect)}
+                      for aspect in PROVENANCE_ASPECTS})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {aspect: self.values(aspect) for aspect in PROVENANCE_ASPECTS} | {
+            "mixed": self.mixed, "dirty": self.dirty, "flag": self.flag}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Provenance | None:
+        """None for a report.json from before provenance was shown."""
+        return None if data is None else cls(**{aspect: data[aspect] for aspect in PROVENANCE_ASPECTS})
+
+
 class MeanWithInterval(Protocol):
     """A mean over seeds with its 95% CI: a row's summary, an ablation point, an ablation's baseline."""
 
@@ -220,6 +301,7 @@ class RowSummary:
     notes: list[str]
     outcomes: SeedOutcomes  # planned / done / failed / diverged: a lost seed is a result, not a gap
     two_stage: TwoStagePlan | None = None  # `extend` chose its seeds by Stein's procedure: the final CI is Stein's
+    provenance: Provenance | None = None  # what produced the done seeds; None in a report.json from before it
 
     @property
     def seeds_done(self) -> int:
@@ -239,6 +321,7 @@ class RowSummary:
             "first_layer": self.first_layer, "block_norm": self.block_norm,
             "outcomes": asdict(self.outcomes), "seeds_described": self.outcomes.describe(),
             "two_stage": self.two_stage and asdict(self.two_stage),
+            "provenance": self.provenance and self.provenance.to_dict(),
         }
 
     @classmethod
@@ -249,6 +332,7 @@ class RowSummary:
             *(Summary.from_dict(data[metric.value]) for metric in Metric), data["params"], data["macs"],
             data["gpu_hours"], data["cpu_hours"], [JudgedReference.from_dict(ref) for ref in data["references"]],
             data["notes"], _outcomes_from_dict(data["outcomes"]), _plan_from_dict(data["two_stage"]),
+            Provenance.from_dict(data.get("provenance")),
         )
 
 
@@ -302,6 +386,7 @@ class Comparison:
     method: DifferenceMethod
     treatment_seeds: SeedOutcomes
     reference_seeds: SeedOutcomes
+    provenance: list[str] = field(default_factory=list)  # how the rows' seeds ran differently, within or between
 
     @property
     def interval(self) -> Interval | None:
@@ -320,7 +405,7 @@ class Comparison:
         Holm-adjusted verdict, and the seeds lost."""
         interval = self.interval
         if interval is None:
-            return f"{self.difference}: not enough seeds for an interval yet."
+            return f"{self.difference}: not enough seeds for an interval yet{self._provenance_warning}."
         how = f"paired, n={interval.n}" if self.method is DifferenceMethod.PAIRED else "Welch, unpaired"
         sentence = f"{self.difference}: {interval.estimate:+.2f} pp [{interval.low:+.2f}, {interval.high:+.2f}] ({how})"
         if self.params_ratio and self.factor == "model":
@@ -332,7 +417,11 @@ class Comparison:
             if outcomes.lost]
         if lost:
             sentence += f"; seeds lost: {'; '.join(lost)} (Δ is over the survivors)"
-        return sentence + "."
+        return sentence + self._provenance_warning + "."
+
+    @property
+    def _provenance_warning(self) -> str:
+        return f"; ⚠ provenance: {'; '.join(self.provenance)}" if self.provenance else ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -343,7 +432,7 @@ class Comparison:
             "seeds_needed": self.seeds_needed, "params_ratio": self.params_ratio, "macs_ratio": self.macs_ratio,
             "claims": [claim.to_dict() for claim in self.claims], "method": self.method.value,
             "treatment_seeds": asdict(self.treatment_seeds), "reference_seeds": asdict(self.reference_seeds),
-            "lost_note": self.lost_note,
+            "lost_note": self.lost_note, **({"provenance": self.provenance} if self.provenance else {}),
         }
 
     @classmethod
@@ -353,7 +442,7 @@ class Comparison:
                    _interval(data["paired"]), _interval(data["welch"]), data["seeds_needed"], data["params_ratio"],
                    data["macs_ratio"], [Claim.from_dict(claim) for claim in data["claims"]],
                    DifferenceMethod(data["method"]), _outcomes_from_dict(data["treatment_seeds"]),
-                   _outcomes_from_dict(data["reference_seeds"]))
+                   _outcomes_from_dict(data["reference_seeds"]), data.get("provenance", []))
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from ghostsweep.orchestrator.report.model import (
     Comparison,
     MeanWithInterval,
     Metric,
+    Provenance,
     Report,
     RowSummary,
     Summary,
@@ -106,10 +107,16 @@ TABLE_COLUMNS = (
 )
 
 
+def _flagged(row: RowSummary, cell: str) -> str:
+    """A row's number with its provenance warning beside it (mixed code, libraries or devices; a dirty tree)."""
+    flag = row.provenance and row.provenance.flag
+    return f"{cell} {flag}" if flag else cell
+
+
 def table_rows(report: Report) -> list[list[str]]:
     """Our numbers per row."""
     return [[
-        row.label, _seeds(row.outcomes), _pct(row.final_test_acc), _precision(row.final_test_acc),
+        row.label, _seeds(row.outcomes), _flagged(row, _pct(row.final_test_acc)), _precision(row.final_test_acc),
         _pct(row.best_val_test_acc), _range(row.final_test_acc), _millions(row.params, 3), _millions(row.macs, 1),
         _hours(row),
     ] for row in report.rows]
@@ -166,6 +173,21 @@ def comparison_rows(report: Report) -> list[list[str]]:
         "; ".join(f"{claim.delta:+.2f} ({claim.source})" for claim in c.claims) or "—",
         "; ".join(verdict_phrase(claim.judgement) for claim in c.claims) or "—",
     ] for c in report.comparisons]
+
+
+def provenance_lines(report: Report) -> list[str]:
+    """What produced the report's seeds, under the answer: one line when every row ran alike, else one per row
+    (a mixed row flagged); none for a report.json from before provenance was recorded."""
+    known = [row for row in report.rows if row.provenance is not None]
+    if not known:
+        return []
+    merged = Provenance.merged([row.provenance for row in known if row.provenance is not None])
+    if not merged.mixed:
+        return [f"Provenance: every done seed ran with {merged.describe()}" + (
+            f" ({merged.flag})." if merged.flag else ".")]
+    return [f"Provenance differs within the report ({', '.join(merged.mixed)}); per row:", *(
+        f"{row.label}: {row.provenance.describe()}" + (f" {row.provenance.flag}" if row.provenance.flag else "")
+        for row in known if row.provenance is not None)]
 
 
 def multiplicity_line(report: Report) -> str:

@@ -14,6 +14,7 @@ from ghostsweep.orchestrator.report.tables import (
     VERDICT_STYLES,
     Table,
     multiplicity_line,
+    provenance_lines,
     text_tables,
 )
 
@@ -36,6 +37,8 @@ def terminal_report(report: Report, rows: int = TERMINAL_ROWS) -> Any:
         parts.append(_more(len(report.comparisons) - rows))
     if report.family_size:
         parts.append(Text(multiplicity_line(report), style="dim"))
+    parts += [Text(line, style="yellow" if "⚠" in line or "differs" in line else "dim")
+              for line in provenance_lines(report)]
     for table in text_tables(report):
         lines, left_out = _first_rows(table, rows)
         parts += [Text(), _rich_table(table, lines)]

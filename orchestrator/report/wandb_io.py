@@ -110,7 +110,8 @@ def numeric_tables(report: Report) -> dict[str, list[dict[str, Any]]]:
         **{f"{metric.value}_{stat}": value
            for metric in Metric for stat, value in row.summary(metric).to_dict().items()},
         "params": row.params, "macs": row.macs, "gpu_hours": row.gpu_hours, "cpu_hours": row.cpu_hours,
-        "notes": "; ".join(row.notes),
+        "notes": "; ".join(row.notes), "provenance": row.provenance and row.provenance.describe(),
+        "provenance_flag": row.provenance and row.provenance.flag,
     } for row in report.rows]
     references = [{
         "group": row.group, "label": row.label, "source": ref.source, "kind": ref.kind.value, "runs": ref.runs,
@@ -126,6 +127,7 @@ def numeric_tables(report: Report) -> dict[str, list[dict[str, Any]]]:
         "method": c.method.value, "treatment_lost": " ".join(map(str, c.treatment_seeds.lost)),
         "reference_lost": " ".join(map(str, c.reference_seeds.lost)),
         "seeds_needed": c.seeds_needed, "params_ratio": c.params_ratio, "macs_ratio": c.macs_ratio,
+        "provenance": "; ".join(c.provenance),
     } for c in report.comparisons]
     claims = [{
         "difference": c.difference, "treatment_label": c.treatment_label, "reference_label": c.reference_label,
