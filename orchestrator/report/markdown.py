@@ -12,7 +12,7 @@ from ghostsweep.orchestrator.report.tables import (
 )
 
 
-def _markdown_table(table: Table) -> list[str]:
+def markdown_table(table: Table) -> list[str]:
     lines = [f"## {table.title}", "", table.intro, "", "| " + " | ".join(table.columns) + " |",
              "|" + "---|" * len(table.columns)]
     return lines + ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in table.rows] + [""]
@@ -25,7 +25,7 @@ def to_markdown(report: Report) -> str:
         if report.family_size:
             lines += [multiplicity_line(report), ""]
     for table in text_tables(report):
-        lines += _markdown_table(table)
+        lines += markdown_table(table)
     if extensions := extension_lines(report):
         lines += ["Seeds added (`ghostsweep extend`):", *(f"- {line}" for line in extensions), ""]
     if notes := report_notes(report):
