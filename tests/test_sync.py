@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_trial_helpers import result, train_process
+from test_trial_helpers import REPO, result, train_process
 from test_wandb_report import RecordedWandbApi
 from wandb_workspaces.reports.v2 import interface
 
@@ -173,6 +173,7 @@ def test_sync_pushes_every_run_once_then_the_report(
     assert main(["sync", str(sweep)]) == 0  # nothing new: nothing pushed, nothing asked
     assert "pushed 0 run(s), 2 already synced" in capsys.readouterr().out and len(stand_in.requests) == seen
 
+    assert not (REPO / "wandb").exists() and not (Path.cwd() / "wandb").exists()  # wandb's logs stay in the sweep
     grown = next(iter(sorted(trial_runs)))
     log = next((sweep / grown).glob("run-*.wandb"))
     os.utime(log, (log.stat().st_atime, log.stat().st_mtime + 10))  # as a resumed trial appending to it

@@ -62,8 +62,10 @@ class OfflineRun:
 def push_with_wandb_sync(run_dir: Path) -> str | None:
     """Push one offline run folder with `wandb sync`; None when it worked, else why not (its last line)."""
     try:
+        # run in the folder holding the run's wandb/, where `wandb sync` leaves its debug log beside the runs
         completed = subprocess.run([sys.executable, "-c", WANDB_CLI, "sync", "--include-synced", str(run_dir)],
-                                   capture_output=True, text=True, timeout=PUSH_TIMEOUT_S, check=False)
+                                   cwd=run_dir.parent.parent, capture_output=True, text=True,
+                                   timeout=PUSH_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
         return f"wandb sync did not finish within {PUSH_TIMEOUT_S:.0f} s"
     if completed.returncode == 0:
