@@ -222,3 +222,13 @@ def test_sync_hands_every_run_to_the_push_names_failures_and_retries_only_them(
     assert main(["sync", str(sweep)]) == 0 and handed == []
     out = capsys.readouterr().out
     assert f"later    {grown}: its trial is still running" in out and "1 of running trials left for later" in out
+
+    # --watch: syncs again until the trial has settled, then pushes its run and stops.
+    passes = iter([True, True, False])  # running for two passes, then settled
+    monkeypatch.setattr(sync_command, "WATCH_INTERVAL_S", 0.0)
+    monkeypatch.setattr(cache, "read_states", lambda sweep_dir: [
+        dataclasses.replace(state, state=TrialStatus.RUNNING) if state.trial_id == first and next(passes) else state
+        for state in original(sweep_dir)])
+    assert main(["sync", str(sweep), "--watch"]) == 0 and handed == [str(sweep / grown)]
+    out = capsys.readouterr().out
+    assert out.count("its trial is still running") == 2 and out.count(f"pushed   {grown}") == 1
