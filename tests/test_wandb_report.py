@@ -99,10 +99,11 @@ def test_definition_is_built_offline_and_round_trips_through_wandb_workspaces(
         ("LinePlot", ["train_loss"], "mean", "stddev"), ("BarPlot", ["final_test_acc"], "mean", "stddev")]
     tables = [block.text for block in definition.blocks[7:] if type(block).__name__ == "MarkdownBlock"]
     titles = [text.splitlines()[0] for text in tables if text.startswith("## ")]
-    assert titles[:3] == ["## Rows", "## Published numbers", "## Comparisons"]
+    assert titles[:4] == ["## Rows", "## Published numbers", "## Comparisons", "## Claims"]
     published, comparisons = tables[1], tables[2]
     assert "the tests" in published and "judged by the method" in published  # each verdict with its method
     assert "(paired)" in comparisons or "(Welch" in comparisons
+    assert "the tests" in tables[3] and tables[3].count("\n| ") >= 2  # each claim with its test
     assert model.project.name == "ghostsweep" and model.display_name == f"Reproduction report: {SWEEP}"
 
 

@@ -17,8 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from ghostsweep.orchestrator.report.markdown import markdown_table
-from ghostsweep.orchestrator.report.model import Report
-from ghostsweep.orchestrator.report.tables import extension_lines, multiplicity_line, report_notes, text_tables
+from ghostsweep.orchestrator.report.model import Report, verdict_phrase
+from ghostsweep.orchestrator.report.tables import (
+    Table,
+    extension_lines,
+    judgement_tests,
+    multiplicity_line,
+    report_notes,
+    text_tables,
+)
 from ghostsweep.trials.trialdir import atomic_write_text
 
 PENDING_FILE = "wandb-report.pending.json"
@@ -62,7 +69,11 @@ def report_definition(report: Report, html: Path) -> Any:
              "group's mean with a band of ±1 sample std over its seeds."),
         wr.PanelGrid(runsets=[runs], panels=panels),
     ]
-    blocks += [wr.MarkdownBlock("\n".join(markdown_table(table)).strip()) for table in text_tables(report)]
+    tables = text_tables(report)
+    if claims := claims_table(report):
+        tables.insert(next((i + 1 for i, table in enumerate(tables) if table.title == "Comparisons"), len(tables)),
+                      claims)
+    blocks += [wr.MarkdownBlock("\n".join(markdown_table(table)).strip()) for table in tables]
     if extensions := extension_lines(report):
         blocks.append(wr.MarkdownBlock("\n".join(["Seeds added (`ghostsweep extend`):",
                                                   *(f"- {line}" for line in extensions)])))
@@ -73,6 +84,18 @@ def report_definition(report: Report, html: Path) -> Any:
             ["Sources:", *(f"- **{key}**: {source.title}; {source.where}" for key, source in report.sources.items())])))
     return wr.Report(project=settings.get("project", "ghostsweep"), entity=settings.get("entity") or "",
                      title=title, description=f"ghostsweep sweep {report.title!r}", blocks=blocks)
+
+
+def claims_table(report: Report) -> Table | None:
+    """The sources' claimed Δs, one line each with the test that judged it (the comparisons table gives only the
+    verdicts); None when the report has no claim."""
+    rows = [[comparison.difference, claim.source, f"{claim.delta:+.2f}", verdict_phrase(claim.judgement),
+             judgement_tests(claim.judgement)] for comparison in report.comparisons for claim in comparison.claims]
+    if not rows:
+        return None
+    return Table("Claims", "Each published Δ (two single runs) judged against ours, unpaired, by the test named "
+                 "beside it.", ("Δ = treatment − reference", "source", "published Δ pp", "verdict (p raw→adjusted)",
+                                "the tests"), rows)
 
 
 def definition_json(definition: Any) -> str:
