@@ -79,3 +79,30 @@ def test_cpu_hours_scale_by_macs_from_the_measured_model() -> None:
     resnet = TrialConfig(model="resnet20")
     ratio = model.complexity("resnet20").macs / model.complexity(plan.CPU_REFERENCE_MODEL).macs
     assert plan.estimate_cpu_hours(resnet) / plan.estimate_cpu_hours(measured) == pytest.approx(ratio)
+
+
+def test_rows_of_one_variant_are_told_apart(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """fast-vs-faithful.yaml's six trials are all resnet20: each trial's line and the per-row table name the
+    settings that differ (the report's and W&B's row label), and json/csv carry the label as `row`."""
+    spec = REPO / "sweeps/fast-vs-faithful.yaml"
+    table = _plan(spec, tmp_path, capsys)
+    lines = table.splitlines()
+    assert lines[1].endswith("GPU-h  row: differs in")
+    fast = "runtime.channels_last=True runtime.compile=cudagraphs runtime.precision=bf16"
+    faithful = "runtime.channels_last=False runtime.compile=off runtime.precision=fp32"
+    assert [line.endswith(faithful) for line in lines[2:8]] == [True] * 3 + [False] * 3
+    assert [line.endswith(fast) for line in lines[2:8]] == [False] * 3 + [True] * 3
+    assert "2 report rows" in table
+    document = json.loads(_plan(spec, tmp_path, capsys, "--format", "json"))
+    assert [trial["row"] for trial in document["trials"]] == [f"resnet20 {faithful}"] * 3 + [f"resnet20 {fast}"] * 3
+    assert [(row["row"], row["trials"]) for row in document["rows"]] == [
+        (f"resnet20 {faithful}", 3), (f"resnet20 {fast}", 3)]
+    assert [(variant["variant"], variant["trials"]) for variant in document["variants"]] == [("resnet20", 6)]
+    rows = list(csv.DictReader(io.StringIO(_plan(spec, tmp_path, capsys, "--format", "csv"))))
+    assert rows[3]["row"] == f"resnet20 {fast}"
+
+
+def test_a_sweep_whose_rows_are_its_variants_has_no_differs_column(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    table = _plan(PAPER, tmp_path, capsys)
+    assert "differs in" not in table and "17 report rows" in table

@@ -17,7 +17,7 @@ from ghostsweep.orchestrator.cli import build_parser
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 PAGES = (README, *sorted((REPO / "docs").glob("*.md")))
-COMMANDS = {"models", "train", "plan", "submit", "status", "rerun", "extend", "cancel", "report"}
+COMMANDS = {"models", "train", "plan", "submit", "status", "rerun", "extend", "cancel", "report", "sync"}
 FLAG = r"--[a-z][a-z-]+"
 
 

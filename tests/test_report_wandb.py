@@ -36,6 +36,7 @@ from ghostsweep.trials.trialdir import (
     read_result,
     write_result,
 )
+from ghostsweep.trials.wandb_log import filter_fields
 
 LEGACY_RUNS = Path(__file__).parent / "data/wandb_runs.json"
 PROJECT = "lab/ghostsweep"
@@ -128,8 +129,8 @@ def logged_run(trial_dir: Path, run_id: str, result: TrialResult | None = None,
         "id": run_id, "name": config.trial_id(), "group": config.wandb.run_group(config.variant),
         "job_type": config.wandb.job_type,
         "state": "running" if result is None else "finished" if result.done else "failed",  # exit code 1: failed
-        "config": config.to_dict() | {
-            "trial_id": config.trial_id(), "variant": config.variant, "params": SIZES[config.model][0],
+        "config": config.to_dict() | filter_fields(config) | {
+            "trial_id": config.trial_id(), "params": SIZES[config.model][0],
             "macs": SIZES[config.model][1], "split_hash": "3f1c2a9e", "world_size": 1, "device": "NVIDIA H200"},
         "summary": summary, "history": history,
     }

@@ -112,6 +112,17 @@ NEVER_IMPORTS = {
 }
 # The one edge across a rule, and why: a spec names its backend, and the backends' names are theirs.
 ALLOWED = {(f"{SPEC}.sweepspec", BACKENDS)}  # BACKEND_MODULES, the name table (backends import lazily)
+# Rendering the W&B Report (wandb-workspaces) is a leaf of the report: only the CLI imports it, so that what reads
+# and builds a report never needs wandb-workspaces.
+WANDB_REPORT = f"{REPORT}.wandb_report"
+
+
+def test_only_the_cli_renders_the_wandb_report() -> None:
+    importers = [f"{name} -> {imported}" for name, imported in import_edges()
+                 if within(imported, WANDB_REPORT) and not within(name, CLI)]
+    assert importers == []
+
+
 # The CLI is the top: only it and the package's `python -m ghostsweep` import it.
 CLI_IMPORTERS = (CLI, f"{PACKAGE}.__main__")
 

@@ -41,6 +41,8 @@ def test_offline_run_has_group_and_complexity_and_no_key(cifar10_dir: Path, tmp_
     config = {item.key: json.loads(item.value_json) for item in run.config.update}
     assert run.run_group == summary["variant"] == "ghost_resnet8-conv-keep"  # outside a sweep: the variant
     assert run.job_type == "trial" and run.project == "ghostsweep-test"
+    assert list(run.tags) == ["ghost_resnet8-conv-keep"]  # outside a sweep: no sweep tag
+    assert (config["first_layer"], config["block_norm"], config["ratio"], config["kernel"]) == ("conv", "keep", 2, 3)
     assert (config["params"], config["macs"]) == (summary["params"], summary["macs"])
     assert config["trial_id"] == summary["trial_id"] and config["seed"] == 0
     leaked = [p for p in tmp_path.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
@@ -52,7 +54,7 @@ def test_sweep_trial_run_is_grouped_by_its_report_row(cifar10_dir: Path, tmp_pat
     spec = parse_spec({"name": "tiny", "seeds": 1, "grids": [{"model": ["resnet8"], "recipe.lr": [0.05, 0.1]}],
                        "recipe": {"iterations": 4, "eval_interval": 2, "batch_size": 32},
                        "data": {"val_size": 100, "test_size": 100},
-                       "wandb": {"mode": "offline", "project": "ghostsweep-test"}})
+                       "wandb": {"mode": "offline", "project": "ghostsweep-test", "tags": ["smoke"]}})
     sweep = SweepDir(tmp_path / "sweep")
     sweep.materialize(spec)
     for trial_dir in map(sweep.trial_dir, sweep.trial_ids()):
@@ -66,6 +68,14 @@ def test_sweep_trial_run_is_grouped_by_its_report_row(cifar10_dir: Path, tmp_pat
     assert run.run_group == "tiny/resnet8 recipe.lr=0.05" == f"tiny/{sweep.index().trials[trial_id].label}"
     assert config["wandb"] | {"sweep": "tiny", "row": "resnet8 recipe.lr=0.05", "position": 0} == config["wandb"]
     assert config["trial_id"] == trial_id
+    # What the project's run table filters and groups by: top-level keys, the tags, the kind of run.
+    assert {key: config[key] for key in ("model", "family", "depth", "variant", "first_layer", "block_norm", "ratio",
+                                         "kernel", "shortcut", "seed", "sweep", "row")} == {
+        "model": "resnet8", "family": "resnet", "depth": 8, "variant": "resnet8", "first_layer": None,
+        "block_norm": None, "ratio": None, "kernel": None, "shortcut": "A", "seed": 0, "sweep": "tiny",
+        "row": "resnet8 recipe.lr=0.05"}
+    assert config["recipe"]["lr"] == 0.05 and config["runtime"]["compile"] == "off"  # W&B's recipe.lr, runtime.*
+    assert list(run.tags) == ["smoke", "sweep:tiny", "resnet8"] and run.job_type == "trial"
     # The offline runs hold the same numbers as the files: `report --from-wandb` on them (read from their logs,
     # as a W&B server would serve them after `wandb sync`) gives the files' report.
     runs = [wandb_offline_run(Path(result(sweep.trial_dir(t))["wandb_run_dir"])) for t in sweep.trial_ids()]

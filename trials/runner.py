@@ -58,7 +58,7 @@ from ghostsweep.trials.trialdir import (
     write_progress,
     write_result,
 )
-from ghostsweep.trials.wandb_log import WandbLogger
+from ghostsweep.trials.wandb_log import WandbLogger, filter_fields, run_tags
 
 SYNC_INTERVAL = 20  # iterations between host syncs: divergence check, stop agreement across ranks
 HEARTBEAT_S = 10.0
@@ -270,12 +270,12 @@ def _set_up(
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.runtime.precision == "bf16")
     logger = WandbLogger(
         config.wandb, out_dir, name=config.trial_id(), group=config.wandb.run_group(config.variant),
-        config=config.to_dict() | {
-            "trial_id": config.trial_id(), "variant": config.variant, "params": complexity.params,
+        config=config.to_dict() | filter_fields(config) | {
+            "trial_id": config.trial_id(), "params": complexity.params,
             "macs": complexity.macs, "split_hash": data.split_hash, "world_size": world.world_size,
             "device": _device_name(device),
         },
-        resume_id=progress.wandb_run_id,
+        tags=run_tags(config), resume_id=progress.wandb_run_id,
     ) if world.is_main else None
     if logger is not None:
         progress.wandb_run_id = logger.run_id

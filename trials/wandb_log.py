@@ -11,13 +11,38 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ghostsweep.trials.config import WandbConfig
+from ghostsweep.model.registry import model_info
+from ghostsweep.trials.config import TrialConfig, WandbConfig
+
+MAX_TAG_LENGTH = 64  # W&B refuses longer tags
+
+
+def filter_fields(config: TrialConfig) -> dict[str, Any]:
+    """Top-level config keys W&B users filter and group a project's run table by, beside the trial's nested config
+    (whose `recipe.*`, `runtime.*` and `data.*` W&B shows as dotted columns already): the model's family, depth and
+    resolved options (defaults included, which the nested `model_options` leaves out), the seed, the sweep and its
+    report row (the run's group is `sweep/row`)."""
+    options = config.resolved_model_options()
+    info = model_info(config.model)
+    return {
+        "model": config.model, "family": info.family, "depth": info.depth, "variant": config.variant,
+        "first_layer": options.get("first_layer"), "block_norm": options.get("block_norm"),
+        "ratio": options.get("ratio"), "kernel": options.get("cheap_kernel"), "shortcut": options.get("shortcut"),
+        "seed": config.seed, "sweep": config.wandb.sweep, "row": config.wandb.row,
+    }
+
+
+def run_tags(config: TrialConfig) -> list[str]:
+    """The spec's tags, then `sweep:NAME` and the variant, so that the run table filters to one sweep or model with
+    one click (the row is the run's group: a label can be longer than a tag may be)."""
+    tags = [*config.wandb.tags, *((f"sweep:{config.wandb.sweep}",) if config.wandb.sweep else ()), config.variant]
+    return [tag[:MAX_TAG_LENGTH] for tag in dict.fromkeys(tags)]
 
 
 class WandbLogger:
     def __init__(
         self, settings: WandbConfig, out_dir: Path, name: str, group: str, config: dict[str, Any],
-        resume_id: str | None = None,
+        tags: list[str], resume_id: str | None = None,
     ) -> None:
         self.run: Any = None
         self.mode = settings.mode
@@ -25,7 +50,7 @@ class WandbLogger:
             return
         kwargs = dict(
             project=settings.project, entity=settings.entity, group=group, job_type=settings.job_type,
-            tags=list(settings.tags), name=name, config=config, dir=str(Path(out_dir).absolute()), mode=settings.mode,
+            tags=tags, name=name, config=config, dir=str(Path(out_dir).absolute()), mode=settings.mode,
             id=resume_id, resume="allow" if resume_id else None, reinit="create_new",
         )
         timeout_s = settings.init_timeout_s

@@ -1,4 +1,4 @@
-"""`ghostsweep`: models, train, plan, submit, status, rerun, extend, cancel, report; one module per command, each
+"""`ghostsweep`: models, train, plan, submit, status, rerun, extend, cancel, report, sync; one module per command, each
 with its `add_parser(subparsers)` and the `run(args)` that its parser sets as `handler`.
 
 Every user error (bad spec, unknown trial, unreachable backend) is one line,
@@ -16,11 +16,11 @@ import sys
 import yaml
 
 import ghostsweep
-from ghostsweep.orchestrator.cli import cancel, extend, models, plan, report, rerun, status, submit, train
+from ghostsweep.orchestrator.cli import cancel, extend, models, plan, report, rerun, status, submit, sync, train
 from ghostsweep.orchestrator.cli.submitting import EXIT_INTERRUPTED
 from ghostsweep.trials.trialdir import ExitCode
 
-COMMANDS = (models, train, plan, submit, status, rerun, extend, cancel, report)  # in `ghostsweep --help`'s order
+COMMANDS = (models, train, plan, submit, status, rerun, extend, cancel, report, sync)  # in `ghostsweep --help`'s order
 MAX_ERROR_CHARS = 400  # an error line quotes values already cut short; this bounds whatever else it quotes
 
 

@@ -13,7 +13,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     report = subparsers.add_parser("report", help="the reproduction report: report.md, .html and .json")
     report.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR", nargs="?",
                         help="the sweep (with --from-wandb: where to write the report)")
-    report.add_argument("--wandb", action="store_true", help="also log the table and plots to a W&B run")
+    report.add_argument("--wandb", action="store_true",
+                        help="also log the tables and plots to a W&B run and create or update the sweep's W&B Report "
+                             "(offline: written for `ghostsweep sync`)")
     report.add_argument("--from-wandb", metavar="ENTITY/PROJECT[/SWEEP]",
                         help="aggregate the trial runs of one sweep in W&B instead of the files")
     report.add_argument("--rows", type=int, default=None, metavar="N",
@@ -66,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
           f"{Path(out_dir) / 'report-*.svg'}{' and .png' if args.wandb else ''}")
     if args.wandb:
         from ghostsweep.orchestrator.report.wandb_io import log_report
+        from ghostsweep.orchestrator.report.wandb_report import publish_or_defer
 
         print(f"logged to W&B: {log_report(report, paths, Path(out_dir))}")
+        print(publish_or_defer(report, paths["html"].absolute(), Path(out_dir)))
     return 0

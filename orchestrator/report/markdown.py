@@ -13,7 +13,7 @@ from ghostsweep.orchestrator.report.tables import (
 )
 
 
-def _markdown_table(table: Table) -> list[str]:
+def markdown_table(table: Table) -> list[str]:
     lines = [f"## {table.title}", "", table.intro, "", "| " + " | ".join(table.columns) + " |",
              "|" + "---|" * len(table.columns)]
     return lines + ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in table.rows] + [""]
@@ -28,7 +28,7 @@ def to_markdown(report: Report) -> str:
     if provenance := provenance_lines(report):
         lines += [provenance[0], *(f"- {line}" for line in provenance[1:]), ""]
     for table in text_tables(report):
-        lines += _markdown_table(table)
+        lines += markdown_table(table)
     if extensions := extension_lines(report):
         lines += ["Seeds added (`ghostsweep extend`):", *(f"- {line}" for line in extensions), ""]
     if notes := report_notes(report):

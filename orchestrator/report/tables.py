@@ -136,11 +136,11 @@ def published_rows(report: Report) -> list[list[str]]:
         f"{ref.test_acc:.2f}" + ("" if ref.test_acc_std is None else f" ± {ref.test_acc_std:.2f}"),
         ref.kind.value + (f", n={ref.runs}" if ref.runs else ""),
         "—" if ref.ours_mean is None else f"{ref.ours_mean:.2f} ({METRIC_NAMES[ref.metric]})",
-        _signed(ref.ours_minus_paper), verdict_phrase(ref.judgement), _tests(ref.judgement),
+        _signed(ref.ours_minus_paper), verdict_phrase(ref.judgement), judgement_tests(ref.judgement),
     ] for row in report.rows for ref in row.references]
 
 
-def _tests(judgement: Judgement) -> str:
+def judgement_tests(judgement: Judgement) -> str:
     """What the verdict rests on: the method, the intervals against the margin, and what would decide it."""
     if judgement.p_difference is None:
         return "—"

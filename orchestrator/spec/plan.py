@@ -27,7 +27,7 @@ from ghostsweep.model.registry import complexity, model_info
 from ghostsweep.orchestrator.spec.resources import Resources
 from ghostsweep.orchestrator.spec.sweepspec import SweepSpec
 from ghostsweep.orchestrator.sweepdir.cache import read_states
-from ghostsweep.orchestrator.sweepdir.directory import SweepDir
+from ghostsweep.orchestrator.sweepdir.directory import SweepDir, describe_trials
 from ghostsweep.trials.config import TrialConfig
 from ghostsweep.trials.trialdir import TrialStatus
 
@@ -162,6 +162,7 @@ class PlannedTrial:
     number: int
     trial_id: str
     variant: str
+    row: str  # its report row's label: the variant and the settings that tell it from its variant's other rows
     model: str
     seed: int
     iterations: int
@@ -179,31 +180,33 @@ def plan_trials(spec: SweepSpec, sweep_root: Path) -> list[PlannedTrial]:
     if sweep.index_path.exists():  # settled trials from the read cache that `status` and `report` keep
         known = {state.trial_id: str(state.state) for state in read_states(sweep)}
         states = {trial_id: known.get(trial_id, str(TrialStatus.PENDING)) for trial_id in trial_ids}
+    rows = describe_trials(list(spec.trials))
     planned = []
     for number, (trial, trial_id) in enumerate(zip(spec.trials, trial_ids, strict=True), 1):
         resources = spec.resources_for(trial_id)
         cpu = runs_on_cpu(trial, resources)
         hours = estimate_cpu_hours(trial) if cpu else estimate_gpu_hours(trial, resources.trials_per_gpu)
         planned.append(PlannedTrial(
-            number, trial_id, trial.variant, trial.model, trial.seed, trial.recipe.iterations, hours,
-            CPU_HOURS if cpu else GPU_HOURS, describe_resources(resources), states.get(trial_id) if states else None,
+            number, trial_id, trial.variant, rows[trial_id].label, trial.model, trial.seed, trial.recipe.iterations,
+            hours, CPU_HOURS if cpu else GPU_HOURS, describe_resources(resources),
+            states.get(trial_id) if states else None,
         ))
     return planned
 
 
-def _variants(planned: list[PlannedTrial]) -> list[dict[str, Any]]:
-    """Trials, hours and resources per variant: where a sweep's cost goes (e.g. the Ghost models' slow
-    depthwise convs), and what each variant asks the scheduler for (a grid may have its own resources)."""
-    variants: dict[tuple[str, str], dict[str, Any]] = {}
+def _per(key: str, planned: list[PlannedTrial]) -> list[dict[str, Any]]:
+    """Trials, hours and resources per variant or per report row (`key`): where a sweep's cost goes (e.g. the
+    Ghost models' slow depthwise convs), and what each asks the scheduler for (a grid may have its own resources)."""
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
     for row in planned:
-        variant = variants.setdefault((row.variant, row.unit), {
-            "variant": row.variant, "trials": 0, "hours": 0.0, "unit": row.unit, "resources": {}})
-        variant["trials"] += 1
-        variant["hours"] += row.hours
-        variant["resources"][row.resources] = None
+        group = groups.setdefault((getattr(row, key), row.unit), {
+            key: getattr(row, key), "trials": 0, "hours": 0.0, "unit": row.unit, "resources": {}})
+        group["trials"] += 1
+        group["hours"] += row.hours
+        group["resources"][row.resources] = None
     totals = _totals(planned)
-    return [variant | {"share": variant["hours"] / (totals[variant["unit"]] or 1.0),
-                       "resources": "; ".join(variant["resources"])} for variant in variants.values()]
+    return [group | {"share": group["hours"] / (totals[group["unit"]] or 1.0),
+                     "resources": "; ".join(group["resources"])} for group in groups.values()]
 
 
 def _totals(planned: list[PlannedTrial]) -> dict[str, float]:
@@ -237,12 +240,14 @@ def print_plan(
 
 
 def plan_document(spec: SweepSpec, sweep_root: Path, planned: list[PlannedTrial]) -> dict[str, Any]:
-    """`plan --format json`: every trial, the variants, the totals per unit and the devices they assume."""
+    """`plan --format json`: every trial, the variants and report rows, the totals per unit and the devices they
+    assume."""
     units = {row.unit for row in planned}
     states = Counter(row.state for row in planned if row.state is not None)
     return {
         "sweep": spec.name, "sweep_dir": str(sweep_root), "backend": spec.backend,
-        "trials": [asdict(row) for row in planned], "variants": _variants(planned), "totals": _totals(planned),
+        "trials": [asdict(row) for row in planned], "variants": _per("variant", planned),
+        "rows": _per("row", planned), "totals": _totals(planned),
         "gpu_device": load_throughput()["device"] if GPU_HOURS in units else None,
         "cpu_device": detected_cpu() if CPU_HOURS in units else None,
         "scaled_by_macs_from": unmeasured(list(spec.trials)),
@@ -259,37 +264,44 @@ def plan_csv(planned: list[PlannedTrial]) -> str:
     return out.getvalue()
 
 
+def _differs(row: PlannedTrial) -> str:
+    """What tells a trial's row from its variant's other rows: its label past the variant (the id names that)."""
+    return row.row.removeprefix(row.variant).strip()
+
+
 def _trial_lines(planned: list[PlannedTrial], header: str, with_unit: bool) -> list[str]:
     """The trial table as plain aligned lines: ids whole (the id `rerun --trial` takes; a terminal narrower than a
-    line wraps it, nothing is cut), and fast for 10,000 trials, where a rich table takes seconds to lay out."""
+    line wraps it, nothing is cut), and fast for 10,000 trials, where a rich table takes seconds to lay out. A
+    variant with several rows (e.g. fast and faithful runtimes) names what differs in a last column."""
     states = any(row.state is not None for row in planned)
-    rows = [("#", "trial", "seed", "iterations", header, *(("state",) if states else ()))] + [
+    differs = any(_differs(row) for row in planned)
+    rows = [("#", "trial", "seed", "iterations", header, *(("state",) if states else ()),
+             *(("row: differs in",) if differs else ()))] + [
         (str(row.number), row.trial_id, str(row.seed), f"{row.iterations:,}", _hours(row.hours, row.unit, with_unit),
-         *((row.state or "",) if states else ())) for row in planned]
+         *((row.state or "",) if states else ()), *((_differs(row),) if differs else ())) for row in planned]
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    left = {1, 5}  # the trial id and the state; numbers are right-aligned
+    left = {1, 5, 6}  # the trial id, the state and what differs; numbers are right-aligned
     return ["  ".join(cell.ljust(width) if column in left else cell.rjust(width)
                       for column, (cell, width) in enumerate(zip(row, widths, strict=True))).rstrip()
             for row in rows]
 
 
 def _print_tables(spec: SweepSpec, sweep_root: Path, planned: list[PlannedTrial], console: Console) -> None:
-    """Trial table, counts per variant, the estimated totals; given a sweep directory, what submit would do."""
+    """Trial table, counts per report row, the estimated totals; given a sweep directory, what submit would do."""
     header, with_unit = _hours_column({row.unit for row in planned})
     states = any(row.state is not None for row in planned)
     console.print(f"sweep {spec.name!r}: {len(planned)} trials", style="italic", highlight=False)
     console.file.write("\n".join(_trial_lines(planned, header, with_unit)) + "\n")
-    variants = _variants(planned)
-    variant_table = Table(title=f"{len(variants)} variants", box=None)
-    variant_table.add_column("variant", overflow="fold")
+    rows = _per("row", planned)
+    row_table = Table(title=f"{len(rows)} report rows", box=None)
+    row_table.add_column("row", overflow="fold")
     for column in ("trials", header, "share"):
-        variant_table.add_column(column, justify="right", overflow="fold")
-    variant_table.add_column("resources per trial", overflow="fold")
-    for variant in variants:
-        variant_table.add_row(Text(variant["variant"]), str(variant["trials"]),
-                              _hours(variant["hours"], variant["unit"], with_unit), f"{variant['share']:.0%}",
-                              Text(variant["resources"]))
-    console.print(variant_table)
+        row_table.add_column(column, justify="right", overflow="fold")
+    row_table.add_column("resources per trial", overflow="fold")
+    for row in rows:
+        row_table.add_row(Text(row["row"]), str(row["trials"]), _hours(row["hours"], row["unit"], with_unit),
+                          f"{row['share']:.0%}", Text(row["resources"]))
+    console.print(row_table)
     totals = _totals(planned)
     where = {GPU_HOURS: f"GPU-hours on {load_throughput()['device']} GPUs (throughput per model and configuration: "
                         f"{THROUGHPUT_FILE.name})",
