@@ -28,10 +28,13 @@ def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
     return err
 
 
-def small_sweep(root: Path) -> SweepDir:
+def small_sweep(root: Path, data_dir: Path | None = None) -> SweepDir:
+    """Two trials, never started; the spec also beside the folder as ROOT.yaml."""
+    data = {"name": "s", "grids": [{"model": ["resnet8"]}], "seeds": 2, "recipe": {"iterations": 10, "milestones": [5]},
+            **({"data_dir": str(data_dir)} if data_dir else {})}
+    root.with_suffix(".yaml").write_text(json.dumps(data))
     sweep = SweepDir(root)
-    sweep.materialize(parse_spec({"name": "s", "grids": [{"model": ["resnet8"]}], "seeds": 2,
-                                  "recipe": {"iterations": 10, "milestones": [5]}}))
+    sweep.materialize(parse_spec(data))
     return sweep
 
 
@@ -90,3 +93,72 @@ def test_the_schedulers_own_refusal_is_one_line(slurm_conf, cifar10_dir, tmp_pat
     assert "sbatch refused the job" in err and "Invalid node name" in err
     sweep = SweepDir(tmp_path / "sweep")
     assert not any((sweep.trial_dir(t) / "queued.json").exists() for t in sweep.trial_ids())
+
+
+# 2. Writes follow links planted in the folder
+
+def test_report_does_not_write_through_a_link_planted_as_its_png(tmp_path, monkeypatch):
+    """A link `report-differences.png -> victim.txt` is replaced by the PNG, and the victim keeps its text."""
+    from ghostsweep.orchestrator.report import files
+    from ghostsweep.orchestrator.report.plots import PLOTS, Plot
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    out = tmp_path / "report"
+    out.mkdir()
+    paths = files.report_paths(out)
+    for name in PLOTS:
+        paths[name].symlink_to(victim)
+    monkeypatch.setattr(files, "render_plots", lambda report, raster: {
+        name: Plot(caption=name, svg="<svg/>", png=b"PNG") for name in PLOTS})
+    for renderer in ("report_json", "to_markdown"):
+        monkeypatch.setattr(files, renderer, lambda report: "")
+    monkeypatch.setattr(files, "to_html", lambda report, plots: "")
+    files.write_report(None, out)
+    assert victim.read_text() == "mine"
+    assert all(not paths[name].is_symlink() and paths[name].read_bytes() == b"PNG" for name in PLOTS)
+
+
+@pytest.mark.parametrize("log", ["leases.jsonl", "worker.log"])
+def test_appends_refuse_a_link_planted_in_a_trial_folder(log, tmp_path):
+    from ghostsweep.orchestrator.sweepdir.lease import append_lease_event
+    from ghostsweep.trials.files import open_for_append
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    trial_dir = tmp_path / "t"
+    trial_dir.mkdir()
+    (trial_dir / log).symlink_to(victim)
+    with pytest.raises(OSError):
+        if log == "leases.jsonl":
+            append_lease_event(trial_dir, {"event": "acquired"})
+        else:
+            open_for_append(trial_dir / log)
+    assert victim.read_text() == "mine"
+
+
+@pytest.mark.parametrize(("where", "command"), [
+    ("sweep.json", ["status"]), ("sweep.json", ["rerun"]), ("sweep.json", ["report"]),
+    ("extensions.json", ["submit", "spec.yaml"]), ("extensions.json", ["extend", "--seeds", "3"]),
+])
+def test_a_trial_id_that_is_no_plain_name_makes_the_index_unreadable(where, command, tmp_path, capsys,
+                                                                      cifar10_dir):
+    """`../../outside` as a trial id: one line naming the file, and nothing read or written outside the sweep."""
+    sweep = small_sweep(tmp_path / "s", cifar10_dir)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    escape = "../../outside"
+    if where == "sweep.json":
+        index = json.loads(sweep.index_path.read_text())
+        first = index["trial_ids"][0]
+        index["trial_ids"][0] = escape
+        index["trials"][escape] = index["trials"].pop(first)
+        sweep.index_path.write_text(json.dumps(index))
+    else:
+        (sweep.root / "extensions.json").write_text(json.dumps([{"trial_ids": [escape], "at": 0}]))
+    args = [command[0], *(["--out"] if command[0] == "submit" else []), str(sweep.root), *command[1:]]
+    if command[0] == "submit":
+        args = ["submit", str(sweep.root.with_suffix(".yaml")), "--out", str(sweep.root)]
+    assert main(args) == 2
+    assert f"{where}: trial id '{escape}' is not a plain name" in one_line_error(capsys)
+    assert list(outside.iterdir()) == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -25,6 +26,9 @@ SPEC_FILE = "spec.yaml"
 SWEEP_FILE = "sweep.json"
 EXTENSIONS_FILE = "extensions.json"  # what `ghostsweep extend` added, and why (orchestrator/submission/extend.py)
 TRIALS_DIR = "trials"
+# A trial id names a folder under TRIALS_DIR: a plain name, so that an id from a hand-edited sweep.json or
+# extensions.json (`../../x`) never makes a command read or write outside the sweep.
+TRIAL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass(frozen=True)
@@ -195,8 +199,15 @@ class SweepDir:
         return self.index().resources
 
     def extensions(self) -> list[dict[str, Any]]:
-        """extensions.json, oldest first; none before the first `ghostsweep extend`."""
-        return read_json(self.root / EXTENSIONS_FILE) or []
+        """extensions.json, oldest first; none before the first `ghostsweep extend`. ValueError (one line) for a
+        trial id in it that is not a plain name."""
+        extensions = read_json(self.root / EXTENSIONS_FILE) or []
+        for extension in extensions:
+            bad = next((t for t in extension["trial_ids"] if not is_trial_id(t)), None)
+            if bad is not None:
+                raise ValueError(f"unreadable {self.root / EXTENSIONS_FILE}: trial id {str(bad)[:80]!r} is not a "
+                                 f"plain name (letters, digits, '.', '_', '-')")
+        return extensions
 
     def extension_trials(self, spec_trials: Sequence[TrialConfig]) -> list[TrialConfig]:
         """The seeds `extend` added to rows the spec still has, so that submitting the spec again keeps them.
@@ -286,7 +297,15 @@ def _index_problem(data: Any) -> str | None:
     missing = [trial_id for trial_id in data["trial_ids"] if trial_id not in data["trials"]]
     if missing or not all(isinstance(trial_id, str) for trial_id in data["trial_ids"]):
         return f"trial ids without a 'trials' entry: {', '.join(map(str, missing[:3]))}"
+    bad = next((trial_id for trial_id in [*data["trial_ids"], *data["trials"]] if not is_trial_id(trial_id)), None)
+    if bad is not None:
+        return f"trial id {bad[:80]!r} is not a plain name (letters, digits, '.', '_', '-')"
     return None
+
+
+def is_trial_id(text: Any) -> bool:
+    """A plain folder name, as every trial id we make is; see TRIAL_ID."""
+    return isinstance(text, str) and bool(TRIAL_ID.fullmatch(text))
 
 
 def sweep_trial_config(trial: TrialConfig, sweep: str, row: str, position: int) -> dict[str, Any]:
