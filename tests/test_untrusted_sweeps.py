@@ -162,3 +162,18 @@ def test_a_trial_id_that_is_no_plain_name_makes_the_index_unreadable(where, comm
     assert main(args) == 2
     assert f"{where}: trial id '{escape}' is not a plain name" in one_line_error(capsys)
     assert list(outside.iterdir()) == []
+
+
+# 3. `extend` obeys a spec's caps
+
+def test_extend_obeys_the_trial_cap_a_spec_obeys(tmp_path, capsys):
+    """101 rows × 1 seed taken to 1000 seeds is 101,000 trials: refused as the same sweep as a spec is."""
+    rates = [round(0.001 * (i + 1), 3) for i in range(101)]
+    data = {"name": "s", "grids": [{"model": ["resnet8"], "recipe.lr": rates}], "seeds": 1,
+            "recipe": {"iterations": 10, "milestones": [5]}}
+    with pytest.raises(ValueError, match="100,000"):
+        parse_spec(data | {"seeds": 1000})
+    sweep = SweepDir(tmp_path / "s")
+    sweep.materialize(parse_spec(data))
+    assert main(["extend", str(sweep.root), "--seeds", "1000", "--dry-run"]) == 2
+    assert "101,000 trials, more than the cap of 100,000" in one_line_error(capsys)
