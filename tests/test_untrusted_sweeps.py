@@ -177,3 +177,40 @@ def test_extend_obeys_the_trial_cap_a_spec_obeys(tmp_path, capsys):
     sweep.materialize(parse_spec(data))
     assert main(["extend", str(sweep.root), "--seeds", "1000", "--dry-run"]) == 2
     assert "101,000 trials, more than the cap of 100,000" in one_line_error(capsys)
+
+
+# 4. `submit --out` into a folder of the user's own that holds a file named sweep.json
+
+def test_submit_leaves_a_users_folder_with_a_sweep_json_alone(tmp_path, capsys, cifar10_dir):
+    users = tmp_path / "project"
+    users.mkdir()
+    (users / "spec.yaml").write_text(SPEC)
+    (users / "sweep.json").write_text('{"my": "notes"}')
+    assert main(["submit", str(users / "spec.yaml"), "--out", str(users), "--data-dir", str(cifar10_dir)]) == 2
+    assert "holds files that are not a sweep's" in one_line_error(capsys)
+    assert sorted(p.name for p in users.iterdir()) == ["spec.yaml", "sweep.json"]
+    assert (users / "spec.yaml").read_text() == SPEC and (users / "sweep.json").read_text() == '{"my": "notes"}'
+
+
+# 6. An interrupted first submit leaves a folder the next submit continues
+
+def test_an_interrupted_first_submit_is_continued_by_the_next(tmp_path, monkeypatch, capsys):
+    from ghostsweep.orchestrator.cli.submit import _check_sweep_folder
+
+    sweep = SweepDir(tmp_path / "s")
+    spec = parse_spec({"name": "s", "grids": [{"model": ["resnet8"]}], "seeds": 2,
+                       "recipe": {"iterations": 10, "milestones": [5]}})
+
+    def interrupted(index: object) -> None:
+        raise KeyboardInterrupt  # Ctrl-C after the trial folders, before sweep.json
+
+    monkeypatch.setattr(sweep, "write_index", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sweep.materialize(spec)
+    assert (sweep.trials_root).is_dir() and not sweep.index_path.exists()
+    _check_sweep_folder(SweepDir(sweep.root))  # `submit` takes it as the sweep's: no refusal
+    assert main(["status", str(sweep.root)]) == 2
+    assert "first submit stopped before writing sweep.json" in one_line_error(capsys)
+    monkeypatch.undo()
+    SweepDir(sweep.root).materialize(spec)
+    assert SweepDir(sweep.root).trial_ids() == [t.trial_id() for t in spec.trials]

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from ghostsweep.trials.config import TrialConfig
 
 SPEC_FILE = "spec.yaml"
+# The first file `submit` writes into a sweep folder: with it, a folder is a sweep's even when the first submit
+# stopped before sweep.json (written last), so the next `submit` continues it; without it and without a readable
+# sweep.json, a folder's sweep.json and spec.yaml may be anyone's, and `submit` leaves them alone.
+SWEEP_MARKER = ".ghostsweep"
 SWEEP_FILE = "sweep.json"
 EXTENSIONS_FILE = "extensions.json"  # what `ghostsweep extend` added, and why (orchestrator/submission/extend.py)
 TRIALS_DIR = "trials"
@@ -161,6 +165,9 @@ class SweepDir:
         except (ValueError, OSError) as error:
             index, problem = None, f"{type(error).__name__}: {str(error)[:200]}"
         else:
+            if data is None and (self.root / SWEEP_MARKER).is_file():
+                raise ValueError(f"{self.root}: its first submit stopped before writing {SWEEP_FILE}; `ghostsweep "
+                                 f"submit SPEC --out {self.root}` continues it")
             if data is None:
                 raise ValueError(f"{self.root} is not a sweep directory (it has no {SWEEP_FILE})")
             index, problem = _parse_index(data)
@@ -180,6 +187,12 @@ class SweepDir:
         except (ValueError, OSError):
             return None
         return None if data is None else _parse_index(data)[0]
+
+    def is_sweep(self) -> bool:
+        """Whether this folder is a sweep's (see SWEEP_MARKER); sweeps from before the marker have a readable
+        sweep.json, or a sweep.json and trial folders."""
+        return ((self.root / SWEEP_MARKER).is_file() or self.readable_index() is not None
+                or (self.index_path.is_file() and self.trials_root.is_dir()))
 
     def _previous_index(self) -> SweepIndex | None:
         """sweep.json for `materialize` to update; a corrupt one is set aside (kept) and written afresh."""
@@ -238,6 +251,9 @@ class SweepDir:
             raise ValueError(
                 f"{self.root} holds sweep {previous.name!r}, not {spec.name!r}; pick another --out"
             )
+        if not (self.root / SWEEP_MARKER).is_file():
+            self.root.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.root / SWEEP_MARKER, "a ghostsweep sweep folder (written by `ghostsweep submit`)\n")
         trials = [*spec.trials, *self.extension_trials(spec.trials)]
         described = describe_trials(trials)
         for position, trial in enumerate(spec.trials):
