@@ -214,3 +214,30 @@ def test_an_interrupted_first_submit_is_continued_by_the_next(tmp_path, monkeypa
     monkeypatch.undo()
     SweepDir(sweep.root).materialize(spec)
     assert SweepDir(sweep.root).trial_ids() == [t.trial_id() for t in spec.trials]
+
+
+# 5. Labels from a hand-edited sweep.json reach report.md, the terminal and the plots as text
+
+HOSTILE_LABEL = "resnet8 <script>alert(1)</script> a|b\nc $\\nope{$ \x1b[31mred &amp;"
+
+
+def test_a_hostile_label_is_text_in_every_report(tmp_path, capsys):
+    from ghostsweep.trials.trialdir import Outcome, TrialResult, write_result
+
+    sweep = small_sweep(tmp_path / "s")
+    for seed, trial_id in enumerate(sweep.trial_ids()):
+        write_result(sweep.trial_dir(trial_id), TrialResult(
+            status=Outcome.DONE, trial_id=trial_id, iterations=10, final_test_acc=90.0 + seed, wall_time_s=1.0,
+            params=78_000, macs=12_000_000))
+    index = json.loads(sweep.index_path.read_text())
+    for entry in index["trials"].values():
+        entry["label"] = HOSTILE_LABEL
+    sweep.index_path.write_text(json.dumps(index))
+    assert main(["report", str(sweep.root)]) == 0  # mathtext would stop it at `$\nope{$`
+    terminal = capsys.readouterr().out
+    assert "\x1b" not in terminal and "\nc $" not in terminal
+    markdown = (sweep.root / "report.md").read_text()
+    assert "<script>" not in markdown and "resnet8 &lt;script>alert(1)&lt;/script> a\\|b c $\\nope{$" in markdown
+    assert "\x1b" not in markdown and "&amp;amp;" in markdown
+    table = [line for line in markdown.splitlines() if line.startswith("| ")]
+    assert len({line.count(" | ") for line in table}) == 1  # every row keeps its columns
