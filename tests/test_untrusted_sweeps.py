@@ -241,3 +241,19 @@ def test_a_hostile_label_is_text_in_every_report(tmp_path, capsys):
     assert "\x1b" not in markdown and "&amp;amp;" in markdown
     table = [line for line in markdown.splitlines() if line.startswith("| ")]
     assert len({line.count(" | ") for line in table}) == 1  # every row keeps its columns
+
+
+def test_updates_of_the_index_take_turns(tmp_path, monkeypatch):
+    """While one command updates sweep.json, `extend` waits for it, then says so in one line: nothing written."""
+    from ghostsweep.orchestrator.submission.extend import apply_extension, plan_seeds
+    from ghostsweep.orchestrator.sweepdir import directory
+
+    sweep = small_sweep(tmp_path / "s")
+    before = sweep.index_path.read_bytes()
+    extension = plan_seeds(sweep, 3)
+    monkeypatch.setattr(directory, "LOCK_TIMEOUT_S", 0.3)
+    with SweepDir(sweep.root).updating(), pytest.raises(ValueError, match="another ghostsweep command has been"):
+        apply_extension(SweepDir(sweep.root), extension)
+    assert sweep.index_path.read_bytes() == before and not (sweep.root / "extensions.json").exists()
+    apply_extension(SweepDir(sweep.root), extension)  # once it is free
+    assert len(SweepDir(sweep.root).trial_ids()) == 3

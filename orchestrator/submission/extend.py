@@ -284,16 +284,17 @@ def _with_trials(sweep: SweepDir, extension: Extension, rows: dict[str, _Row]) -
 def apply_extension(sweep: SweepDir, extension: Extension) -> list[str]:
     """Write the new trials' folders, append the extension to extensions.json and the trials to sweep.json;
     the new trials that still have to run (a folder left by an earlier spec may hold a done one)."""
-    planned = len(sweep.index().trial_ids)
-    for position, new in enumerate(extension.new_trials, planned):
-        trial_dir = sweep.trial_dir(new.trial_id)
-        trial_dir.mkdir(parents=True, exist_ok=True)
-        if not (trial_dir / CONFIG_FILE).exists():  # its W&B run is ordered where sweep.json lists it
-            new.config.setdefault("wandb", {})["position"] = position
-            atomic_write_json(trial_dir / CONFIG_FILE, new.config)
-    atomic_write_json(sweep.root / EXTENSIONS_FILE, [*sweep.extensions(), extension.to_dict()])
-    added = {new.trial_id: new.entry for new in extension.new_trials}
-    sweep.write_index(sweep.index().with_trials(added, extension.at))
+    with sweep.updating():  # submit, extend or materialize at once would lose one another's trials
+        planned = len(sweep.index().trial_ids)
+        for position, new in enumerate(extension.new_trials, planned):
+            trial_dir = sweep.trial_dir(new.trial_id)
+            trial_dir.mkdir(parents=True, exist_ok=True)
+            if not (trial_dir / CONFIG_FILE).exists():  # its W&B run is ordered where sweep.json lists it
+                new.config.setdefault("wandb", {})["position"] = position
+                atomic_write_json(trial_dir / CONFIG_FILE, new.config)
+        atomic_write_json(sweep.root / EXTENSIONS_FILE, [*sweep.extensions(), extension.to_dict()])
+        added = {new.trial_id: new.entry for new in extension.new_trials}
+        sweep.write_index(sweep.index().with_trials(added, extension.at))
     return [t.trial_id for t in extension.new_trials
             if read_state(sweep.trial_dir(t.trial_id)).state == TrialStatus.PENDING]
 

@@ -6,11 +6,14 @@ trial's variant and report group, resources, backend), so those commands read JS
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,8 +28,10 @@ if TYPE_CHECKING:
 SPEC_FILE = "spec.yaml"
 # The first file `submit` writes into a sweep folder: with it, a folder is a sweep's even when the first submit
 # stopped before sweep.json (written last), so the next `submit` continues it; without it and without a readable
-# sweep.json, a folder's sweep.json and spec.yaml may be anyone's, and `submit` leaves them alone.
+# sweep.json, a folder's sweep.json and spec.yaml may be anyone's, and `submit` leaves them alone. It is also the
+# lock (flock) that `SweepDir.updating` holds.
 SWEEP_MARKER = ".ghostsweep"
+LOCK_TIMEOUT_S = 30.0  # an update of sweep.json takes well under a second, even at 10⁵ trials
 SWEEP_FILE = "sweep.json"
 EXTENSIONS_FILE = "extensions.json"  # what `ghostsweep extend` added, and why (orchestrator/submission/extend.py)
 TRIALS_DIR = "trials"
@@ -243,17 +248,41 @@ class SweepDir:
                 seen.add(trial_id)
         return kept
 
+    @contextlib.contextmanager
+    def updating(self) -> Iterator[None]:
+        """Hold the sweep's lock while sweep.json and extensions.json are read and rewritten: `submit` and `extend`
+        at once would each rewrite sweep.json from its own read, and one would lose the other's trials. ValueError
+        (one line) when another command holds it for LOCK_TIMEOUT_S."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(self.root / SWEEP_MARKER, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        try:
+            deadline = time.monotonic() + LOCK_TIMEOUT_S
+            while True:
+                try:
+                    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise ValueError(f"{self.root}: another ghostsweep command has been updating this sweep for "
+                                         f"{LOCK_TIMEOUT_S:g} s (it holds {SWEEP_MARKER}); try again once it is "
+                                         f"done") from None
+                    time.sleep(0.05)
+            yield
+        finally:
+            os.close(descriptor)
+
     def materialize(self, spec: SweepSpec, data_dir_override: Path | None = None) -> None:
         """Write the frozen spec, the index and each trial's config.json; existing trial folders are kept.
         `data_dir_override` (`submit --data-dir`) is kept for later submissions, reruns and extensions."""
+        with self.updating():
+            self._materialize(spec, data_dir_override)
+
+    def _materialize(self, spec: SweepSpec, data_dir_override: Path | None) -> None:
         previous = self._previous_index()
         if previous is not None and previous.name != spec.name:
             raise ValueError(
                 f"{self.root} holds sweep {previous.name!r}, not {spec.name!r}; pick another --out"
             )
-        if not (self.root / SWEEP_MARKER).is_file():
-            self.root.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.root / SWEEP_MARKER, "a ghostsweep sweep folder (written by `ghostsweep submit`)\n")
         trials = [*spec.trials, *self.extension_trials(spec.trials)]
         described = describe_trials(trials)
         for position, trial in enumerate(spec.trials):
