@@ -55,6 +55,12 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def open_for_append(path: Path) -> int:
+    """A descriptor appending to `path` (created if missing), never through a symlink planted in its place: a
+    shared folder is anyone's to edit, and a link would carry our writes to a file of theirs (OSError ELOOP)."""
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+
+
 def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 

@@ -24,6 +24,7 @@ from ghostsweep.orchestrator.backends.base import (
     worker_command,
     worker_env,
 )
+from ghostsweep.trials.files import open_for_append
 from ghostsweep.trials.trialdir import WORKER_LOG, ExitCode
 from ghostsweep.trials.typed import Range
 
@@ -111,7 +112,7 @@ class LocalBackend(ProcessBackend):
             env = worker_env(self.resources.cpus_per_trial, CUDA_VISIBLE_DEVICES="")
         else:
             env = worker_env(CUDA_VISIBLE_DEVICES=slot)
-        with open(batch[0].trial_dir / WORKER_LOG, "a") as log:  # the child keeps its own copy of the fd
+        with open(open_for_append(batch[0].trial_dir / WORKER_LOG), "a") as log:  # the child keeps its own fd
             process = subprocess.Popen(worker_command(t.trial_dir for t in batch), stdout=log,
                                        stderr=subprocess.STDOUT, env=env, start_new_session=True)
         return _Worker(process, batch, slot)

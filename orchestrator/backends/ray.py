@@ -47,6 +47,7 @@ from ghostsweep.orchestrator.backends.base import (
 )
 from ghostsweep.orchestrator.sweepdir.directory import SweepDir
 from ghostsweep.orchestrator.sweepdir.lease import STALE_S, wait_until_released
+from ghostsweep.trials.files import open_for_append
 from ghostsweep.trials.trialdir import METRICS_FILE, WORKER_LOG, ExitCode, Outcome, read_lines, read_result
 from ghostsweep.trials.typed import Range
 
@@ -188,7 +189,7 @@ def worker_trial(config: dict[str, Any]) -> None:
     """Tune's function trainable: run the worker for one trial, reporting each eval line as it lands."""
     trial_dir = Path(config["trials_root"]) / config["trial_id"]
     wait_until_released([trial_dir], POLL_INTERVAL_S)  # an earlier attempt's worker may still be checkpointing
-    with open(trial_dir / WORKER_LOG, "a") as log:
+    with open(open_for_append(trial_dir / WORKER_LOG), "a") as log:
         process = subprocess.Popen(worker_command([trial_dir]), stdout=log, stderr=subprocess.STDOUT,
                                    env=worker_env(), start_new_session=True, preexec_fn=_terminate_with_parent)
     try:

@@ -10,13 +10,15 @@ without accounting or with a slow one, one `squeue`, saying so) and `cancel` one
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import shlex
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -35,6 +37,7 @@ from ghostsweep.orchestrator.backends.base import (
     worker_command,
     worker_env,
 )
+from ghostsweep.orchestrator.sweepdir.badnodes import is_host_list
 from ghostsweep.orchestrator.sweepdir.lease import break_dead_lease, wait_until_released
 from ghostsweep.trials.trialdir import LEASE_FILE, ExitCode, read_result
 from ghostsweep.trials.typed import NON_NEGATIVE, Range
@@ -47,6 +50,10 @@ ACTIVE_STATES = frozenset({
     "RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT", "RESIZING",
 })
 COMMAND_TIMEOUT_S = 60
+# submitit writes each sbatch flag into the job script as `#SBATCH --key='value'`: a control character (a newline
+# above all) in a key or value would end that comment line and make the rest a shell line of the job script.
+SBATCH_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 LEASE_WAIT_S = 5.0
 
 
@@ -65,7 +72,25 @@ class SlurmOptions(BackendOptions):
     exclude_bad_nodes: bool = True  # sbatch --exclude the sweep's bad nodes (orchestrator/sweepdir/badnodes.py)
     sbatch: dict[str, str | int] = field(default_factory=dict)  # any other sbatch flags, passed through
 
+    def __post_init__(self) -> None:
+        """Values sbatch can take, before anything is written: see `check_sbatch_parameters`."""
+        given = {key: getattr(self, key) for key in SBATCH_OPTIONS if getattr(self, key) is not None}
+        check_sbatch_parameters(given | {"sbatch": self.sbatch}, "backend.options.")
 
+
+def check_sbatch_parameters(parameters: Mapping[str, Any], where: str = "sbatch --") -> None:
+    """ValueError (one line) for a flag or value Slurm does not take and a job script must not hold: a key that is
+    not a flag name, a control character in a value, an `exclude` that is not a host list."""
+    for key, value in parameters.items():
+        if not SBATCH_KEY.fullmatch(str(key)):
+            raise ValueError(f"{where}{key!r}: not an sbatch flag name (letters, digits, '-' and '_')")
+        if isinstance(value, Mapping):
+            check_sbatch_parameters(value, f"{where}{key}." if where.startswith("backend.") else where)
+        elif CONTROL_CHARACTER.search(str(value)):
+            raise ValueError(f"{where}{key}: {str(value)!r} holds a control character (a newline?), which "
+                             f"Slurm does not take")
+        elif key == "exclude" and not is_host_list(str(value)):
+            raise ValueError(f"{where}{key}: {str(value)!r} is not a Slurm host list")
 class SlurmError(RuntimeError):
     """A Slurm client command failed or timed out."""
 
@@ -134,6 +159,7 @@ class SlurmBackend(Backend):
         return int(self.session.cluster.get("MaxArraySize", "1001"))
 
     def exclude_nodes(self, nodes: Sequence[str]) -> bool:
+        check_sbatch_parameters({"exclude": ",".join(nodes)} if nodes else {})
         if self.options.exclude_bad_nodes:
             self.session.excluded_nodes = tuple(sorted(set(self.session.excluded_nodes) | set(nodes)))
         return self.options.exclude_bad_nodes
@@ -150,9 +176,13 @@ class SlurmBackend(Backend):
         try:
             for start in range(0, len(groups), self.max_array_size):
                 chunk = groups[start:start + self.max_array_size]
-                with executor.batch():
+                with contextlib.redirect_stderr(io.StringIO()), executor.batch():  # submitit echoes sbatch's error
                     submitted = [executor.submit(self._task(group)) for group in chunk]
                 jobs += [(group, job.job_id) for group, job in zip(chunk, submitted, strict=True)]
+        except submitit.core.utils.FailedJobError as error:  # sbatch refused: its message, as one line
+            if jobs:
+                self.cancel(sorted({_array_job(job_id) for _, job_id in jobs}))
+            raise ValueError(f"sbatch refused the job: {' '.join(str(error).split())}") from None
         except Exception:
             if jobs:
                 self.cancel(sorted({_array_job(job_id) for _, job_id in jobs}))
@@ -190,6 +220,7 @@ class SlurmBackend(Backend):
             parameters["gpus_per_node"] = max(1, resources.gpus_per_trial // resources.nodes)
         if self.session.excluded_nodes:
             parameters["exclude"] = ",".join(self.session.excluded_nodes)
+        check_sbatch_parameters(parameters)
         executor.update_parameters(**parameters)
         return executor
 

@@ -61,7 +61,7 @@ def _check_sweep_folder(sweep: SweepDir) -> None:
     root = sweep.root
     if root.exists() and not root.is_dir():
         raise ValueError(f"--out: {shown(str(root))} is a file; give a folder for the sweep")
-    if not root.is_dir() or sweep.index_path.is_file():
+    if not root.is_dir() or sweep.is_sweep():
         return
     other = next(root.iterdir(), None)
     if other is not None:

@@ -24,7 +24,7 @@ from ghostsweep.orchestrator.report.html_page import to_html
 from ghostsweep.orchestrator.report.markdown import to_markdown
 from ghostsweep.orchestrator.report.model import Report
 from ghostsweep.orchestrator.report.plots import PLOTS, render_plots
-from ghostsweep.trials.trialdir import atomic_write_text
+from ghostsweep.trials.trialdir import atomic_write_bytes, atomic_write_text
 
 
 def report_paths(out_dir: Path) -> dict[str, Path]:
@@ -98,6 +98,6 @@ def write_report(report: Report, out_dir: Path, raster: bool = True) -> dict[str
         if plot.png is None:
             paths[name].unlink(missing_ok=True)
         else:
-            paths[name].write_bytes(plot.png)
+            atomic_write_bytes(paths[name], plot.png)
         atomic_write_text(paths[f"{name}-svg"], plot.svg)
     return paths

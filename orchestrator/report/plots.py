@@ -40,6 +40,7 @@ STYLE = {
     "axes.titleweight": "bold", "axes.labelsize": 11, "xtick.labelsize": 10, "ytick.labelsize": 10,
     "legend.fontsize": 10, "figure.titlesize": 12, "axes.spines.top": False, "axes.spines.right": False,
     "axes.grid": True, "grid.alpha": 0.3, "figure.constrained_layout.use": True,
+    "text.parse_math": False, "text.usetex": False,  # labels are anyone's text: `$\\nope{$` is no formula
 }
 SOURCE_MARKERS = ("D", "s", "^", "v", "P", "X")
 MAX_LEGEND_SERIES = 12  # beyond this many of our series a legend is a wall of text

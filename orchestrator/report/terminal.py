@@ -3,6 +3,7 @@ is made). The files hold the plots, notes and sources."""
 
 from __future__ import annotations
 
+import re
 import textwrap
 from typing import Any
 
@@ -18,6 +19,9 @@ from ghostsweep.orchestrator.report.tables import (
     text_tables,
 )
 
+# Labels come from sweep.json or W&B, anyone's to edit: a control character (a newline, an escape sequence) would
+# move the cursor or restyle the terminal. rich's Text never reads markup; titles and captions are escaped.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 TERMINAL_ROWS = 40  # report rows the terminal's per-row tables show by default (`report --rows`); 0: all
 
 
@@ -27,7 +31,7 @@ def terminal_report(report: Report, rows: int = TERMINAL_ROWS) -> Any:
     from rich.console import Group
     from rich.text import Text
 
-    parts: list[Any] = [Text(f"Reproduction report: {report.title}", style="bold"), Text(),
+    parts: list[Any] = [Text(f"Reproduction report: {_printable(report.title)}", style="bold"), Text(),
                         Text("The answer", style="bold underline")]
     if not report.comparisons:
         parts.append(Text("No comparison yet: no two rows differ in one factor with seeds done."))
@@ -47,10 +51,16 @@ def terminal_report(report: Report, rows: int = TERMINAL_ROWS) -> Any:
     return Group(*parts)
 
 
+def _printable(text: str) -> str:
+    """The text with each control character shown as one that is not."""
+    return CONTROL_CHARACTERS.sub("\N{REPLACEMENT CHARACTER}", text)
+
+
 def _styled(text: str, label: str = "") -> Any:
     """The text with its leading `label` in bold and its verdict words coloured (`VERDICT_STYLES`)."""
     from rich.text import Text
 
+    text, label = _printable(text), _printable(label)
     out = Text.assemble((label, "bold"), text.removeprefix(label))
     for match in VERDICT.finditer(out.plain):
         out.stylize(VERDICT_STYLES[Verdict(match[1])], match.start(1), match.end(1))
@@ -66,8 +76,9 @@ def _rich_table(table: Table, lines: list[list[str]]) -> Any:
 
     caption = table.intro + (" Some columns are left out here: report.md and report.html have them all."
                              if table.terminal else "")
-    out = RichTable(title=escape(table.title), caption=escape(caption), box=box.SIMPLE_HEAD, show_edge=False,
-                    title_justify="left", caption_justify="left", title_style="bold underline", header_style="bold")
+    out = RichTable(title=escape(_printable(table.title)), caption=escape(caption), box=box.SIMPLE_HEAD,
+                    show_edge=False, title_justify="left", caption_justify="left", title_style="bold underline",
+                    header_style="bold")
     shown = table.terminal or range(len(table.columns))
     for j in shown:  # a column of numbers never wraps: its header is wrapped to the numbers' width instead
         cells = [cells[j] for cells in lines]
@@ -81,8 +92,8 @@ def _rich_table(table: Table, lines: list[list[str]]) -> Any:
     for i, cells in enumerate(lines):
         repeated = table.grouped and i and cells[0] == lines[i - 1][0]
         last = table.grouped and (i + 1 == len(lines) or lines[i + 1][0] != cells[0])
-        out.add_row(Text("" if repeated else cells[0], style="bold"), *(_styled(cells[j]) for j in shown[1:]),
-                    end_section=last)
+        first = Text("" if repeated else _printable(cells[0]), style="bold")
+        out.add_row(first, *(_styled(cells[j]) for j in shown[1:]), end_section=last)
     return out
 
 

@@ -28,6 +28,7 @@ from ghostsweep.orchestrator.report.decisions import MIN_PILOT_SEEDS, STEIN_PROC
 from ghostsweep.orchestrator.report.model import Report
 from ghostsweep.orchestrator.report.records import TrialRecord, records_from_sweep
 from ghostsweep.orchestrator.report.references import DEFAULT_TARGET_HALFWIDTH_PP
+from ghostsweep.orchestrator.spec.sweepspec import MAX_SEEDS, MAX_TRIALS
 from ghostsweep.orchestrator.sweepdir.directory import EXTENSIONS_FILE, SweepDir, TrialEntry
 from ghostsweep.orchestrator.sweepdir.state import read_state
 from ghostsweep.trials.config import TrialConfig
@@ -35,7 +36,6 @@ from ghostsweep.trials.trialdir import CONFIG_FILE, TrialStatus, atomic_write_js
 
 MIN_SEEDS = MIN_PILOT_SEEDS  # a row or comparison is first taken to 3 seeds done: Stein's pilot, 2 df to plan from
 DEFAULT_MAX_SEEDS = 20  # at a 0.2–0.3 pp seed std (ResNets on CIFAR-10), 20 seeds give about ±0.1 pp
-SEED_LIMIT = 1000  # as for the spec's `seeds`
 
 
 class Mode(StrEnum):
@@ -164,8 +164,8 @@ def report_options(sweep: SweepDir) -> dict[str, Any]:
 
 def plan_seeds(sweep: SweepDir, seeds: int) -> Extension:
     """Every row taken to `seeds` seeds; a row that has as many already is left alone."""
-    if not 1 <= seeds <= SEED_LIMIT:
-        raise ValueError(f"--seeds: must be in [1, {SEED_LIMIT}], got {seeds}")
+    if not 1 <= seeds <= MAX_SEEDS:
+        raise ValueError(f"--seeds: must be in [1, {MAX_SEEDS}], got {seeds}")
     rows, _ = _rows(sweep, target_halfwidth(sweep))
     for row in rows.values():
         row.take_to(seeds, f"every row taken to {seeds} seeds")
@@ -180,8 +180,8 @@ def plan_until_halfwidth(sweep: SweepDir, target: float, max_seeds: int | None =
     max_seeds = DEFAULT_MAX_SEEDS if max_seeds is None else max_seeds
     if not (math.isfinite(target) and target > 0):
         raise ValueError(f"--until-halfwidth: must be a number of percentage points > 0, got {target}")
-    if not MIN_SEEDS <= max_seeds <= SEED_LIMIT:
-        raise ValueError(f"--max-seeds: must be in [{MIN_SEEDS}, {SEED_LIMIT}], got {max_seeds}")
+    if not MIN_SEEDS <= max_seeds <= MAX_SEEDS:
+        raise ValueError(f"--max-seeds: must be in [{MIN_SEEDS}, {MAX_SEEDS}], got {max_seeds}")
     rows, report = _rows(sweep, target)
     for row in rows.values():
         finals = [row.finals[s] for s in sorted(row.finals)]
@@ -258,7 +258,16 @@ def _why_lost(record: TrialRecord) -> str:
 
 
 def _with_trials(sweep: SweepDir, extension: Extension, rows: dict[str, _Row]) -> Extension:
-    """The new trials: the row's first trial's config.json and sweep.json entry, with the new seed."""
+    """The new trials: the row's first trial's config.json and sweep.json entry, with the new seed; ValueError
+    (one line) when the sweep would outgrow a spec's caps (a row's seeds, the sweep's trials)."""
+    crowded = next((row for row in rows.values() if len(row.seeds) > MAX_SEEDS), None)
+    if crowded is not None:
+        raise ValueError(f"extend: row {crowded.extension.label!r} would have {len(crowded.seeds):,} seeds, more "
+                         f"than the cap of {MAX_SEEDS} per trial setting (as for a spec's `seeds`)")
+    total = len(sweep.index().trial_ids) + sum(len(row.extension.added_seeds) for row in rows.values())
+    if total > MAX_TRIALS:
+        raise ValueError(f"extend: the sweep would have {total:,} trials, more than the cap of {MAX_TRIALS:,} per "
+                         f"sweep (as for a spec); split the sweep")
     for row in rows.values():
         template = read_json(sweep.trial_dir(row.template_id) / CONFIG_FILE)
         if row.extension.added_seeds and template is None:
@@ -275,16 +284,17 @@ def _with_trials(sweep: SweepDir, extension: Extension, rows: dict[str, _Row]) -
 def apply_extension(sweep: SweepDir, extension: Extension) -> list[str]:
     """Write the new trials' folders, append the extension to extensions.json and the trials to sweep.json;
     the new trials that still have to run (a folder left by an earlier spec may hold a done one)."""
-    planned = len(sweep.index().trial_ids)
-    for position, new in enumerate(extension.new_trials, planned):
-        trial_dir = sweep.trial_dir(new.trial_id)
-        trial_dir.mkdir(parents=True, exist_ok=True)
-        if not (trial_dir / CONFIG_FILE).exists():  # its W&B run is ordered where sweep.json lists it
-            new.config.setdefault("wandb", {})["position"] = position
-            atomic_write_json(trial_dir / CONFIG_FILE, new.config)
-    atomic_write_json(sweep.root / EXTENSIONS_FILE, [*sweep.extensions(), extension.to_dict()])
-    added = {new.trial_id: new.entry for new in extension.new_trials}
-    sweep.write_index(sweep.index().with_trials(added, extension.at))
+    with sweep.updating():  # submit, extend or materialize at once would lose one another's trials
+        planned = len(sweep.index().trial_ids)
+        for position, new in enumerate(extension.new_trials, planned):
+            trial_dir = sweep.trial_dir(new.trial_id)
+            trial_dir.mkdir(parents=True, exist_ok=True)
+            if not (trial_dir / CONFIG_FILE).exists():  # its W&B run is ordered where sweep.json lists it
+                new.config.setdefault("wandb", {})["position"] = position
+                atomic_write_json(trial_dir / CONFIG_FILE, new.config)
+        atomic_write_json(sweep.root / EXTENSIONS_FILE, [*sweep.extensions(), extension.to_dict()])
+        added = {new.trial_id: new.entry for new in extension.new_trials}
+        sweep.write_index(sweep.index().with_trials(added, extension.at))
     return [t.trial_id for t in extension.new_trials
             if read_state(sweep.trial_dir(t.trial_id)).state == TrialStatus.PENDING]
 

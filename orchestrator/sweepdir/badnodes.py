@@ -11,6 +11,7 @@ overwrite the failures that named it.
 from __future__ import annotations
 
 import re
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from ghostsweep.trials.trialdir import Outcome, TrialResult, atomic_write_json, 
 
 BAD_NODES_FILE = "bad_nodes.json"
 MIN_FAILURES = 2
+HOST_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]|\[[0-9,-]+\])*"  # `gpu07`, or a Slurm range like `gpu[07-09,12]`
+HOST_LIST = re.compile(rf"{HOST_NAME}(?:,{HOST_NAME})*")
 NOT_THE_TRIALS_FAULT = re.compile(
     r"CUDA error|CUDA driver|cuda runtime error|CUDA-capable device|no CUDA device|Xid|NODE_FAIL|NCCL error"
     r"|uncorrectable ECC|GPU is lost|fell off the bus|device (?:is )?(?:missing|not found|unavailable)",
@@ -33,6 +36,11 @@ class BadNode:
     node: str
     trial_ids: tuple[str, ...]  # the trials whose failures named it
     reason: str  # one of those failures, as an example
+
+
+def is_host_list(text: str) -> bool:
+    """A node name or a comma-separated list of them, as Slurm writes host lists; nothing else reaches `--exclude`."""
+    return bool(HOST_LIST.fullmatch(text))
 
 
 def not_the_trials_fault(result: TrialResult) -> bool:
@@ -58,7 +66,20 @@ def bad_nodes(sweep: SweepDir, results: Iterable[tuple[str, TrialResult | None]]
     remembered = read_json(sweep.root / BAD_NODES_FILE) or {}
     for node, record in remembered.items():
         found.setdefault(node, BadNode(node, tuple(record["trial_ids"]), record["reason"]))
-    return sorted(found.values(), key=lambda bad: bad.node)
+    return sorted(_real_nodes(found.values()), key=lambda bad: bad.node)
+
+
+def _real_nodes(nodes: Iterable[BadNode]) -> list[BadNode]:
+    """The nodes whose names could be a node's: the sweep folder is anyone's to edit, and what is not a host name
+    names no real node (and must not reach a job script), so it is left out, saying so."""
+    real = []
+    for bad in nodes:
+        if is_host_list(bad.node):
+            real.append(bad)
+        else:
+            print(f"ghostsweep: warning: ignoring bad node {bad.node[:80]!r} of the sweep folder: not a host name",
+                  file=sys.stderr)
+    return real
 
 
 def remember(sweep: SweepDir, nodes: list[BadNode]) -> None:

@@ -6,10 +6,14 @@ trial's variant and report group, resources, backend), so those commands read JS
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import os
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,9 +26,18 @@ if TYPE_CHECKING:
     from ghostsweep.trials.config import TrialConfig
 
 SPEC_FILE = "spec.yaml"
+# The first file `submit` writes into a sweep folder: with it, a folder is a sweep's even when the first submit
+# stopped before sweep.json (written last), so the next `submit` continues it; without it and without a readable
+# sweep.json, a folder's sweep.json and spec.yaml may be anyone's, and `submit` leaves them alone. It is also the
+# lock (flock) that `SweepDir.updating` holds.
+SWEEP_MARKER = ".ghostsweep"
+LOCK_TIMEOUT_S = 30.0  # an update of sweep.json takes well under a second, even at 10⁵ trials
 SWEEP_FILE = "sweep.json"
 EXTENSIONS_FILE = "extensions.json"  # what `ghostsweep extend` added, and why (orchestrator/submission/extend.py)
 TRIALS_DIR = "trials"
+# A trial id names a folder under TRIALS_DIR: a plain name, so that an id from a hand-edited sweep.json or
+# extensions.json (`../../x`) never makes a command read or write outside the sweep.
+TRIAL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass(frozen=True)
@@ -157,6 +170,9 @@ class SweepDir:
         except (ValueError, OSError) as error:
             index, problem = None, f"{type(error).__name__}: {str(error)[:200]}"
         else:
+            if data is None and (self.root / SWEEP_MARKER).is_file():
+                raise ValueError(f"{self.root}: its first submit stopped before writing {SWEEP_FILE}; `ghostsweep "
+                                 f"submit SPEC --out {self.root}` continues it")
             if data is None:
                 raise ValueError(f"{self.root} is not a sweep directory (it has no {SWEEP_FILE})")
             index, problem = _parse_index(data)
@@ -177,6 +193,12 @@ class SweepDir:
             return None
         return None if data is None else _parse_index(data)[0]
 
+    def is_sweep(self) -> bool:
+        """Whether this folder is a sweep's (see SWEEP_MARKER); sweeps from before the marker have a readable
+        sweep.json, or a sweep.json and trial folders."""
+        return ((self.root / SWEEP_MARKER).is_file() or self.readable_index() is not None
+                or (self.index_path.is_file() and self.trials_root.is_dir()))
+
     def _previous_index(self) -> SweepIndex | None:
         """sweep.json for `materialize` to update; a corrupt one is set aside (kept) and written afresh."""
         previous = self.readable_index()
@@ -195,8 +217,15 @@ class SweepDir:
         return self.index().resources
 
     def extensions(self) -> list[dict[str, Any]]:
-        """extensions.json, oldest first; none before the first `ghostsweep extend`."""
-        return read_json(self.root / EXTENSIONS_FILE) or []
+        """extensions.json, oldest first; none before the first `ghostsweep extend`. ValueError (one line) for a
+        trial id in it that is not a plain name."""
+        extensions = read_json(self.root / EXTENSIONS_FILE) or []
+        for extension in extensions:
+            bad = next((t for t in extension["trial_ids"] if not is_trial_id(t)), None)
+            if bad is not None:
+                raise ValueError(f"unreadable {self.root / EXTENSIONS_FILE}: trial id {str(bad)[:80]!r} is not a "
+                                 f"plain name (letters, digits, '.', '_', '-')")
+        return extensions
 
     def extension_trials(self, spec_trials: Sequence[TrialConfig]) -> list[TrialConfig]:
         """The seeds `extend` added to rows the spec still has, so that submitting the spec again keeps them.
@@ -219,9 +248,36 @@ class SweepDir:
                 seen.add(trial_id)
         return kept
 
+    @contextlib.contextmanager
+    def updating(self) -> Iterator[None]:
+        """Hold the sweep's lock while sweep.json and extensions.json are read and rewritten: `submit` and `extend`
+        at once would each rewrite sweep.json from its own read, and one would lose the other's trials. ValueError
+        (one line) when another command holds it for LOCK_TIMEOUT_S."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(self.root / SWEEP_MARKER, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        try:
+            deadline = time.monotonic() + LOCK_TIMEOUT_S
+            while True:
+                try:
+                    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise ValueError(f"{self.root}: another ghostsweep command has been updating this sweep for "
+                                         f"{LOCK_TIMEOUT_S:g} s (it holds {SWEEP_MARKER}); try again once it is "
+                                         f"done") from None
+                    time.sleep(0.05)
+            yield
+        finally:
+            os.close(descriptor)
+
     def materialize(self, spec: SweepSpec, data_dir_override: Path | None = None) -> None:
         """Write the frozen spec, the index and each trial's config.json; existing trial folders are kept.
         `data_dir_override` (`submit --data-dir`) is kept for later submissions, reruns and extensions."""
+        with self.updating():
+            self._materialize(spec, data_dir_override)
+
+    def _materialize(self, spec: SweepSpec, data_dir_override: Path | None) -> None:
         previous = self._previous_index()
         if previous is not None and previous.name != spec.name:
             raise ValueError(
@@ -286,7 +342,15 @@ def _index_problem(data: Any) -> str | None:
     missing = [trial_id for trial_id in data["trial_ids"] if trial_id not in data["trials"]]
     if missing or not all(isinstance(trial_id, str) for trial_id in data["trial_ids"]):
         return f"trial ids without a 'trials' entry: {', '.join(map(str, missing[:3]))}"
+    bad = next((trial_id for trial_id in [*data["trial_ids"], *data["trials"]] if not is_trial_id(trial_id)), None)
+    if bad is not None:
+        return f"trial id {bad[:80]!r} is not a plain name (letters, digits, '.', '_', '-')"
     return None
+
+
+def is_trial_id(text: Any) -> bool:
+    """A plain folder name, as every trial id we make is; see TRIAL_ID."""
+    return isinstance(text, str) and bool(TRIAL_ID.fullmatch(text))
 
 
 def sweep_trial_config(trial: TrialConfig, sweep: str, row: str, position: int) -> dict[str, Any]:

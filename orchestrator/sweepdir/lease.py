@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ghostsweep.trials.files import MAX_RECORD_BYTES
+from ghostsweep.trials.files import MAX_RECORD_BYTES, open_for_append
 from ghostsweep.trials.trialdir import LEASE_FILE, LEASE_LOG, atomic_write_json, read_json, read_lines
 
 STEAL_FILE = "lease.steal"
@@ -213,7 +213,7 @@ def append_lease_event(trial_dir: Path, event: dict[str, Any]) -> None:
     """One line appended to the trial's LEASE_LOG (O_APPEND: concurrent writers' lines do not interleave), in the
     order the filesystem saw them; never rewritten."""
     line = (json.dumps(event) + "\n").encode()
-    descriptor = os.open(Path(trial_dir) / LEASE_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    descriptor = open_for_append(Path(trial_dir) / LEASE_LOG)
     try:
         os.write(descriptor, line)
     finally:

@@ -1,0 +1,259 @@
+"""A colleague's spec and a shared sweep folder are untrusted input (issue 25, writing side): what they hold never
+becomes a shell line of a job script, a write outside the sweep or through a planted link, or more trials than a
+spec may plan; each refusal is one line, exit 2, nothing submitted or written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_slurm import slurm_conf  # noqa: F401  (the fixture: the shared cluster, up)
+
+from ghostsweep.orchestrator.backends.base import Session
+from ghostsweep.orchestrator.backends.slurm import SlurmBackend, SlurmOptions, check_sbatch_parameters
+from ghostsweep.orchestrator.cli import main
+from ghostsweep.orchestrator.spec.resources import Resources
+from ghostsweep.orchestrator.spec.sweepspec import parse_spec
+from ghostsweep.orchestrator.sweepdir import badnodes
+from ghostsweep.orchestrator.sweepdir.directory import SweepDir
+
+SPEC = "name: tiny\ngrids:\n  - model: [resnet8]\nseeds: 1\nrecipe: {iterations: 10, milestones: [5]}\n"
+SHELL_LINE = "x\ntouch /tmp/pwned-by-the-spec"
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("ghostsweep: error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def small_sweep(root: Path, data_dir: Path | None = None) -> SweepDir:
+    """Two trials, never started; the spec also beside the folder as ROOT.yaml."""
+    data = {"name": "s", "grids": [{"model": ["resnet8"]}], "seeds": 2, "recipe": {"iterations": 10, "milestones": [5]},
+            **({"data_dir": str(data_dir)} if data_dir else {})}
+    root.with_suffix(".yaml").write_text(json.dumps(data))
+    sweep = SweepDir(root)
+    sweep.materialize(parse_spec(data))
+    return sweep
+
+
+# 1. Shell text into the Slurm batch script
+
+@pytest.mark.parametrize("options", [
+    {"account": SHELL_LINE}, {"qos": SHELL_LINE}, {"constraint": SHELL_LINE}, {"gres": SHELL_LINE},
+    {"sbatch": {"comment": SHELL_LINE}}, {"sbatch": {"comment\ntouch /tmp/pwned": 1}},
+])
+def test_a_spec_option_with_a_newline_is_refused_before_anything_is_written(options, tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC + "backend:\n  name: slurm\n  options: " + json.dumps(options) + "\n")
+    assert main(["submit", str(spec), "--out", str(tmp_path / "sweep")]) == 2
+    err = one_line_error(capsys)
+    assert "backend.options." in err and "pwned" in err
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_every_sbatch_value_is_checked_where_the_job_script_is_made(tmp_path):
+    """A sweep folder whose name holds a newline reaches `--chdir` and `--job-name`: refused, no script made."""
+    backend = SlurmBackend(Resources(gpus_per_trial=0), SlurmOptions(), Session(cluster={"MaxArraySize": "1001"}))
+    with pytest.raises(ValueError, match="control character"):
+        backend._executor(tmp_path / "a\ntouch pwned")
+    with pytest.raises(ValueError, match="not a Slurm host list"):
+        check_sbatch_parameters({"exclude": "node1 node2"})
+    check_sbatch_parameters({"exclude": "gpu[01-03,07],node-2.cluster", "job_name": "gs-s", "requeue": True})
+
+
+@pytest.mark.parametrize("planted", ["bad_nodes.json", "result.json"])
+def test_a_node_name_from_the_sweep_folder_that_is_no_host_name_is_ignored(planted, tmp_path, capsys):
+    sweep = small_sweep(tmp_path / "s")
+    evil = "n1\ntouch /tmp/pwned-by-the-folder"
+    if planted == "bad_nodes.json":
+        (sweep.root / badnodes.BAD_NODES_FILE).write_text(json.dumps(
+            {evil: {"trial_ids": ["t"], "reason": "Xid 79"}, "gpu07": {"trial_ids": ["t"], "reason": "Xid 79"}}))
+    else:
+        for trial_id in sweep.trial_ids():
+            (sweep.trial_dir(trial_id) / "result.json").write_text(json.dumps(
+                {"status": "failed", "trial_id": trial_id, "reason": "CUDA error: device lost", "node": evil}))
+    nodes = [bad.node for bad in badnodes.bad_nodes(sweep)]
+    assert nodes == (["gpu07"] if planted == "bad_nodes.json" else [])
+    assert "ignoring bad node" in capsys.readouterr().err
+    backend = SlurmBackend(Resources(gpus_per_trial=0), SlurmOptions(), Session(cluster={"MaxArraySize": "1001"}))
+    with pytest.raises(ValueError, match="control character"):
+        backend.exclude_nodes([evil])
+
+
+@pytest.mark.slurm
+def test_the_schedulers_own_refusal_is_one_line(slurm_conf, cifar10_dir, tmp_path, capsys):  # noqa: F811
+    """sbatch itself refuses (a node that does not exist): one line, exit 2, no job recorded."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC + "runtime: {device: cpu}\nresources: {cpus_per_trial: 1, mem_gb: 1, time_limit_min: 5}\n"
+                    "backend:\n  name: slurm\n  options: {sbatch: {nodelist: no-such-node}}\n")
+    assert main(["submit", str(spec), "--out", str(tmp_path / "sweep"), "--data-dir", str(cifar10_dir)]) == 2
+    err = one_line_error(capsys)
+    assert "sbatch refused the job" in err and "Invalid node name" in err
+    sweep = SweepDir(tmp_path / "sweep")
+    assert not any((sweep.trial_dir(t) / "queued.json").exists() for t in sweep.trial_ids())
+
+
+# 2. Writes follow links planted in the folder
+
+def test_report_does_not_write_through_a_link_planted_as_its_png(tmp_path, monkeypatch):
+    """A link `report-differences.png -> victim.txt` is replaced by the PNG, and the victim keeps its text."""
+    from ghostsweep.orchestrator.report import files
+    from ghostsweep.orchestrator.report.plots import PLOTS, Plot
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    out = tmp_path / "report"
+    out.mkdir()
+    paths = files.report_paths(out)
+    for name in PLOTS:
+        paths[name].symlink_to(victim)
+    monkeypatch.setattr(files, "render_plots", lambda report, raster: {
+        name: Plot(caption=name, svg="<svg/>", png=b"PNG") for name in PLOTS})
+    for renderer in ("report_json", "to_markdown"):
+        monkeypatch.setattr(files, renderer, lambda report: "")
+    monkeypatch.setattr(files, "to_html", lambda report, plots: "")
+    files.write_report(None, out)
+    assert victim.read_text() == "mine"
+    assert all(not paths[name].is_symlink() and paths[name].read_bytes() == b"PNG" for name in PLOTS)
+
+
+@pytest.mark.parametrize("log", ["leases.jsonl", "worker.log"])
+def test_appends_refuse_a_link_planted_in_a_trial_folder(log, tmp_path):
+    from ghostsweep.orchestrator.sweepdir.lease import append_lease_event
+    from ghostsweep.trials.files import open_for_append
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    trial_dir = tmp_path / "t"
+    trial_dir.mkdir()
+    (trial_dir / log).symlink_to(victim)
+    with pytest.raises(OSError):
+        if log == "leases.jsonl":
+            append_lease_event(trial_dir, {"event": "acquired"})
+        else:
+            open_for_append(trial_dir / log)
+    assert victim.read_text() == "mine"
+
+
+@pytest.mark.parametrize(("where", "command"), [
+    ("sweep.json", ["status"]), ("sweep.json", ["rerun"]), ("sweep.json", ["report"]),
+    ("extensions.json", ["submit", "spec.yaml"]), ("extensions.json", ["extend", "--seeds", "3"]),
+])
+def test_a_trial_id_that_is_no_plain_name_makes_the_index_unreadable(where, command, tmp_path, capsys,
+                                                                      cifar10_dir):
+    """`../../outside` as a trial id: one line naming the file, and nothing read or written outside the sweep."""
+    sweep = small_sweep(tmp_path / "s", cifar10_dir)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    escape = "../../outside"
+    if where == "sweep.json":
+        index = json.loads(sweep.index_path.read_text())
+        first = index["trial_ids"][0]
+        index["trial_ids"][0] = escape
+        index["trials"][escape] = index["trials"].pop(first)
+        sweep.index_path.write_text(json.dumps(index))
+    else:
+        (sweep.root / "extensions.json").write_text(json.dumps([{"trial_ids": [escape], "at": 0}]))
+    args = [command[0], *(["--out"] if command[0] == "submit" else []), str(sweep.root), *command[1:]]
+    if command[0] == "submit":
+        args = ["submit", str(sweep.root.with_suffix(".yaml")), "--out", str(sweep.root)]
+    assert main(args) == 2
+    assert f"{where}: trial id '{escape}' is not a plain name" in one_line_error(capsys)
+    assert list(outside.iterdir()) == []
+
+
+# 3. `extend` obeys a spec's caps
+
+def test_extend_obeys_the_trial_cap_a_spec_obeys(tmp_path, capsys):
+    """101 rows × 1 seed taken to 1000 seeds is 101,000 trials: refused as the same sweep as a spec is."""
+    rates = [round(0.001 * (i + 1), 3) for i in range(101)]
+    data = {"name": "s", "grids": [{"model": ["resnet8"], "recipe.lr": rates}], "seeds": 1,
+            "recipe": {"iterations": 10, "milestones": [5]}}
+    with pytest.raises(ValueError, match="100,000"):
+        parse_spec(data | {"seeds": 1000})
+    sweep = SweepDir(tmp_path / "s")
+    sweep.materialize(parse_spec(data))
+    assert main(["extend", str(sweep.root), "--seeds", "1000", "--dry-run"]) == 2
+    assert "101,000 trials, more than the cap of 100,000" in one_line_error(capsys)
+
+
+# 4. `submit --out` into a folder of the user's own that holds a file named sweep.json
+
+def test_submit_leaves_a_users_folder_with_a_sweep_json_alone(tmp_path, capsys, cifar10_dir):
+    users = tmp_path / "project"
+    users.mkdir()
+    (users / "spec.yaml").write_text(SPEC)
+    (users / "sweep.json").write_text('{"my": "notes"}')
+    assert main(["submit", str(users / "spec.yaml"), "--out", str(users), "--data-dir", str(cifar10_dir)]) == 2
+    assert "holds files that are not a sweep's" in one_line_error(capsys)
+    assert sorted(p.name for p in users.iterdir()) == ["spec.yaml", "sweep.json"]
+    assert (users / "spec.yaml").read_text() == SPEC and (users / "sweep.json").read_text() == '{"my": "notes"}'
+
+
+# 6. An interrupted first submit leaves a folder the next submit continues
+
+def test_an_interrupted_first_submit_is_continued_by_the_next(tmp_path, monkeypatch, capsys):
+    from ghostsweep.orchestrator.cli.submit import _check_sweep_folder
+
+    sweep = SweepDir(tmp_path / "s")
+    spec = parse_spec({"name": "s", "grids": [{"model": ["resnet8"]}], "seeds": 2,
+                       "recipe": {"iterations": 10, "milestones": [5]}})
+
+    def interrupted(index: object) -> None:
+        raise KeyboardInterrupt  # Ctrl-C after the trial folders, before sweep.json
+
+    monkeypatch.setattr(sweep, "write_index", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sweep.materialize(spec)
+    assert (sweep.trials_root).is_dir() and not sweep.index_path.exists()
+    _check_sweep_folder(SweepDir(sweep.root))  # `submit` takes it as the sweep's: no refusal
+    assert main(["status", str(sweep.root)]) == 2
+    assert "first submit stopped before writing sweep.json" in one_line_error(capsys)
+    monkeypatch.undo()
+    SweepDir(sweep.root).materialize(spec)
+    assert SweepDir(sweep.root).trial_ids() == [t.trial_id() for t in spec.trials]
+
+
+# 5. Labels from a hand-edited sweep.json reach report.md, the terminal and the plots as text
+
+HOSTILE_LABEL = "resnet8 <script>alert(1)</script> a|b\nc $\\nope{$ \x1b[31mred &amp;"
+
+
+def test_a_hostile_label_is_text_in_every_report(tmp_path, capsys):
+    from ghostsweep.trials.trialdir import Outcome, TrialResult, write_result
+
+    sweep = small_sweep(tmp_path / "s")
+    for seed, trial_id in enumerate(sweep.trial_ids()):
+        write_result(sweep.trial_dir(trial_id), TrialResult(
+            status=Outcome.DONE, trial_id=trial_id, iterations=10, final_test_acc=90.0 + seed, wall_time_s=1.0,
+            params=78_000, macs=12_000_000))
+    index = json.loads(sweep.index_path.read_text())
+    for entry in index["trials"].values():
+        entry["label"] = HOSTILE_LABEL
+    sweep.index_path.write_text(json.dumps(index))
+    assert main(["report", str(sweep.root)]) == 0  # mathtext would stop it at `$\nope{$`
+    terminal = capsys.readouterr().out
+    assert "\x1b" not in terminal and "\nc $" not in terminal
+    markdown = (sweep.root / "report.md").read_text()
+    assert "<script>" not in markdown and "resnet8 &lt;script>alert(1)&lt;/script> a\\|b c $\\nope{$" in markdown
+    assert "\x1b" not in markdown and "&amp;amp;" in markdown
+    table = [line for line in markdown.splitlines() if line.startswith("| ")]
+    assert len({line.count(" | ") for line in table}) == 1  # every row keeps its columns
+
+
+def test_updates_of_the_index_take_turns(tmp_path, monkeypatch):
+    """While one command updates sweep.json, `extend` waits for it, then says so in one line: nothing written."""
+    from ghostsweep.orchestrator.submission.extend import apply_extension, plan_seeds
+    from ghostsweep.orchestrator.sweepdir import directory
+
+    sweep = small_sweep(tmp_path / "s")
+    before = sweep.index_path.read_bytes()
+    extension = plan_seeds(sweep, 3)
+    monkeypatch.setattr(directory, "LOCK_TIMEOUT_S", 0.3)
+    with SweepDir(sweep.root).updating(), pytest.raises(ValueError, match="another ghostsweep command has been"):
+        apply_extension(SweepDir(sweep.root), extension)
+    assert sweep.index_path.read_bytes() == before and not (sweep.root / "extensions.json").exists()
+    apply_extension(SweepDir(sweep.root), extension)  # once it is free
+    assert len(SweepDir(sweep.root).trial_ids()) == 3
