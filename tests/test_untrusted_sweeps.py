@@ -164,6 +164,20 @@ def test_a_trial_id_that_is_no_plain_name_makes_the_index_unreadable(where, comm
     assert list(outside.iterdir()) == []
 
 
+
+@pytest.mark.parametrize(("planted", "problem"), [
+    ({"trial_ids": [123, {"x": 1}]}, "'trial_ids' holds 2 value(s) that are not strings"),
+    ({"trials": {"resnet8-x": [1]}, "trial_ids": ["resnet8-x"]}, "'trials' entry 'resnet8-x' is not a JSON object"),
+])
+@pytest.mark.parametrize("command", [["status"], ["report"], ["rerun", "--failed"], ["extend", "--seeds", "3"]])
+def test_index_entries_of_the_wrong_type_are_one_line(planted, problem, command, tmp_path, capsys):
+    """A hand-edited sweep.json whose trial ids or entries are not what a writer writes: one line, exit 2."""
+    sweep = small_sweep(tmp_path / "s")
+    index = json.loads(sweep.index_path.read_text())
+    sweep.index_path.write_text(json.dumps(index | planted))
+    assert main([command[0], str(sweep.root), *command[1:]]) == 2
+    assert problem in one_line_error(capsys)
+
 # 3. `extend` obeys a spec's caps
 
 def test_extend_obeys_the_trial_cap_a_spec_obeys(tmp_path, capsys):

@@ -339,9 +339,15 @@ def _index_problem(data: Any) -> str | None:
     for key, kind in expected.items():
         if not isinstance(data.get(key), kind):
             return f"{key!r} missing or not a {kind.__name__}"
+    not_names = [trial_id for trial_id in data["trial_ids"] if not isinstance(trial_id, str)]
+    if not_names:
+        return f"'trial_ids' holds {len(not_names)} value(s) that are not strings, e.g. {str(not_names[0])[:80]}"
     missing = [trial_id for trial_id in data["trial_ids"] if trial_id not in data["trials"]]
-    if missing or not all(isinstance(trial_id, str) for trial_id in data["trial_ids"]):
-        return f"trial ids without a 'trials' entry: {', '.join(map(str, missing[:3]))}"
+    if missing:
+        return f"trial ids without a 'trials' entry: {', '.join(missing[:3])}"
+    not_entries = [trial_id for trial_id, entry in data["trials"].items() if not isinstance(entry, dict)]
+    if not_entries:
+        return f"'trials' entry {not_entries[0][:80]!r} is not a JSON object"
     bad = next((trial_id for trial_id in [*data["trial_ids"], *data["trials"]] if not is_trial_id(trial_id)), None)
     if bad is not None:
         return f"trial id {bad[:80]!r} is not a plain name (letters, digits, '.', '_', '-')"
