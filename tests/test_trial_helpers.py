@@ -15,7 +15,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 import torch
+from cpu_kernels import pinned_env, require, rerun_reason, runs_here
 
 from ghostsweep.trials.config import TrialConfig
 from ghostsweep.trials.stop import STOP_SIGNALS
@@ -32,6 +34,13 @@ def trial_env(**extra: str) -> dict[str, str]:
     """One thread per process (the box is shared) and the repo importable; W&B kept off the network."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "GHOSTSWEEP_"))}
     return env | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "tests"), "WANDB_SILENT": "true"} | extra
+
+
+def trial_env_on(kernels: str, **extra: str) -> dict[str, str]:
+    """`trial_env` pinned to the kernel set `kernels` (`cpu_kernels`), for a test whose tolerance is rounding-level
+    and was measured on that set; skips the calling test where this CPU cannot run it."""
+    require(kernels)
+    return pinned_env(kernels, trial_env(**extra))
 
 
 def trial_dir_for(root: Path, config: TrialConfig) -> Path:
@@ -55,6 +64,33 @@ def train(*args: object, threads: int = 1) -> int:
         torch.set_num_threads(before)
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
+
+
+def train_on(kernels: str | None, *args: object, threads: int = 1, timeout: float = 900) -> int:
+    """`train` on the named kernel set (`cpu_kernels.KERNEL_SETS`), skipping the calling test where this CPU cannot
+    run it: in a new process with those kernels pinned and `threads` threads (its output echoed for pytest to show
+    if the test fails), or in this process where it runs them already; `None`: this CPU's own kernels, here."""
+    if kernels is None:
+        return train(*args, threads=threads)
+    require(kernels)
+    if runs_here(kernels):
+        return train(*args, threads=threads)
+    done = subprocess.run([*TRAIN, *map(str, args)], env=trial_env_on(kernels, OMP_NUM_THREADS=str(threads)),
+                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    print(done.stdout[-3000:], done.stderr[-3000:], sep="\n")
+    return done.returncode
+
+
+# A learning test runs on this CPU's own kernels and again pinned to AVX2, the kernels its bound was measured on,
+# where those differ (an AVX-512 CPU); on an AVX2 CPU the second run would repeat the first and is skipped.
+OWN_AND_AVX2_KERNELS = pytest.mark.parametrize("kernels", [None, "avx2"], ids=["own-kernels", "avx2-kernels"])
+
+
+def train_learning(kernels: str | None, *args: object, threads: int = 1) -> int:
+    """`train_on` for a test parametrized by OWN_AND_AVX2_KERNELS."""
+    if kernels is not None and (reason := rerun_reason(kernels)):
+        pytest.skip(reason)
+    return train_on(kernels, *args, threads=threads)
 
 
 def train_process(*args: object, env: dict[str, str] | None = None, cwd: Path | None = None,
