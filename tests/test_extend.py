@@ -179,7 +179,7 @@ def test_seeds_takes_every_row_to_n_and_is_a_no_op_below(tmp_path, capsys, fake_
     assert sweep.index().target_halfwidth_pp == 0.2  # references.DEFAULT_TARGET_HALFWIDTH_PP
     code, out, err = run_cli(capsys, "extend", str(sweep.root), "--seeds", "4")
     assert code == 0, out + err
-    (extension,) = sweep.extensions()
+    extension = sweep.extensions()[0].data
     assert (extension["mode"], extension["seeds"], extension["target_halfwidth_pp"]) == ("seeds", 4, None)
     assert extension["note"].startswith("n set in advance: every row taken to 4 seeds")
     assert {row["label"]: row["added_seeds"] for row in extension["rows"]} == {

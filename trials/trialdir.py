@@ -160,9 +160,15 @@ class TrialResult:
         """Unknown keys (from a newer writer) are ignored; a missing or bad `status`, or a value of another type
         than its field's, is a ValueError."""
         values = _typed_fields(cls, data)
+        for name in ACCURACY_FIELDS:
+            if values.get(name) is not None and not 0 <= values[name] <= 100:
+                raise ValueError(f"{name}: must be an accuracy in [0, 100] %, got {shown(values[name])}")
         values["status"] = Outcome(values.get("status"))
         values.setdefault("trial_id", "")
         return cls(**values)
+
+
+ACCURACY_FIELDS = tuple(f.name for f in fields(TrialResult) if f.name.endswith("_acc"))  # top-1 %, in [0, 100]
 
 
 @dataclass(frozen=True)
@@ -208,8 +214,13 @@ def read_result(trial_dir: Path) -> TrialResult | None:
 
 
 def write_result(trial_dir: Path, result: TrialResult) -> None:
+    """A ValueError, before anything is written, for a result its reader would reject (a NaN or an accuracy out of
+    [0, 100]): a run whose loss went non-finite is recorded as failed with the reason "diverged at ...", never as a
+    done run with a NaN accuracy that every reader would then call unreadable."""
     stamped = result if result.finished_at is not None else dataclasses.replace(result, finished_at=time.time())
-    atomic_write_json(Path(trial_dir) / RESULT_FILE, stamped.to_dict())
+    record = stamped.to_dict()
+    TrialResult.from_dict(record)
+    atomic_write_json(Path(trial_dir) / RESULT_FILE, record)
 
 
 def record_failure(trial_dir: Path, reason: str, node: str | None = None) -> None:

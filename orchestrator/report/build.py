@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Sequence
+from dataclasses import asdict
 from functools import cache
 from typing import Any
 
@@ -18,7 +20,7 @@ from ghostsweep.orchestrator.report.model import PROVENANCE_ASPECTS, Metric, Pro
 from ghostsweep.orchestrator.report.records import TrialRecord
 from ghostsweep.orchestrator.report.references import DEFAULT_TARGET_HALFWIDTH_PP, REFERENCES
 from ghostsweep.orchestrator.sweepdir.cache import TrialRead
-from ghostsweep.orchestrator.sweepdir.directory import SweepDir, trial_settings
+from ghostsweep.orchestrator.sweepdir.directory import ExtensionRecord, SweepDir, trial_settings
 from ghostsweep.trials.config import TrialConfig
 from ghostsweep.trials.files import source_digest
 from ghostsweep.trials.provenance import UNKNOWN
@@ -51,6 +53,7 @@ def _row_input(members: list[TrialRecord], two_stage: TwoStagePlan | None) -> Ro
     return RowInput(
         group=first.group, label=first.label, variant=first.variant, model=first.model,
         settings=first.settings, defaults=_defaults(first.model), seeds_planned=[m.seed for m in members],
+        notes=[f"seed {m.seed} unreadable, not counted: {m.unreadable}" for m in members if m.unreadable],
         values=values, params=next((m.result.params for m in done if m.result.params), None),
         macs=next((m.result.macs for m in done if m.result.macs), None), gpu_hours=hours["GPU"],
         cpu_hours=hours["CPU"], iterations=first.iterations, first_layer=first.first_layer,
@@ -80,23 +83,23 @@ def _device_model(result: TrialResult) -> str | None:
     return result.device.partition("(")[2].removesuffix(")") or result.device
 
 
-def two_stage_plans(extensions: list[dict[str, Any]]) -> dict[str, TwoStagePlan]:
+def two_stage_plans(extensions: Sequence[ExtensionRecord]) -> dict[str, TwoStagePlan]:
     """Per report group, the plan of the last `extend --until-halfwidth` that chose its seeds by Stein's
     procedure (extensions.json's rows' `two_stage`)."""
-    return {row["group"]: TwoStagePlan(**row["two_stage"]) for extension in extensions
-            for row in extension["rows"] if row.get("two_stage")}
+    return {group: TwoStagePlan(**asdict(plan)) for extension in extensions
+            for group, plan in extension.two_stage.items()}
 
 
 def build_report(
     title: str, records: list[TrialRecord], wandb: dict[str, Any] | None = None,
-    target_halfwidth_pp: float = DEFAULT_TARGET_HALFWIDTH_PP, extensions: list[dict[str, Any]] | None = None,
+    target_halfwidth_pp: float = DEFAULT_TARGET_HALFWIDTH_PP, extensions: Sequence[ExtensionRecord] = (),
     inputs_sha256: str | None = None,
 ) -> Report:
     """Everything the report shows (report.json is its `to_dict`); `inputs_sha256` is recorded when given."""
     groups: dict[str, list[TrialRecord]] = {}
     for record in records:
         groups.setdefault(record.group, []).append(record)
-    plans = two_stage_plans(extensions or [])
+    plans = two_stage_plans(extensions)
     conclusions = analyse([_row_input(members, plans.get(group)) for group, members in groups.items()],
                           _baseline_of, target_halfwidth_pp)
     used = {ref.source for row in conclusions.rows for ref in row.references}
@@ -104,7 +107,8 @@ def build_report(
                          *(None if r.result is None else getattr(r.result, m.value) for m in Metric), r.curve)
               for r in records]
     return Report(
-        **vars(conclusions), title=title, generated_at=time.time(), extensions=extensions or [],
+        **vars(conclusions), title=title, generated_at=time.time(),
+        extensions=[extension.data for extension in extensions],
         sources={ref.source.key: ref.source for ref in REFERENCES if ref.source.key in used}, wandb=wandb or {},
         trials=trials, inputs_sha256=inputs_sha256,
     )
@@ -117,5 +121,6 @@ def inputs_sha256(sweep: SweepDir, reads: list[TrialRead], options: dict[str, An
     report. Equal digests make the same report (but for `generated_at`)."""
     digest = hashlib.sha256(sweep.index_path.read_bytes())
     digest.update(source_digest(report_package).encode())  # the code that makes a report: this package
-    digest.update(json.dumps([options, [read.digest for read in reads]], separators=(",", ":")).encode())
+    written = options | {"extensions": [extension.data for extension in options.get("extensions", ())]}
+    digest.update(json.dumps([written, [read.digest for read in reads]], separators=(",", ":")).encode())
     return digest.hexdigest()

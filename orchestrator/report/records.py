@@ -33,6 +33,7 @@ class TrialRecord:
     settings: dict[str, Any] = field(default_factory=dict)  # sweepdir.trial_settings: what rows are compared by
     failure: str | None = None  # why it failed (result.json's `reason`), when its last attempt failed for good
     attempts: int = 0  # submissions so far (queued.json's `attempt`; 0: never submitted)
+    unreadable: str | None = None  # why its result.json or queued.json cannot be read, and the rerun that repairs it
 
     @property
     def diverged(self) -> bool:
@@ -62,5 +63,6 @@ def records_from_sweep(sweep_dir: Path | SweepDir, reads: list[TrialRead] | None
             result=state.result, curve=read.curve, settings=trial.settings,
             failure=state.reason if state.state == TrialStatus.FAILED else None,
             attempts=state.attempt,
+            unreadable=state.reason if state.state == TrialStatus.UNREADABLE else None,
         ))
     return index.name, records, index.wandb

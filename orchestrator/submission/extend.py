@@ -235,6 +235,7 @@ def _pair_seeds(treatment: _Row, reference: _Row, pairs: int) -> tuple[list[int]
 def _rows(sweep: SweepDir, target: float) -> tuple[dict[str, _Row], Report]:
     """Per report group, in plan order: its planned seeds, and the report's view of it at `target`."""
     index = sweep.index()
+    sweep.extensions()  # the file this extension is appended to: one that cannot be read stops the plan, dry or not
     title, records, wandb = records_from_sweep(sweep.root)
     report = build_report(title, records, wandb, target_halfwidth_pp=target)
     members: dict[str, list[TrialRecord]] = {}
@@ -292,7 +293,7 @@ def apply_extension(sweep: SweepDir, extension: Extension) -> list[str]:
             if not (trial_dir / CONFIG_FILE).exists():  # its W&B run is ordered where sweep.json lists it
                 new.config.setdefault("wandb", {})["position"] = position
                 atomic_write_json(trial_dir / CONFIG_FILE, new.config)
-        atomic_write_json(sweep.root / EXTENSIONS_FILE, [*sweep.extensions(), extension.to_dict()])
+        atomic_write_json(sweep.root / EXTENSIONS_FILE, [*(e.data for e in sweep.extensions()), extension.to_dict()])
         added = {new.trial_id: new.entry for new in extension.new_trials}
         sweep.write_index(sweep.index().with_trials(added, extension.at))
     return [t.trial_id for t in extension.new_trials

@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ghostsweep.orchestrator.spec.resources import Resources
-from ghostsweep.trials.trialdir import CONFIG_FILE, atomic_write_json, atomic_write_text, read_json, set_aside
+from ghostsweep.trials.strict_yaml import shown
+from ghostsweep.trials.trialdir import (
+    CONFIG_FILE,
+    atomic_write_json,
+    atomic_write_text,
+    finite_number,
+    read_json,
+    set_aside,
+)
 
 if TYPE_CHECKING:
     from ghostsweep.orchestrator.spec.sweepspec import SweepSpec
@@ -216,16 +224,9 @@ class SweepDir:
     def resources(self) -> Resources:
         return self.index().resources
 
-    def extensions(self) -> list[dict[str, Any]]:
-        """extensions.json, oldest first; none before the first `ghostsweep extend`. ValueError (one line) for a
-        trial id in it that is not a plain name."""
-        extensions = read_json(self.root / EXTENSIONS_FILE) or []
-        for extension in extensions:
-            bad = next((t for t in extension["trial_ids"] if not is_trial_id(t)), None)
-            if bad is not None:
-                raise ValueError(f"unreadable {self.root / EXTENSIONS_FILE}: trial id {str(bad)[:80]!r} is not a "
-                                 f"plain name (letters, digits, '.', '_', '-')")
-        return extensions
+    def extensions(self) -> list[ExtensionRecord]:
+        """extensions.json (`read_extensions`)."""
+        return read_extensions(self.root / EXTENSIONS_FILE)
 
     def extension_trials(self, spec_trials: Sequence[TrialConfig]) -> list[TrialConfig]:
         """The seeds `extend` added to rows the spec still has, so that submitting the spec again keeps them.
@@ -237,7 +238,7 @@ class SweepDir:
         rows = {row_group(trial) for trial in spec_trials}
         seen = {trial.trial_id() for trial in spec_trials}
         kept = []
-        for trial_id in (trial_id for extension in self.extensions() for trial_id in extension["trial_ids"]):
+        for trial_id in (trial_id for extension in self.extensions() for trial_id in extension.trial_ids):
             config = read_json(self.trial_dir(trial_id) / CONFIG_FILE)
             if trial_id in seen or config is None:
                 continue
@@ -425,3 +426,94 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _digest(settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class StagePlanRecord:
+    """A row's Stein two-stage plan as extensions.json keeps it (report/decisions.py's TwoStagePlan, whose fields
+    these are): checked here, so that a hand-edited plan is an unreadable file, not a traceback in the report."""
+
+    pilot_n: int
+    pilot_std: float
+    target: float
+    cap: int
+    total: int
+    capped: bool
+
+    @classmethod
+    def from_dict(cls, data: Any) -> StagePlanRecord:
+        if not isinstance(data, dict):
+            raise ValueError(f"must be a mapping, got {shown(data)}")
+        values = {}
+        for name, kind in (("pilot_n", int), ("pilot_std", float), ("target", float), ("cap", int),
+                           ("total", int), ("capped", bool)):
+            value = data.get(name)
+            fits = (isinstance(value, bool) if kind is bool
+                    else finite_number(value) and (kind is float or isinstance(value, int)))
+            if not fits:
+                raise ValueError(f"{name}: must be {'true or false' if kind is bool else 'a number'}, "
+                                 f"got {shown(value)}")
+            values[name] = value
+        plan = cls(**values)
+        if not (2 <= plan.pilot_n <= plan.total <= plan.cap and plan.pilot_std >= 0 and plan.target > 0):
+            raise ValueError(f"not a plan: {shown(data)}")
+        return plan
+
+
+@dataclass(frozen=True)
+class ExtensionRecord:
+    """One `ghostsweep extend` in extensions.json: when, the report's sentence about it, the trials it added and
+    the rows whose seeds Stein's procedure chose. `data` is the record as `extend` wrote it (report.json lists it,
+    and `extend` appends to the list)."""
+
+    at: float
+    note: str
+    trial_ids: tuple[str, ...]
+    two_stage: dict[str, StagePlanRecord]  # per report group
+    data: dict[str, Any]
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ExtensionRecord:
+        """ValueError naming the key when `data` is not what `extend` writes."""
+        if not isinstance(data, dict):
+            raise ValueError(f"each record must be a mapping, got {shown(data)}")
+        at, note, trial_ids, rows = (data.get(key) for key in ("at", "note", "trial_ids", "rows"))
+        if not finite_number(at):
+            raise ValueError(f"at: must be a time, got {shown(at)}")
+        if not isinstance(note, str):
+            raise ValueError(f"note: must be a string, got {shown(note)}")
+        if not (isinstance(trial_ids, list) and all(isinstance(t, str) for t in trial_ids)):
+            raise ValueError(f"trial_ids: must be a list of trial ids, got {shown(trial_ids)}")
+        bad = next((t for t in trial_ids if not is_trial_id(t)), None)
+        if bad is not None:
+            raise ValueError(f"trial id {bad[:80]!r} is not a plain name (letters, digits, '.', '_', '-')")
+        if not (isinstance(rows, list) and all(isinstance(row, dict) for row in rows)):
+            raise ValueError(f"rows: must be a list of mappings, got {shown(rows)}")
+        two_stage = {}
+        for row in rows:
+            if not isinstance(row.get("group"), str):
+                raise ValueError(f"rows: group: must be a string, got {shown(row.get('group'))}")
+            if row.get("two_stage") is not None:
+                try:
+                    two_stage[row["group"]] = StagePlanRecord.from_dict(row["two_stage"])
+                except ValueError as error:
+                    raise ValueError(f"rows: two_stage: {error}") from error
+        return cls(at, note, tuple(trial_ids), two_stage, data)
+
+
+def read_extensions(path: Path) -> list[ExtensionRecord]:
+    """extensions.json, oldest first; none before the first `ghostsweep extend`. A file that is not what `extend`
+    writes is a one-line ValueError naming it and the repair: the report and `extend` need it, so they stop."""
+    try:
+        data = read_json(path)
+        if data is None:
+            return []
+        if not isinstance(data, list):
+            raise ValueError(f"must be a list of records, got {shown(data)}")
+        return [ExtensionRecord.from_dict(record) for record in data]
+    except (ValueError, OSError) as error:
+        raise ValueError(
+            f"unreadable {path}: {type(error).__name__}: {str(error)[:200]}; set it aside (`mv {path} "
+            f"{path}.corrupt`): the trials it added stay in the sweep, and the report then computes their rows' "
+            f"intervals without the Stein plans it records"
+        ) from error
