@@ -14,7 +14,7 @@ from ghostsweep.orchestrator.report import decisions
 from ghostsweep.orchestrator.report.analysis import RowInput, analyse, judge_reference
 from ghostsweep.orchestrator.report.build import build_report
 from ghostsweep.orchestrator.report.decisions import DifferenceMethod, Verdict
-from ghostsweep.orchestrator.report.model import Metric, Report, verdict_phrase
+from ghostsweep.orchestrator.report.model import Comparison, Metric, Report, verdict_phrase
 from ghostsweep.orchestrator.report.records import records_from_sweep
 from ghostsweep.orchestrator.report.references import references_for
 from ghostsweep.orchestrator.spec.sweepspec import parse_spec
@@ -201,12 +201,14 @@ def test_each_verdict_with_its_margin_and_reason() -> None:
         assert two.verdict is Verdict.INCONCLUSIVE and two.to_decide, two  # with the seeds that would decide it
         assert two.interval[0] < 0 < two.interval[1] and two.equivalence_interval[0] < -0.5
     zero = judged["resnet44", "he2016"].judgement
-    assert zero.verdict is Verdict.INCONCLUSIVE and zero.reason.startswith("zero spread over 3 seeds")
+    assert zero.verdict is Verdict.INCONCLUSIVE and zero.reason.startswith(
+        "no interval: the seeds' spread is negligible (< 0.005 pp) over 3 seeds")
     short = judged["resnet56", "he2016"]
     assert short.verdict is Verdict.NOT_COMPARABLE and short.judgement.p_difference is None
     assert verdict_phrase(short.judgement) == "not comparable: recipe.iterations 30, he2016 64,000"
     pending = judged["resnet1202", "he2016"].judgement
-    assert pending.verdict is Verdict.INCONCLUSIVE and pending.reason == "1 planned seed(s) not done yet"
+    assert pending.verdict is Verdict.INCONCLUSIVE and pending.reason == "planned seed 2 not done yet"
+    assert verdict_phrase(pending) == "inconclusive: planned seed 2 not done yet; judged once it is done"
 
 
 def test_holm_can_turn_a_raw_verdict_inconclusive() -> None:
@@ -232,11 +234,26 @@ def test_paired_from_three_pairs_else_welch_and_lost_seeds_are_named() -> None:
     assert comparison.n_pairs == 2 and comparison.method is DifferenceMethod.WELCH
     assert comparison.interval is comparison.welch and comparison.paired is not None  # shown beside, not used
     assert "(Welch, unpaired)" in comparison.sentence
-    assert "seeds lost: lr 0.2 2 of 4 seeds done; failed 2; diverged 3" in comparison.sentence
-    assert comparison.lost_note.startswith("seeds lost (lr 0.2: 2 of 4 seeds done; failed 2; diverged 3)")
+    assert "seeds lost: lr 0.2 2 of 4 seeds done; failed: seed 2; diverged: seed 3" in comparison.sentence
+    assert comparison.lost_note.startswith("seeds lost (lr 0.2: 2 of 4 seeds done; failed: seed 2; diverged: seed 3)")
     assert "selected sample" in comparison.lost_note
     three = crafted("resnet20", [91.6, 91.3, 91.1], label="lr 0.2", defaults={"recipe.lr": 0.1},
                     settings={"model": "resnet20", "recipe.lr": 0.2})
     (comparison,) = analyse([reference, three], lambda name: None).comparisons
     assert comparison.method is DifferenceMethod.PAIRED and comparison.interval is comparison.paired
     assert comparison.lost_note is None
+
+
+@pytest.mark.parametrize("jitter", [0.0, 1e-9])
+def test_a_negligible_spread_gives_no_delta_interval(jitter: float) -> None:
+    """Pairs that differ by the same amount (up to 1e-9 pp) give Δ no interval, as a verdict gets none: the answer
+    says so rather than showing a zero-width CI, and report.json keeps it."""
+    reference = crafted("resnet20", [91.2, 91.5, 91.0], defaults={"recipe.lr": 0.1},
+                        settings={"model": "resnet20", "recipe.lr": 0.1})
+    shifted = crafted("resnet20", [91.2 - 0.3 + jitter, 91.5 - 0.3 - jitter, 91.0 - 0.3], label="lr 0.2",
+                      defaults={"recipe.lr": 0.1}, settings={"model": "resnet20", "recipe.lr": 0.2})
+    (comparison,) = analyse([reference, shifted], lambda name: None).comparisons
+    assert comparison.method is DifferenceMethod.PAIRED and comparison.spread_negligible
+    assert comparison.sentence == ("resnet20: recipe.lr=0.2 − recipe.lr=0.1: -0.30 pp (paired, n=3; no interval: "
+                                   "the seeds' spread is negligible (< 0.005 pp)).")
+    assert Comparison.from_dict(comparison.to_dict()) == comparison

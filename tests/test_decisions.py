@@ -161,7 +161,10 @@ def test_no_interval_and_zero_spread_are_inconclusive_with_a_reason() -> None:
         one, flat = judge([92.0]), judge([92.0, 92.0, 92.0])
         assert one.verdict is flat.verdict is Verdict.INCONCLUSIVE
         assert "1 seed(s): no spread" in one.reason and "3 seeds to estimate the spread" in one.to_decide
-        assert "zero spread over" in flat.reason and flat.interval is None and flat.p_difference is None
+        assert "the seeds' spread is negligible (< 0.005 pp)" in flat.reason and flat.interval is None
+        assert flat.p_difference is None
+        almost = judge([92.0, 92.0 + 1e-9, 92.0 - 1e-9])  # rounding, not seed noise: no p=1e-62 from it
+        assert almost.verdict is Verdict.INCONCLUSIVE and almost.p_difference is None
 
 
 def test_seeds_to_decide_is_the_fewest_or_the_floor() -> None:
@@ -318,10 +321,52 @@ def test_lost_seeds_are_outcomes_with_a_survivorship_note() -> None:
     assert ghost.lost == (1, 4) and base.pending == (4,) and ghost.pending == ()
     lost = decisions.lost_seeds(ghost, base, "ghost_resnet56", "resnet56")
     assert (lost.treatment, lost.reference) == ((1, 4), ())
-    assert "ghost_resnet56: 3 of 5 seeds done; failed 4; diverged 1" in lost.note and "resnet56:" not in \
+    assert "ghost_resnet56: 3 of 5 seeds done; failed: seed 4; diverged: seed 1" in lost.note and "resnet56:" not in \
         lost.note.replace("ghost_resnet56", "")
     assert "selected sample" in lost.note
     assert decisions.lost_seeds(base, base).note is None
+
+
+def test_seed_outcomes_name_seeds() -> None:
+    outcomes = SeedOutcomes(planned=(0, 1, 2, 3, 4), done=(0, 2), failed=(3,), diverged=(1, 4))
+    assert outcomes.describe() == "2 of 5 seeds done; failed: seed 3; diverged: seeds 1, 4"
+
+
+def _tested(p_difference: float, p_equivalence: float) -> decisions.Judgement:
+    verdict = decisions.decide(p_difference, p_equivalence)
+    return decisions.Judgement("m", 5, 0.5, verdict, "raw", 0.0, (-0.45, 0.45), (-0.37, 0.37), p_difference,
+                               p_equivalence)
+
+
+def test_an_adjusted_reason_says_what_held_before_the_adjustment() -> None:
+    """A test that decides only before Holm's adjustment says both, so the printed (raw) interval never contradicts
+    the text: before, a 90% interval inside ±0.5 read "neither test decides"."""
+    others = [_tested(0.5, 0.5), _tested(0.6, 0.6)]
+    equivalent = decisions.adjust([_tested(1.0, 0.0224), *others])[0]
+    assert equivalent.verdict is Verdict.CONSISTENT and equivalent.final_verdict is Verdict.INCONCLUSIVE
+    assert equivalent.final_reason == (
+        "neither test decides after Holm's adjustment: the 95% interval [-0.45, +0.45] pp holds 0 (p=1, "
+        "Holm-adjusted over 3 tests); the 90% interval [-0.37, +0.37] pp lies inside ±0.50 pp (equivalence "
+        "p=0.0224), but not after Holm's adjustment over 3 tests (p=0.0672)")
+    different = decisions.adjust([_tested(0.02, 0.6), *others])[0]
+    assert different.verdict is Verdict.NOT_CONSISTENT and different.final_verdict is Verdict.INCONCLUSIVE
+    assert "the 95% interval [-0.45, +0.45] pp excludes 0 (p=0.02), but not after Holm's adjustment over 3 tests " \
+        "(p=0.06); the 90% interval [-0.37, +0.37] pp is not inside ±0.50 pp (equivalence p=1, Holm-adjusted over 3 " \
+        "tests)" in different.final_reason
+    both = decisions.adjust([_tested(0.001, 0.02), *others])[0]
+    assert both.verdict is Verdict.CONSISTENT and both.final_verdict is Verdict.NOT_CONSISTENT
+    assert both.final_reason == (
+        "the 95% interval [-0.45, +0.45] pp excludes 0 (p=0.003, Holm-adjusted over 3 tests) and the 90% interval "
+        "[-0.37, +0.37] pp lies inside ±0.50 pp (equivalence p=0.02), but not after Holm's adjustment over 3 tests "
+        "(p=0.06)")
+    unchanged = decisions.adjust([_tested(0.5, 0.5), *others])[0]
+    assert unchanged.final_reason.startswith("neither test decides: ")
+
+
+def test_replan_keeps_the_pilot() -> None:
+    first = decisions.plan_two_stage([92.0, 92.3, 92.6], 0.5, 20)
+    later = decisions.replan(first, 0.3, 20)
+    assert (later.pilot_n, later.pilot_std) == (first.pilot_n, first.pilot_std) and later.total > first.total
 
 
 def test_import_is_light() -> None:

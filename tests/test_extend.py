@@ -15,7 +15,10 @@ from scipy.stats import t
 from test_sweep_local import fake_env
 
 from ghostsweep.orchestrator.cli import main
+from ghostsweep.orchestrator.report.build import build_report
+from ghostsweep.orchestrator.report.records import records_from_sweep
 from ghostsweep.orchestrator.spec.sweepspec import load_spec
+from ghostsweep.orchestrator.submission.extend import apply_extension, plan_until_halfwidth, report_options
 from ghostsweep.orchestrator.sweepdir.directory import EXTENSIONS_FILE, SweepDir, TrialEntry, describe_trials
 from ghostsweep.trials.config import TrialConfig
 from ghostsweep.trials.trialdir import CONFIG_FILE, Outcome, QueuedRecord, TrialResult, write_queued, write_result
@@ -120,7 +123,8 @@ def test_until_halfwidth_adds_the_seeds_the_spread_needs_and_pairs_comparisons(t
     rows = {row["label"]: row for row in extension["rows"]}
     assert rows["resnet20"]["added_seeds"] == resnet_seeds and rows["resnet20"]["two_stage"]["total"] == row_needs
     assert rows["resnet20"]["std"] == pytest.approx(0.3) and rows["resnet20"]["seeds_before"] == 3
-    assert rows[GHOST]["added_seeds"] == ghost_seeds and rows[GHOST]["two_stage"] is None  # its own ±0.12 suffices
+    assert rows[GHOST]["added_seeds"] == ghost_seeds and rows[GHOST]["two_stage"]["total"] == 3  # ±0.12 suffices
+    assert rows[GHOST]["two_stage"]["pilot_std"] == pytest.approx(0.05)  # recorded all the same: it fixes the pilot
     assert rows[GHOST]["std"] == pytest.approx(0.05) and rows[GHOST]["halfwidth"] < TARGET
     (comparison,) = extension["comparisons"]
     assert (comparison["pairs_wanted"], comparison["n_pairs"]) == (pair_needs, 3)
@@ -270,3 +274,36 @@ def test_a_seed_lost_for_good_is_replaced_and_a_seed_that_failed_once_is_waited_
     write_result(sweep.trial_dir(twice), TrialResult(status=Outcome.DONE, trial_id=twice, final_test_acc=91.55))
     code, out, err = run_cli(capsys, "extend", str(sweep.root), "--seeds", "3", "--dry-run")
     assert code == 0 and "nothing to add" in out, out + err  # seed 2 failed once: `rerun` it, not replace it
+
+
+def test_a_later_until_halfwidth_keeps_the_first_pilot(tmp_path: Path) -> None:
+    """Stein's pilot is fixed by a row's first plan: after stage 2 ran, a second `--until-halfwidth` (here for a
+    tighter target) reuses the pilot's n0 and s0 and only tops n up, rather than taking the seeds done, whose number
+    s0 chose, as a new pilot; the comparison's paired pilot likewise. The report's interval uses that pilot."""
+    _, sweep = make_sweep(tmp_path, ACCURACIES)
+    apply_extension(sweep, plan_until_halfwidth(sweep, TARGET))
+    stage_two = {"resnet20": [90.0, 93.0, 90.5, 92.5], "ghost_resnet20": [92.4, 90.6]}  # a much wider spread
+    index = sweep.index()
+    for model, values in stage_two.items():
+        for (trial_id, entry), value in zip(rows_by_model(sweep)[model][3:], values, strict=True):
+            write_result(sweep.trial_dir(trial_id), TrialResult(
+                status=Outcome.DONE, trial_id=trial_id, variant=entry.variant, model=model, seed=entry.seed,
+                final_test_acc=value))
+    assert len(index.trial_ids) == 12
+
+    later = plan_until_halfwidth(sweep, 0.3)
+    rows = {row.label: row for row in later.rows}
+    for label, std in (("resnet20", 0.3), (GHOST, 0.05)):
+        plan = rows[label].two_stage
+        assert (plan["pilot_n"], plan["pilot_std"]) == (3, pytest.approx(std)), label
+        assert plan["total"] == stein_total(std, 0.3)
+    assert rows["resnet20"].added_seeds == list(range(7, stein_total(0.3, 0.3)))
+    (comparison,) = later.comparisons
+    assert (comparison.two_stage["pilot_n"], comparison.two_stage["pilot_std"]) == (3, pytest.approx(0.25))
+    assert comparison.pairs_wanted == stein_total(0.25, 0.3)
+
+    title, records, wandb = records_from_sweep(sweep.root)
+    report = build_report(title, records, wandb, **report_options(sweep))
+    resnet = next(row for row in report.rows if row.label == "resnet20")
+    assert resnet.final_test_acc.n == 7
+    assert resnet.final_test_acc.halfwidth == pytest.approx(t.ppf(0.975, 2) * 0.3 / math.sqrt(7))

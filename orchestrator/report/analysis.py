@@ -126,7 +126,7 @@ def judge_reference(ref: Reference, row: RowInput) -> JudgedReference:
             interval = stats.prediction_interval(values)
     outcomes = row.outcomes
     if outcomes.lost:
-        notes.append(f"{outcomes.describe()}: judged over the seeds that finished, which a lost seed may flatter")
+        notes.append(f"{outcomes.describe()}; judged over the seeds that finished, which a lost seed may flatter")
     mean = sum(values) / len(values) if values else None
     return JudgedReference(ref.source.key, ref.kind, ref.runs, ref.test_acc, ref.test_acc_std, ref.params, ref.macs,
                            metric, mean, interval, _judge_level(ref, row, values), notes)
@@ -175,11 +175,12 @@ def _without_test(verdict: Verdict, reason: str, n: int, margin: float, to_decid
 def _pending(*rows: SeedOutcomes, margin: float = decisions.LEVEL_MARGIN_PP) -> Judgement | None:
     """Inconclusive while a row has planned seeds not yet done: its verdict waits for them (judging the seeds that
     happen to finish first would let the verdict change with the order trials end in)."""
-    pending = [seed for outcomes in rows for seed in outcomes.pending]
+    pending = sorted({seed for outcomes in rows for seed in outcomes.pending})
     if not pending:
         return None
-    return _without_test(Verdict.INCONCLUSIVE, f"{len(pending)} planned seed(s) not done yet", min(
-        len(outcomes.done) for outcomes in rows), margin, "the planned seeds")
+    waiting = "judged once it is done" if len(pending) == 1 else "judged once they are done"
+    return _without_test(Verdict.INCONCLUSIVE, f"planned {decisions.name_seeds(pending)} not done yet", min(
+        len(outcomes.done) for outcomes in rows), margin, waiting)
 
 
 def _short(method: str) -> str:
@@ -326,6 +327,7 @@ def analyse_pairing(pairing: Pairing, target: float) -> Comparison:
         welch = stats.welch_interval(stats.Sample.of(list(t_values.values())),
                                      stats.Sample.of(list(r_values.values())))
     common = sorted(set(t_values) & set(r_values))
+    method = decisions.choose_difference_method(len(common), len(t_values), len(r_values))
     differences = [t_values[s] - r_values[s] for s in common]
     spread = stats.Sample.of(differences).std if len(differences) >= 2 else None
     params_ratio = _ratio(pairing.treatment.params, pairing.reference.params)
@@ -335,8 +337,9 @@ def analyse_pairing(pairing: Pairing, target: float) -> Comparison:
         pairing.reference.label, describe_difference(pairing), list(pairing.differing), len(common), paired, welch,
         stats.seeds_for_halfwidth(spread, target), params_ratio, macs_ratio,
         [_judge_claim(pairing, ref_t, ref_r) for ref_t, ref_r in _claim_references(pairing)],
-        decisions.choose_difference_method(len(common), len(t_values), len(r_values)), pairing.treatment.outcomes,
-        pairing.reference.outcomes, provenance_differences(pairing.treatment, pairing.reference),
+        method, pairing.treatment.outcomes, pairing.reference.outcomes,
+        provenance_differences(pairing.treatment, pairing.reference),
+        decisions.difference_spread_negligible(method, t_values, r_values),
     )
 
 

@@ -8,8 +8,9 @@ Rule 1, three values. δ is *ours − published* (for a published Δ: our Δ −
   larger of the two one-sided ones.
 CONSISTENT only when equivalence holds: our seeds could have told a difference of `margin` apart. NOT_CONSISTENT
 when the difference test rejects and equivalence does not hold. INCONCLUSIVE otherwise, and always for fewer than 2
-of our seeds or zero observed spread (no interval can be computed; zero spread means runs that do not vary by seed),
-with the reason. NOT_COMPARABLE is the caller's, for a published recipe that differs from ours: no test applies.
+of our seeds or a negligible observed spread, below `NEGLIGIBLE_SPREAD_PP` (no interval can be computed; such a spread
+means runs that do not vary by seed), with the reason. NOT_COMPARABLE is the caller's, for a published recipe that
+differs from ours: no test applies.
 A wide interval that holds both 0 and ±margin is INCONCLUSIVE, not agreement: before this rule, 2 seeds' ±2.2 pp
 interval read "consistent" with everything.
 For INCONCLUSIVE, the seeds that would decide it: the fewest of our seeds at which, at the observed estimate and
@@ -42,7 +43,8 @@ of (estimate − δ)/scale, exact under a normal model of seeds unless said:
 Rule 4, multiplicity. A report makes 30–40 judgements; at 5% each, a false "not consistent" somewhere is more
 likely than not. Holm's step-down (`holm`) adjusts the difference tests of one report as one family, and the
 equivalence tests as another: each family's error (a false NOT_CONSISTENT; a false CONSISTENT) has family-wise rate
-at most 5%. `adjust` returns the judgements with adjusted p-values and the final verdicts the answer sentences use.
+at most 5%. `adjust` returns the judgements with adjusted p-values and the final verdicts the answer sentences use;
+a test that decides before the adjustment but not after says both.
 
 Rule 5, paired or Welch, stated before the data: paired by seed when at least `MIN_PAIRS` = 3 seeds pair; else
 Welch on all seeds when both rows have at least 2; else no interval. With 2 pairs the paired t has 1 df
@@ -52,7 +54,9 @@ Rule 6, `extend --until-halfwidth` by Stein's two-stage procedure: a pilot of n0
 gives s0; n = max(n0, ⌈(t(n0−1) · s0 / h)²⌉), capped; the interval is the mean of all n seeds
 ± t(n0−1) · s0 / √n, the pilot's spread and df. Its coverage is exact (n depends on s0 only, and the mean is
 independent of s0), the cap included: a capped n gives a half-width above h, not a lower coverage. Planning n from
-the observed spread and then computing a fixed-n t-interval covers 0.90–0.93 instead of 0.95.
+the observed spread and then computing a fixed-n t-interval covers 0.90–0.93 instead of 0.95. The pilot is fixed
+once: a later plan (`replan`) keeps its n0 and s0 and only tops n up; taking the seeds done by then as a new pilot
+would make stage-2 seeds, whose number depended on s0, part of the pilot.
 
 Rule 7, failed and diverged seeds are outcomes, not missing data: a comparison lists the seeds lost from either row,
 and notes that when losing a seed depends on the model, the surviving seeds are a selected sample.
@@ -83,6 +87,9 @@ PLAN_SEED_LIMIT = 1000  # "seeds that would decide it" beyond this are reported 
 PLAN_DRAWS = 20_000  # Monte Carlo draws of a best-of-m pivot while searching the seeds that would decide it
 _UNLIMITED_SEEDS = 10**6  # where the floor (as many of our seeds as one likes) is measured
 _PIVOT_CACHE = 128  # best-of-m pivots kept (1.6 MB for a judgement's, 160 kB for a planning search's)
+# A spread below this is no spread: half the 0.01 pp resolution of CIFAR-10's 10,000-image test set (one image), so
+# seeds that differ by less gave the same accuracy up to rounding; an interval from it would be of zero width.
+NEGLIGIBLE_SPREAD_PP = 0.005
 
 STEIN_PROCEDURE = "Stein's two-stage procedure (n and the interval's spread and df from the pilot seeds)"
 
@@ -211,20 +218,40 @@ def _judge(method: str, n: int, margin: float, now: _Discrepancy, at: Callable[[
     seeds, to_decide = (None, "") if verdict is not Verdict.INCONCLUSIVE else _seeds_to_decide(
         now.estimate, n, margin, at, floor_cause, alpha)
     return Judgement(method, n, margin, verdict, _reason(verdict, interval, equivalence, margin, p_difference,
-                                                         p_equivalence), now.estimate, interval, equivalence,
+                                                         p_equivalence, alpha), now.estimate, interval, equivalence,
                      p_difference, p_equivalence, seeds, to_decide)
 
 
 def _reason(verdict: Verdict, interval: tuple[float, float], equivalence: tuple[float, float], margin: float,
-            p_difference: float, p_equivalence: float, holm: str = "") -> str:
+            p_difference: float, p_equivalence: float, alpha: float,
+            adjusted: tuple[float, float, int] | None = None) -> str:
+    """Why `verdict`, from the raw p-values and the (raw) intervals; with `adjusted` (Holm's two p-values and the
+    family's size) the verdict is the adjusted one, and a test that decides only before the adjustment says so,
+    so that the text never contradicts the interval it prints."""
     inside = f"the 90% interval [{equivalence[0]:+.2f}, {equivalence[1]:+.2f}] pp"
-    if verdict is Verdict.CONSISTENT:
-        return f"{inside} lies inside ±{margin:.2f} pp (equivalence p={p_equivalence:.3g}{holm})"
     rejects = f"the 95% interval [{interval[0]:+.2f}, {interval[1]:+.2f}] pp"
+    p_diff, p_eq, holm = p_difference, p_equivalence, ""
+    if adjusted is not None:
+        p_diff, p_eq, family = adjusted
+        holm = f", Holm-adjusted over {family} tests"
+    if verdict is Verdict.CONSISTENT:
+        return f"{inside} lies inside ±{margin:.2f} pp (equivalence p={p_eq:.3g}{holm})"
+    undone = f"but not after Holm's adjustment over {family} tests" if adjusted is not None else ""
+    equivalence_undone = p_equivalence < alpha <= p_eq
+    difference_undone = p_difference < alpha <= p_diff
+    inside_before = (f"{inside} lies inside ±{margin:.2f} pp (equivalence p={p_equivalence:.3g}), {undone} "
+                     f"(p={p_eq:.3g})")
     if verdict is Verdict.NOT_CONSISTENT:
-        return (f"{rejects} excludes 0 (p={p_difference:.3g}{holm}) and {inside} is not inside ±{margin:.2f} pp")
-    return (f"neither test decides: {rejects} (p={p_difference:.3g}{holm}) and {inside} "
-            f"(equivalence p={p_equivalence:.3g}{holm}) against ±{margin:.2f} pp")
+        outside = inside_before if equivalence_undone else f"{inside} is not inside ±{margin:.2f} pp"
+        return f"{rejects} excludes 0 (p={p_diff:.3g}{holm}) and {outside}"
+    if not (equivalence_undone or difference_undone):
+        return (f"neither test decides: {rejects} (p={p_diff:.3g}{holm}) and {inside} "
+                f"(equivalence p={p_eq:.3g}{holm}) against ±{margin:.2f} pp")
+    difference = (f"{rejects} excludes 0 (p={p_difference:.3g}), {undone} (p={p_diff:.3g})" if difference_undone
+                  else f"{rejects} holds 0 (p={p_diff:.3g}{holm})")
+    equivalence_text = inside_before if equivalence_undone else (
+        f"{inside} is not inside ±{margin:.2f} pp (equivalence p={p_eq:.3g}{holm})")
+    return f"neither test decides after Holm's adjustment: {difference}; {equivalence_text}"
 
 
 def _seeds_to_decide(estimate: float, n: int, margin: float, at: Callable[[int], _Discrepancy], floor_cause: str,
@@ -245,16 +272,24 @@ def _seeds_to_decide(estimate: float, n: int, margin: float, at: Callable[[int],
                   f"{estimate:+.2f} pp is within what that noise makes at 5%")
 
 
+def negligible_spread(values: Sequence[float]) -> bool:
+    """At least 2 values whose std is below `NEGLIGIBLE_SPREAD_PP`: no interval can be made from them."""
+    return len(values) >= 2 and (stats.Sample.of(values).std or 0.0) < NEGLIGIBLE_SPREAD_PP
+
+
+NO_SPREAD = f"the seeds' spread is negligible (< {NEGLIGIBLE_SPREAD_PP:g} pp)"
+
+
 def _no_interval(method: str, values: Sequence[Sequence[float]], margin: float) -> Judgement | None:
-    """Rule 1's INCONCLUSIVE without a test: fewer than 2 seeds, or zero spread, in any of our rows."""
+    """Rule 1's INCONCLUSIVE without a test: fewer than 2 seeds, or a negligible spread, in any of our rows."""
     n = min(len(v) for v in values)
     if n < 2:
         return Judgement(method, n, margin, Verdict.INCONCLUSIVE, f"{n} seed(s): no spread, no interval",
                          to_decide=f"{MIN_PILOT_SEEDS} seeds to estimate the spread first")
-    if any(stats.Sample.of(v).std == 0 for v in values):
+    if any(negligible_spread(v) for v in values):
         return Judgement(method, n, margin, Verdict.INCONCLUSIVE,
-                         f"zero spread over {n} seeds: every seed gave the same accuracy, so the interval would have "
-                         "zero width; seeds that do not vary are not a sample of seed noise",
+                         f"no interval: {NO_SPREAD} over {n} seeds: every seed gave the same accuracy, so the "
+                         "interval would have zero width; seeds that do not vary are not a sample of seed noise",
                          to_decide="runs that vary by seed")
     return None
 
@@ -373,16 +408,16 @@ def adjust(judgements: Sequence[Judgement], alpha: float = ALPHA) -> list[Judgem
               if j.verdict is not Verdict.NOT_COMPARABLE and j.p_difference is not None and j.p_equivalence is not None]
     differences = holm([judgements[i].p_difference or 0.0 for i in tested])
     equivalences = holm([judgements[i].p_equivalence or 0.0 for i in tested])
-    holm_note = f", Holm-adjusted over {len(tested)} tests"
     adjusted = [replace(j, final_verdict=j.verdict, final_reason=j.reason) for j in judgements]
     for i, p_difference, p_equivalence in zip(tested, differences, equivalences, strict=True):
         j = judgements[i]
         assert j.interval is not None and j.equivalence_interval is not None
         final = decide(p_difference, p_equivalence, alpha)
+        assert j.p_difference is not None and j.p_equivalence is not None
+        reason = _reason(final, j.interval, j.equivalence_interval, j.margin, j.p_difference, j.p_equivalence, alpha,
+                         (p_difference, p_equivalence, len(tested)))
         adjusted[i] = replace(j, p_difference_adjusted=p_difference, p_equivalence_adjusted=p_equivalence,
-                              final_verdict=final, final_reason=_reason(final, j.interval, j.equivalence_interval,
-                                                                        j.margin, p_difference, p_equivalence,
-                                                                        holm_note))
+                              final_verdict=final, final_reason=reason)
     return adjusted
 
 
@@ -413,6 +448,17 @@ def difference_interval(a_by_seed: Mapping[int, float], b_by_seed: Mapping[int, 
         return stats.welch_interval(stats.Sample.of(list(a_by_seed.values())),
                                     stats.Sample.of(list(b_by_seed.values())))
     return None
+
+
+def difference_spread_negligible(method: DifferenceMethod, a_by_seed: Mapping[int, float],
+                                 b_by_seed: Mapping[int, float]) -> bool:
+    """Whether the spread Δ's interval rests on is negligible, so that it has no interval (as a verdict has none):
+    the paired differences', or for Welch both rows'."""
+    if method is DifferenceMethod.PAIRED:
+        return negligible_spread([a_by_seed[s] - b_by_seed[s] for s in sorted(a_by_seed.keys() & b_by_seed.keys())])
+    if method is DifferenceMethod.WELCH:
+        return negligible_spread(list(a_by_seed.values())) and negligible_spread(list(b_by_seed.values()))
+    return False
 
 
 @dataclass(frozen=True)
@@ -465,10 +511,21 @@ def plan_two_stage(pilot: Sequence[float], target: float, cap: int) -> TwoStageP
     if not (math.isfinite(target) and target > 0):
         raise ValueError(f"target half-width must be > 0 pp, got {target}")
     sample = stats.Sample.of(pilot)
-    s0 = sample.std or 0.0
-    needed = math.ceil((stats.t_quantile(sample.n - 1) * s0 / target) ** 2)
-    total = max(sample.n, min(cap, needed))
-    return TwoStagePlan(sample.n, s0, target, cap, total, needed > total)
+    return _plan(sample.n, sample.std or 0.0, target, cap)
+
+
+def replan(pilot: TwoStagePlan, target: float, cap: int) -> TwoStagePlan:
+    """A later plan for the row (or comparison) `pilot` planned first: its pilot's n0 and s0, so that the seeds
+    added since stay stage-2 seeds (rule 6), n for this `target` and `cap`."""
+    if not (math.isfinite(target) and target > 0):
+        raise ValueError(f"target half-width must be > 0 pp, got {target}")
+    return _plan(pilot.pilot_n, pilot.pilot_std, target, cap)
+
+
+def _plan(n0: int, s0: float, target: float, cap: int) -> TwoStagePlan:
+    needed = math.ceil((stats.t_quantile(n0 - 1) * s0 / target) ** 2)
+    total = max(n0, min(cap, needed))
+    return TwoStagePlan(n0, s0, target, cap, total, needed > total)
 
 
 @dataclass(frozen=True)
@@ -490,10 +547,16 @@ class SeedOutcomes:
         return tuple(s for s in self.planned if s not in settled)
 
     def describe(self) -> str:
+        """`3 of 5 seeds done; failed: seed 3; diverged: seeds 1, 4`."""
         parts = [f"{len(self.done)} of {len(self.planned)} seeds done"]
-        parts += [f"{what} {', '.join(map(str, seeds))}" for what, seeds in (("failed", self.failed),
-                                                                              ("diverged", self.diverged)) if seeds]
+        parts += [f"{what}: {name_seeds(seeds)}" for what, seeds in (("failed", self.failed),
+                                                                     ("diverged", self.diverged)) if seeds]
         return "; ".join(parts)
+
+
+def name_seeds(seeds: Sequence[int]) -> str:
+    """Seed ids in words: `seed 3`, `seeds 1, 4`."""
+    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(map(str, seeds))
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from ghostsweep.orchestrator.report.decisions import (
+    NO_SPREAD,
     DifferenceMethod,
     Judgement,
     SeedOutcomes,
@@ -387,6 +388,7 @@ class Comparison:
     treatment_seeds: SeedOutcomes
     reference_seeds: SeedOutcomes
     provenance: list[str] = field(default_factory=list)  # how the rows' seeds ran differently, within or between
+    spread_negligible: bool = False  # the spread Δ's interval rests on is negligible: no interval (decisions.py)
 
     @property
     def interval(self) -> Interval | None:
@@ -407,7 +409,9 @@ class Comparison:
         if interval is None:
             return f"{self.difference}: not enough seeds for an interval yet{self._provenance_warning}."
         how = f"paired, n={interval.n}" if self.method is DifferenceMethod.PAIRED else "Welch, unpaired"
-        sentence = f"{self.difference}: {interval.estimate:+.2f} pp [{interval.low:+.2f}, {interval.high:+.2f}] ({how})"
+        shown = (f"({how}; no interval: {NO_SPREAD})" if self.spread_negligible else
+                 f"[{interval.low:+.2f}, {interval.high:+.2f}] ({how})")
+        sentence = f"{self.difference}: {interval.estimate:+.2f} pp {shown}"
         if self.params_ratio and self.factor == "model":
             sentence += f", at {self.params_ratio:.2f}× the params and {self.macs_ratio:.2f}× the MACs"
         for claim in self.claims:
@@ -433,6 +437,7 @@ class Comparison:
             "claims": [claim.to_dict() for claim in self.claims], "method": self.method.value,
             "treatment_seeds": asdict(self.treatment_seeds), "reference_seeds": asdict(self.reference_seeds),
             "lost_note": self.lost_note, **({"provenance": self.provenance} if self.provenance else {}),
+            **({"spread_negligible": True} if self.spread_negligible else {}),
         }
 
     @classmethod
@@ -442,7 +447,8 @@ class Comparison:
                    _interval(data["paired"]), _interval(data["welch"]), data["seeds_needed"], data["params_ratio"],
                    data["macs_ratio"], [Claim.from_dict(claim) for claim in data["claims"]],
                    DifferenceMethod(data["method"]), _outcomes_from_dict(data["treatment_seeds"]),
-                   _outcomes_from_dict(data["reference_seeds"]), data.get("provenance", []))
+                   _outcomes_from_dict(data["reference_seeds"]), data.get("provenance", []),
+                   data.get("spread_negligible", False))
 
 
 @dataclass(frozen=True)

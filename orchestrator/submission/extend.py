@@ -6,6 +6,9 @@ halfwidth` chooses n by Stein's two-stage procedure (decisions.plan_two_stage): 
 with fewer than `decisions.MIN_PILOT_SEEDS` is first taken to that many), their spread and df set n, and the
 report computes that row's interval from the pilot's spread and df, so that choosing n from the data does not cost
 coverage (planning from the observed spread and then using a fixed-n t-interval covers 0.90-0.93, not 0.95).
+The pilot is fixed by a row's (or comparison's) first plan in extensions.json, recorded even when it adds nothing:
+a later `--until-halfwidth` reuses its n0 and s0 (decisions.replan) and only tops n up, since seeds added after the
+pilot, their number chosen from s0, are stage-2 seeds and cannot become a new pilot.
 Seeds planned but not done yet count towards n, since they will be done; a seed that failed for good (it
 diverged, or failed twice: a rerun would repeat it) does not, and is replaced by a new seed, said in the reason.
 
@@ -24,7 +27,13 @@ from enum import StrEnum
 from typing import Any
 
 from ghostsweep.orchestrator.report.build import build_report
-from ghostsweep.orchestrator.report.decisions import MIN_PILOT_SEEDS, STEIN_PROCEDURE, plan_two_stage
+from ghostsweep.orchestrator.report.decisions import (
+    MIN_PILOT_SEEDS,
+    STEIN_PROCEDURE,
+    TwoStagePlan,
+    plan_two_stage,
+    replan,
+)
 from ghostsweep.orchestrator.report.model import Report
 from ghostsweep.orchestrator.report.records import TrialRecord, records_from_sweep
 from ghostsweep.orchestrator.report.references import DEFAULT_TARGET_HALFWIDTH_PP
@@ -61,6 +70,7 @@ class RowExtension:
     reasons: list[str] = field(default_factory=list)
     lost_seeds: dict[int, str] = field(default_factory=dict)  # failed for good: not waited for (seed: why)
     two_stage: dict[str, Any] | None = None  # the TwoStagePlan that chose its n (`report` computes Stein's CI)
+    # its first one fixes the row's pilot for later plans (recorded even when it adds nothing)
 
 
 @dataclass
@@ -114,7 +124,7 @@ class Extension:
             "at": self.at, "mode": self.mode.value, "seeds": self.seeds,
             "target_halfwidth_pp": self.target_halfwidth_pp, "max_seeds": self.max_seeds, "note": self.note,
             "trial_ids": [t.trial_id for t in self.new_trials],
-            "rows": [asdict(r) for r in self.rows if r.added_seeds or r.lost_seeds],
+            "rows": [asdict(r) for r in self.rows if r.added_seeds or r.lost_seeds or r.two_stage],
             "comparisons": [asdict(c) for c in self.comparisons],
         }
 
@@ -174,29 +184,40 @@ def plan_seeds(sweep: SweepDir, seeds: int) -> Extension:
 
 
 def plan_until_halfwidth(sweep: SweepDir, target: float, max_seeds: int | None = None) -> Extension:
-    """Stein's two-stage plan for each row's and each comparison's 95% half-width of `target` pp, from the seeds
-    done (a row or comparison with fewer than `MIN_SEEDS` done is first taken to that many), at most `max_seeds`
-    (default `DEFAULT_MAX_SEEDS`) per row."""
+    """Stein's two-stage plan for each row's and each comparison's 95% half-width of `target` pp, from the pilot
+    its first plan recorded, else from the seeds done (a row or comparison with fewer than `MIN_SEEDS` done is
+    first taken to that many), at most `max_seeds` (default `DEFAULT_MAX_SEEDS`) per row."""
     max_seeds = DEFAULT_MAX_SEEDS if max_seeds is None else max_seeds
     if not (math.isfinite(target) and target > 0):
         raise ValueError(f"--until-halfwidth: must be a number of percentage points > 0, got {target}")
     if not MIN_SEEDS <= max_seeds <= MAX_SEEDS:
         raise ValueError(f"--max-seeds: must be in [{MIN_SEEDS}, {MAX_SEEDS}], got {max_seeds}")
     rows, report = _rows(sweep, target)
+    extensions = sweep.extensions()
+    row_pilots, comparison_pilots = _pilots(extensions, "rows", "group"), _pilots(extensions, "comparisons",
+                                                                                  "difference")
     for row in rows.values():
         finals = [row.finals[s] for s in sorted(row.finals)]
-        if len(finals) < MIN_SEEDS:
+        if (pilot := row_pilots.get(row.extension.group)) is not None:
+            plan = replan(pilot, target, max_seeds)
+        elif len(finals) < MIN_SEEDS:
             row.take_to(MIN_SEEDS, f"{len(finals)} seeds done: taken to {MIN_SEEDS}, the pilot to plan from")
             continue
-        plan = plan_two_stage(finals, target, max_seeds)
+        else:
+            plan = plan_two_stage(finals, target, max_seeds)
+        row.extension.two_stage = asdict(plan)
         if plan.total > row.counted:
-            row.extension.two_stage = asdict(plan)
             row.take_to(plan.total, plan.describe())
     needs = []
     for comparison in report.comparisons:
         pair = rows[comparison.treatment], rows[comparison.reference]
         common = sorted(pair[0].finals.keys() & pair[1].finals.keys())
-        if len(common) < MIN_SEEDS:
+        if (pilot := comparison_pilots.get(comparison.difference)) is not None:
+            plan = replan(pilot, target, max_seeds)
+            if plan.total <= len(common):
+                continue
+            wanted, reason, plan_dict = plan.total, f"paired Δ: {plan.describe()}", asdict(plan)
+        elif len(common) < MIN_SEEDS:
             wanted, reason, plan_dict = MIN_SEEDS, f"{len(common)} pairs done: taken to {MIN_SEEDS}", None
         else:
             plan = plan_two_stage([pair[0].finals[s] - pair[1].finals[s] for s in common], target, max_seeds)
@@ -211,6 +232,16 @@ def plan_until_halfwidth(sweep: SweepDir, target: float, max_seeds: int | None =
                                     comparison.seeds_needed, wanted, reason, plan_dict))
     extension = Extension(Mode.UNTIL_HALFWIDTH, None, target, max_seeds, [r.extension for r in rows.values()], needs)
     return _with_trials(sweep, extension, rows)
+
+
+def _pilots(extensions: list[dict[str, Any]], section: str, key: str) -> dict[str, TwoStagePlan]:
+    """Per row group (or comparison), the first two-stage plan extensions.json records: it fixes the pilot."""
+    pilots: dict[str, TwoStagePlan] = {}
+    for extension in extensions:
+        for entry in extension.get(section, []):
+            if entry.get("two_stage"):
+                pilots.setdefault(entry[key], TwoStagePlan(**entry["two_stage"]))
+    return pilots
 
 
 def _smallest_unused(taken: list[int], count: int) -> list[int]:
