@@ -11,6 +11,7 @@ from ghostsweep.orchestrator.report.decisions import (
     DIFFERENCE_MARGIN_FLOOR_PP,
     LEVEL_MARGIN_PP,
     MIN_PAIRS,
+    NEGLIGIBLE_SPREAD_PP,
     DifferenceMethod,
     Judgement,
     SeedOutcomes,
@@ -162,6 +163,8 @@ def _chosen(comparison: Comparison) -> str:
         return "—"
     paired = comparison.method is DifferenceMethod.PAIRED
     why = "paired" if paired else f"Welch: {comparison.n_pairs} pairs < {MIN_PAIRS}"
+    if comparison.spread_negligible:
+        return f"{comparison.interval.estimate:+.2f}, no interval: spread < {NEGLIGIBLE_SPREAD_PP} pp ({why})"
     return f"{_interval_text(comparison.interval)} ({why})"
 
 

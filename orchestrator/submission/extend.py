@@ -38,7 +38,7 @@ from ghostsweep.orchestrator.report.model import Report
 from ghostsweep.orchestrator.report.records import TrialRecord, records_from_sweep
 from ghostsweep.orchestrator.report.references import DEFAULT_TARGET_HALFWIDTH_PP
 from ghostsweep.orchestrator.spec.sweepspec import MAX_SEEDS, MAX_TRIALS
-from ghostsweep.orchestrator.sweepdir.directory import EXTENSIONS_FILE, SweepDir, TrialEntry
+from ghostsweep.orchestrator.sweepdir.directory import EXTENSIONS_FILE, ExtensionRecord, SweepDir, TrialEntry
 from ghostsweep.orchestrator.sweepdir.state import read_state
 from ghostsweep.trials.config import TrialConfig
 from ghostsweep.trials.trialdir import CONFIG_FILE, TrialStatus, atomic_write_json, read_json
@@ -234,13 +234,17 @@ def plan_until_halfwidth(sweep: SweepDir, target: float, max_seeds: int | None =
     return _with_trials(sweep, extension, rows)
 
 
-def _pilots(extensions: list[dict[str, Any]], section: str, key: str) -> dict[str, TwoStagePlan]:
+def _pilots(extensions: list[ExtensionRecord], section: str, key: str) -> dict[str, TwoStagePlan]:
     """Per row group (or comparison), the first two-stage plan extensions.json records: it fixes the pilot."""
     pilots: dict[str, TwoStagePlan] = {}
     for extension in extensions:
-        for entry in extension.get(section, []):
-            if entry.get("two_stage"):
-                pilots.setdefault(entry[key], TwoStagePlan(**entry["two_stage"]))
+        for entry in extension.data.get(section) or []:
+            if isinstance(entry, dict) and entry.get("two_stage"):
+                try:
+                    pilots.setdefault(entry[key], TwoStagePlan(**entry["two_stage"]))
+                except (KeyError, TypeError) as error:
+                    raise ValueError(f"unreadable {EXTENSIONS_FILE}: {section}: a two-stage plan that is not what "
+                                     f"`extend` writes ({type(error).__name__}: {error})") from None
     return pilots
 
 
