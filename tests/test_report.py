@@ -63,7 +63,7 @@ def test_missing_seeds_are_marked_not_silently_averaged(tmp_path):
     (row,) = report.rows
     assert (row.seeds_done, row.seeds_planned, row.missing_seeds) == (2, 3, [2])
     assert {ref.source for ref in row.references} == {"ghostnet", "he2016", "akamaster"}
-    assert all(ref.verdict == "inconclusive" and ref.judgement.reason == "1 planned seed(s) not done yet"
+    assert all(ref.verdict == "inconclusive" and ref.judgement.reason == "planned seed 2 not done yet"
                for ref in row.references)  # judged when every planned seed is done (or lost)
     assert report.family_size == 0
     assert row.gpu_hours == pytest.approx(2.0)

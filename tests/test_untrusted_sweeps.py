@@ -155,12 +155,13 @@ def test_a_trial_id_that_is_no_plain_name_makes_the_index_unreadable(where, comm
         index["trials"][escape] = index["trials"].pop(first)
         sweep.index_path.write_text(json.dumps(index))
     else:
-        (sweep.root / "extensions.json").write_text(json.dumps([{"trial_ids": [escape], "at": 0}]))
+        (sweep.root / "extensions.json").write_text(json.dumps([{"at": 0, "note": "", "trial_ids": [escape]}]))
     args = [command[0], *(["--out"] if command[0] == "submit" else []), str(sweep.root), *command[1:]]
     if command[0] == "submit":
         args = ["submit", str(sweep.root.with_suffix(".yaml")), "--out", str(sweep.root)]
     assert main(args) == 2
-    assert f"{where}: trial id '{escape}' is not a plain name" in one_line_error(capsys)
+    error = one_line_error(capsys)
+    assert f"{where}: " in error and f"trial id '{escape}' is not a plain name" in error
     assert list(outside.iterdir()) == []
 
 
