@@ -49,6 +49,7 @@ from ghostsweep.orchestrator.report.references import (
     ablation_differences,
     ablation_points,
     comparability,
+    count_gap,
     references_for,
 )
 from ghostsweep.trials.config import RECIPE_PRESETS, paper_recipe
@@ -106,6 +107,8 @@ def judge_reference(ref: Reference, row: RowInput) -> JudgedReference:
     metric = Metric.MAX_OVER_EVALS if ref.kind is ReferenceKind.TEST_SELECTED else Metric.FINAL
     values = [row.values[metric][s] for s in sorted(row.values[metric])]
     notes = [ref.note] if ref.note else []
+    if gap := count_gap(ref, row.params, row.macs):
+        notes.append(gap)
     if metric is Metric.MAX_OVER_EVALS and not values:  # sweeps from before per-eval test accuracy was recorded
         metric, values = Metric.FINAL, [row.values[Metric.FINAL][s] for s in sorted(row.values[Metric.FINAL])]
         notes.append("no per-evaluation test accuracy recorded: compared with the final one")

@@ -7,6 +7,7 @@ import re
 import time
 from dataclasses import dataclass
 
+from ghostsweep.model.arithmetic import COUNT_CONVENTION
 from ghostsweep.model.registry import model_options
 from ghostsweep.orchestrator.report.decisions import (
     DIFFERENCE_MARGIN_FLOOR_PP,
@@ -302,9 +303,10 @@ def context_rows(report: Report) -> list[list[str]]:
 
 
 def report_notes(report: Report) -> list[str]:
-    """The rows' notes, their published numbers' notes, then the comparisons' lost seeds, each led by what it is
-    about."""
-    notes = [f"{row.label}: {note}" for row in report.rows for note in row.notes]
+    """How params and MACs are counted, the rows' notes, their published numbers' notes (a count that differs from
+    the printed one among them), then the comparisons' lost seeds, each led by what it is about."""
+    notes = [f"Counts (params, MACs) follow the papers' convention: {COUNT_CONVENTION}"] if report.rows else []
+    notes += [f"{row.label}: {note}" for row in report.rows for note in row.notes]
     notes += [f"{row.label}, {ref.source}: {note}" for row in report.rows for ref in row.references
               for note in ref.notes]
     return notes + [f"{c.difference}: {c.lost_note}" for c in report.comparisons if c.lost_note]
