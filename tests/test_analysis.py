@@ -10,10 +10,13 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
+from ghostsweep import model
+from ghostsweep.model.arithmetic import COUNT_CONVENTION
 from ghostsweep.orchestrator.report import decisions
 from ghostsweep.orchestrator.report.analysis import RowInput, analyse, judge_reference
 from ghostsweep.orchestrator.report.build import build_report
 from ghostsweep.orchestrator.report.decisions import DifferenceMethod, Verdict
+from ghostsweep.orchestrator.report.files import write_report
 from ghostsweep.orchestrator.report.model import Comparison, Metric, Report, verdict_phrase
 from ghostsweep.orchestrator.report.records import records_from_sweep
 from ghostsweep.orchestrator.report.references import references_for
@@ -257,3 +260,23 @@ def test_a_negligible_spread_gives_no_delta_interval(jitter: float) -> None:
     assert comparison.sentence == ("resnet20: recipe.lr=0.2 − recipe.lr=0.1: -0.30 pp (paired, n=3; no interval: "
                                    "the seeds' spread is negligible (< 0.005 pp)).")
     assert Comparison.from_dict(comparison.to_dict()) == comparison
+
+
+def test_report_states_the_count_convention_and_the_gap_to_the_printed_counts(tmp_path: Path) -> None:
+    """report.md says how params and MACs are counted, and where ours differ from the paper's printed ones by more
+    than its precision (Ghost-ResNet-56: 0.44M / 65.29M against 0.43M / 63M), why: the depthwise cheap convs.
+    ResNet-56's 0.85M / 125.49M round to the printed 0.85M / 125M: no note."""
+    spec = parse_spec({"name": "counts", "seeds": 2, "grids": [{"model": ["resnet56", "ghost_resnet56"]}]})
+    sweep = SweepDir(tmp_path / "sweep")
+    sweep.materialize(spec)
+    for trial in spec.trials:
+        counted = model.complexity(trial.model, **trial.resolved_model_options())
+        write_result(sweep.trial_dir(trial.trial_id()), TrialResult(
+            status=Outcome.DONE, trial_id=trial.trial_id(), model=trial.model, seed=trial.seed,
+            final_test_acc=92.5 + trial.seed / 10, params=counted.params, macs=counted.macs, device="cpu",
+            wall_time_s=60.0, world_size=1))
+    markdown = write_report(build_report(*records_from_sweep(sweep.root)), tmp_path / "out")["md"].read_text()
+    assert f"- Counts (params, MACs) follow the papers' convention: {COUNT_CONVENTION}" in markdown
+    (gap,) = [line for line in markdown.splitlines() if "counts differ" in line]
+    assert gap.startswith("- ghost_resnet56") and ", ghostnet: counts differ: ours params 0.44M, printed 0.43M; " \
+        "MACs 65.29M, printed 63M: the depthwise cheap convs (2.32M MACs)" in gap

@@ -16,9 +16,9 @@ from test_trial_helpers import result, train
 from ghostsweep import model
 from ghostsweep.orchestrator.cli import main
 from ghostsweep.orchestrator.report.build import build_report
-from ghostsweep.orchestrator.report.decisions import Verdict
+from ghostsweep.orchestrator.report.decisions import DifferenceMethod, Verdict
 from ghostsweep.orchestrator.report.files import write_report
-from ghostsweep.orchestrator.report.model import verdict_phrase
+from ghostsweep.orchestrator.report.model import Report, verdict_phrase
 from ghostsweep.orchestrator.report.records import records_from_sweep
 from ghostsweep.orchestrator.report.references import ABLATIONS, REFERENCES, ablation_points, references_for
 from ghostsweep.orchestrator.spec.plan import print_plan
@@ -247,6 +247,19 @@ def test_report_of_the_section(tmp_path: Path) -> None:
     assert he_recipe in ablations["ratio"].points[0].label  # the He-recipe row, listed first in the spec
     assert [p.value for p in ablations["cheap_kernel"].points] == [1, 3, 5, 7]
     assert ablations["ratio"].points[2].mean == pytest.approx(93.0)
+    # The published Δs against s=2 / d=3: ours equals the paper's with no spread in the paired differences (the
+    # same seed offsets), so each is judged unpaired on the rows' spread: none consistent after Holm, the largest
+    # (s=4, 5) consistent alone, the smallest undecidable by any number of seeds (as the model claim above).
+    differences = {(a.option, p.value): p.difference for a in report.ablations for p in a.points}
+    assert differences["ratio", 2] is None and differences["cheap_kernel", 3] is None
+    assert [(key, d.published_delta, d.method, d.spread_negligible, d.judgement.verdict, d.verdict)
+            for key, d in differences.items() if d is not None and key[1] in (1, 4)] == [
+        (("cheap_kernel", 1), -0.2, DifferenceMethod.PAIRED, True, Verdict.INCONCLUSIVE, Verdict.INCONCLUSIVE),
+        (("ratio", 4), -0.7, DifferenceMethod.PAIRED, True, Verdict.CONSISTENT, Verdict.INCONCLUSIVE)]
+    assert all(d.ours.estimate == pytest.approx(d.published_delta) and d.verdict is Verdict.INCONCLUSIVE
+               for d in differences.values() if d is not None)
+    assert differences["cheap_kernel", 1].judgement.to_decide.startswith("no number of our seeds can decide it")
+    assert Report.from_dict(json.loads(json.dumps(report.to_dict()))).ablations == report.ablations
     baseline = ablations["ratio"].baseline
     assert (baseline.model, baseline.n, baseline.paper_test_acc) == ("vgg16", 5, 93.6)
 
@@ -256,6 +269,9 @@ def test_report_of_the_section(tmp_path: Path) -> None:
     assert ("| s=4 | ghost_vgg16-conv-keep-s4d3 | 5 | 93.00 ± 0.21 [92.74, 93.26] | 3.99M | 81.3M | 93.0 | 4.0M | 80M "
             "| +0.00 | inconclusive at ±0.50 pp (p=1→1, equivalence p=0.047→") in markdown
     assert "| ℓ1-VGG-16 (Li et al. 2017) | vgg16 | 5.40M | 206M | 93.4 | vgg16 " in markdown
+    assert "| Δ vs s=2 (ours / paper) — verdict |" in markdown and " | reference |" in markdown
+    assert ("| -0.70 (paired; no interval: spread < 0.005 pp) / -0.7 — inconclusive at ±0.70 pp (p=1→1, equivalence "
+            "p=0.031→0.97); consistent before the adjustment |") in markdown
     assert '<figure id="ablations">' in paths["html"].read_text() and paths["ablations"].stat().st_size > 0
 
 

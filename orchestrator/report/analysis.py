@@ -32,6 +32,7 @@ from ghostsweep.orchestrator.report.model import (
     Claim,
     Comparison,
     Conclusions,
+    JudgedAblationDifference,
     JudgedReference,
     Metric,
     Provenance,
@@ -45,8 +46,10 @@ from ghostsweep.orchestrator.report.references import (
     Ablation,
     Reference,
     ReferenceKind,
+    ablation_differences,
     ablation_points,
     comparability,
+    count_gap,
     references_for,
 )
 from ghostsweep.trials.config import RECIPE_PRESETS, paper_recipe
@@ -104,6 +107,8 @@ def judge_reference(ref: Reference, row: RowInput) -> JudgedReference:
     metric = Metric.MAX_OVER_EVALS if ref.kind is ReferenceKind.TEST_SELECTED else Metric.FINAL
     values = [row.values[metric][s] for s in sorted(row.values[metric])]
     notes = [ref.note] if ref.note else []
+    if gap := count_gap(ref, row.params, row.macs):
+        notes.append(gap)
     if metric is Metric.MAX_OVER_EVALS and not values:  # sweeps from before per-eval test accuracy was recorded
         metric, values = Metric.FINAL, [row.values[Metric.FINAL][s] for s in sorted(row.values[Metric.FINAL])]
         notes.append("no per-evaluation test accuracy recorded: compared with the final one")
@@ -368,61 +373,98 @@ def _judge_claim(pairing: Pairing, ref_t: Reference, ref_r: Reference) -> Claim:
     interval = None
     if len(t_values) >= 2 and len(r_values) >= 2:
         interval = stats.difference_prediction_interval(list(t_values.values()), list(r_values.values()))
-    margin = decisions.difference_margin(claim)
-    reasons = [f"{row.label}: {reason}" for ref, row in ((ref_t, pairing.treatment), (ref_r, pairing.reference))
+    return Claim(ref_t.source.key, claim, _ratio(ref_t.params, ref_r.params), _ratio(ref_t.macs, ref_r.macs),
+                 interval, _judge_published_delta(pairing.treatment, ref_t, pairing.reference, ref_r, claim))
+
+
+def _judge_published_delta(treatment: RowInput, ref_t: Reference, reference: RowInput, ref_r: Reference,
+                           published_delta: float) -> Judgement:
+    """A published Δ (ref_t − ref_r, two single runs) against our treatment − reference, unpaired, at the margin
+    `decisions.difference_margin`: not comparable when either number's recipe differs from its row's or the
+    seeds ran different code, inconclusive while seeds are pending (not yet adjusted)."""
+    t_values, r_values = treatment.values[Metric.FINAL], reference.values[Metric.FINAL]
+    margin = decisions.difference_margin(published_delta)
+    reasons = [f"{row.label}: {reason}" for ref, row in ((ref_t, treatment), (ref_r, reference))
                for reason in comparability(ref, row.settings)]
-    reasons += [f"{row.label}: {reason}" for row in (pairing.treatment, pairing.reference)
-                for reason in _code_reasons(row)]
-    if _code_differs(pairing):
+    reasons += [f"{row.label}: {reason}" for row in (treatment, reference) for reason in _code_reasons(row)]
+    if _code_differs(treatment, reference):
         reasons.append("the rows ran different code versions")
     if reasons:
-        judgement = _without_test(Verdict.NOT_COMPARABLE, "; ".join(reasons), min(len(t_values), len(r_values)),
-                                  margin)
-    else:
-        judgement = _pending(pairing.treatment.outcomes, pairing.reference.outcomes, margin=margin) or \
-            decisions.judge_published_difference(list(t_values.values()), list(r_values.values()), claim)
-    return Claim(ref_t.source.key, claim, _ratio(ref_t.params, ref_r.params), _ratio(ref_t.macs, ref_r.macs),
-                 interval, judgement)
+        return _without_test(Verdict.NOT_COMPARABLE, "; ".join(reasons), min(len(t_values), len(r_values)), margin)
+    return _pending(treatment.outcomes, reference.outcomes, margin=margin) or \
+        decisions.judge_published_difference(list(t_values.values()), list(r_values.values()), published_delta)
 
 
-def _code_differs(pairing: Pairing) -> bool:
-    treatment, reference = pairing.treatment.provenance, pairing.reference.provenance
-    return treatment is not None and reference is not None and "code" in treatment.differs_from(reference)
+def _code_differs(treatment: RowInput, reference: RowInput) -> bool:
+    ours, theirs = treatment.provenance, reference.provenance
+    return ours is not None and theirs is not None and "code" in ours.differs_from(theirs)
 
 
-def analyse_ablation(ablation: Ablation, rows: Sequence[RowInput], analysed: Sequence[RowSummary]
-                     ) -> AblationCurve | None:
-    """A published ablation curve beside our rows along it (the option varied, every other option at its default;
-    the first such row per value): per value, our final test accuracy and the paper's, judged as for the row.
-    None when fewer than two of our rows lie on the curve."""
+DifferencesByValue = dict[Any, JudgedAblationDifference]  # an ablation's judged published Δs, by option value
+
+
+def _rows_on_curve(ablation: Ablation, rows: Sequence[RowInput]) -> dict[Any, int]:
+    """Option value → the index of the first row at it with every other option at its default."""
     defaults = model_options(ablation.model)
+    on_curve: dict[Any, int] = {}
+    for index, row in enumerate(rows):
+        options = row_options(row)
+        if row.model == ablation.model and all(options[k] == v for k, v in defaults.items() if k != ablation.option):
+            on_curve.setdefault(options[ablation.option], index)
+    return on_curve
+
+
+def judge_ablation_differences(ablation: Ablation, rows: Sequence[RowInput]) -> DifferencesByValue:
+    """Each published Δ of the curve (value − the reference value) whose two rows are in the sweep: our Δ by rule
+    5's method and the judgement of ours − published (not yet adjusted), by value."""
+    on_curve = _rows_on_curve(ablation, rows)
+    judged = {}
+    for published in ablation_differences(ablation):
+        if published.value not in on_curve or published.reference_value not in on_curve:
+            continue
+        treatment, reference = rows[on_curve[published.value]], rows[on_curve[published.reference_value]]
+        t_values, r_values = treatment.values[Metric.FINAL], reference.values[Metric.FINAL]
+        method = decisions.choose_difference_method(len(t_values.keys() & r_values.keys()), len(t_values),
+                                                    len(r_values))
+        judged[published.value] = JudgedAblationDifference(
+            published.reference_value, published.published_delta, decisions.difference_interval(t_values, r_values),
+            method, decisions.difference_spread_negligible(method, t_values, r_values),
+            _judge_published_delta(treatment, published.reference, reference, published.baseline,
+                                   published.published_delta))
+    return judged
+
+
+def analyse_ablation(ablation: Ablation, rows: Sequence[RowInput], analysed: Sequence[RowSummary],
+                     differences: Mapping[Any, JudgedAblationDifference]) -> AblationCurve | None:
+    """A published ablation curve beside our rows along it (the option varied, every other option at its default;
+    the first such row per value): per value, our final test accuracy and the paper's, judged as for the row, and
+    the published Δ against the reference value (`differences`, adjusted). None when fewer than two of our rows lie
+    on the curve."""
     published = ablation_points(ablation)
     ours: dict[Any, tuple[RowInput, RowSummary, JudgedReference | None]] = {}
-    for row, result in zip(rows, analysed, strict=True):
-        options = row_options(row)
-        if row.model != ablation.model or any(options[k] != v for k, v in defaults.items() if k != ablation.option):
-            continue
-        value = options[ablation.option]
+    for value, index in _rows_on_curve(ablation, rows).items():
+        row, result = rows[index], analysed[index]
         judged = next((ref for ref in result.references if ref.source == ablation.source.key
                        and value in published and ref.test_acc == published[value].test_acc), None)
-        ours.setdefault(value, (row, result, judged))
+        ours[value] = (row, result, judged)
     if len(ours) < 2:
         return None
-    points = [_ablation_point(value, ours.get(value), published.get(value))
+    points = [_ablation_point(value, ours.get(value), published.get(value), differences.get(value))
               for value in sorted(ours.keys() | published.keys())]
     return AblationCurve(ablation.model, ablation.option, ablation.source.key, ablation.where, points,
                          _ablation_baseline(ablation, rows, analysed))
 
 
 def _ablation_point(value: Any, ours: tuple[RowInput, RowSummary, JudgedReference | None] | None,
-                    ref: Reference | None) -> AblationPoint:
-    """Our row at this value (if any) beside the published number (if any)."""
+                    ref: Reference | None, difference: JudgedAblationDifference | None) -> AblationPoint:
+    """Our row at this value (if any) beside the published number (if any) and the published Δ (if judged)."""
     row, result, judged = ours or (None, None, None)
     final = result.final_test_acc if result else Summary(0)
     return AblationPoint(
         value, row and row.label, row and row.group, final.n, final.mean, final.std, final.ci_low, final.ci_high,
         row and row.params, row and row.macs, judged and judged.ours_minus_paper, judged and judged.verdict,
         judged and verdict_phrase(judged.judgement), ref and ref.test_acc, ref and ref.params, ref and ref.macs,
+        difference,
     )
 
 
@@ -450,22 +492,29 @@ def analyse(rows: Sequence[RowInput], baseline_of: Callable[[str], str | None],
     curves our rows lie on; every judgement Holm-adjusted over the report's family (decisions.adjust)."""
     comparisons = [analyse_pairing(p, target) for p in find_pairings(rows, baseline_of)]
     comparisons.sort(key=lambda c: c.factor != "model")  # the paper's question first
-    analysed, comparisons, family_size = _adjusted([analyse_row(row, target) for row in rows], comparisons)
-    ablations = [analyse_ablation(ablation, rows, analysed) for ablation in ABLATIONS]
+    differences = [judge_ablation_differences(ablation, rows) for ablation in ABLATIONS]
+    analysed, comparisons, differences, family_size = _adjusted(
+        [analyse_row(row, target) for row in rows], comparisons, differences)
+    ablations = [analyse_ablation(ablation, rows, analysed, judged)
+                 for ablation, judged in zip(ABLATIONS, differences, strict=True)]
     return Conclusions(target, analysed, comparisons, [ablation for ablation in ablations if ablation is not None],
                        family_size)
 
 
-def _adjusted(rows: list[RowSummary], comparisons: list[Comparison]
-              ) -> tuple[list[RowSummary], list[Comparison], int]:
-    """The rows and comparisons with every judgement (published numbers, then published Δs) Holm-adjusted as one
-    report's family, and the family's size (the judgements with a test)."""
+def _adjusted(rows: list[RowSummary], comparisons: list[Comparison], differences: list[DifferencesByValue]
+              ) -> tuple[list[RowSummary], list[Comparison], list[DifferencesByValue], int]:
+    """The rows, comparisons and ablation differences with every judgement (published numbers, published Δs of
+    the comparisons, then of the ablations) Holm-adjusted as one report's family, and the family's size (the
+    judgements with a test)."""
     judgements = [ref.judgement for row in rows for ref in row.references]
     judgements += [claim.judgement for comparison in comparisons for claim in comparison.claims]
+    judgements += [difference.judgement for by_value in differences for difference in by_value.values()]
     adjusted = iter(decisions.adjust(judgements))
     family_size = sum(j.p_difference is not None and j.verdict is not Verdict.NOT_COMPARABLE for j in judgements)
     rows = [replace(row, references=[replace(ref, judgement=next(adjusted)) for ref in row.references])
             for row in rows]
     comparisons = [replace(comparison, claims=[replace(claim, judgement=next(adjusted))
                                                for claim in comparison.claims]) for comparison in comparisons]
-    return rows, comparisons, family_size
+    differences = [{value: replace(difference, judgement=next(adjusted)) for value, difference in by_value.items()}
+                   for by_value in differences]
+    return rows, comparisons, differences, family_size

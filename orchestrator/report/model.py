@@ -452,6 +452,35 @@ class Comparison:
 
 
 @dataclass(frozen=True)
+class JudgedAblationDifference:
+    """A published difference of an ablation (the accuracy at a point minus at `reference_value`, two single runs)
+    beside ours: our Δ of the two rows by the method rule 5 chose, and the judgement of ours − published, Holm-
+    adjusted over the report."""
+
+    reference_value: Any  # the option's value the Δ is against: its default, the paper's setting
+    published_delta: float
+    ours: Interval | None  # our Δ by `method` (None: no interval)
+    method: DifferenceMethod
+    spread_negligible: bool  # the spread `ours` rests on is negligible: no interval (decisions.py)
+    judgement: Judgement
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.judgement.final_verdict or self.judgement.verdict
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reference_value": self.reference_value, "published_delta": self.published_delta,
+                "ours": _interval_dict(self.ours), "method": self.method.value,
+                "spread_negligible": self.spread_negligible, "verdict": self.verdict.value,
+                "judgement": judgement_dict(self.judgement)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JudgedAblationDifference:
+        return cls(data["reference_value"], data["published_delta"], _interval(data["ours"]),
+                   DifferenceMethod(data["method"]), data["spread_negligible"], judgement_from_dict(data["judgement"]))
+
+
+@dataclass(frozen=True)
 class AblationPoint:
     """One value of the varied option: our row there (`label` None: not in this sweep) and the published number."""
 
@@ -471,14 +500,17 @@ class AblationPoint:
     paper_test_acc: float | None
     paper_params: float | None
     paper_macs: float | None
+    difference: JudgedAblationDifference | None = None  # the published Δ against the reference value's row, judged
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"difference": self.difference and self.difference.to_dict()}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AblationPoint:
-        verdict = data["verdict"]
-        return cls(**data | {"verdict": None if verdict is None else Verdict(verdict)})
+        verdict, difference = data["verdict"], data.get("difference")
+        return cls(**data | {
+            "verdict": None if verdict is None else Verdict(verdict),
+            "difference": None if difference is None else JudgedAblationDifference.from_dict(difference)})
 
 
 @dataclass(frozen=True)

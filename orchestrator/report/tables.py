@@ -7,6 +7,8 @@ import re
 import time
 from dataclasses import dataclass
 
+from ghostsweep.model.arithmetic import COUNT_CONVENTION
+from ghostsweep.model.registry import model_options
 from ghostsweep.orchestrator.report.decisions import (
     DIFFERENCE_MARGIN_FLOOR_PP,
     LEVEL_MARGIN_PP,
@@ -20,6 +22,7 @@ from ghostsweep.orchestrator.report.decisions import (
 from ghostsweep.orchestrator.report.model import (
     AblationCurve,
     Comparison,
+    JudgedAblationDifference,
     MeanWithInterval,
     Metric,
     Provenance,
@@ -246,7 +249,8 @@ def ablation_table(ablation: AblationCurve) -> Table:
         rows.append([f"{baseline.model} (no Ghost)", baseline.label or "not in this sweep", str(baseline.n),
                      _pct(baseline), _millions(baseline.params, 2), _millions(baseline.macs, 1),
                      "—" if baseline.paper_test_acc is None else f"{baseline.paper_test_acc:.1f}",
-                     _millions(baseline.paper_params, 1), _millions(baseline.paper_macs, 0), "—", "—"])
+                     _millions(baseline.paper_params, 1), _millions(baseline.paper_macs, 0), "—", "—", "—"])
+    reference_value = model_options(ablation.model)[ablation.option]
     for point in ablation.points:
         paper = point.paper_test_acc
         rows.append([
@@ -254,12 +258,30 @@ def ablation_table(ablation: AblationCurve) -> Table:
             _millions(point.params, 2), _millions(point.macs, 1), "—" if paper is None else f"{paper:.1f}",
             _millions(point.paper_params, 1), _millions(point.paper_macs, 0), _signed(point.ours_minus_paper),
             point.verdict_phrase or "—",
+            "reference" if point.value == reference_value else _ablation_difference(point.difference),
         ])
     return Table(
         f"Ablation: {symbol} on {ablation.model}", f"{ablation.source} {ablation.where}: our final test "
         "accuracy (mean ± std [95% CI]) at each value beside the published one, judged as in the published-numbers "
-        "table; the baseline first. The plot 'ablations' draws the same.", ABLATION_COLUMNS, rows,
-        terminal=(0, 2, 3, 4, 5, 6, 9, 10))
+        f"table; the baseline first. The paper's differences are claims too: each value's Δ against {symbol}="
+        f"{reference_value} (ours by the comparisons' rule, paired from {MIN_PAIRS} pairs; the paper's of two single "
+        "runs), judged unpaired as a published Δ. The plot 'ablations' draws the same.",
+        (*ABLATION_COLUMNS, f"Δ vs {symbol}={reference_value} (ours / paper) — verdict"), rows,
+        terminal=(0, 2, 3, 4, 5, 6, 9, 10, 11))
+
+
+def _ablation_difference(difference: JudgedAblationDifference | None) -> str:
+    """`-0.20 [-0.41, +0.01], p=0.06 (paired) / -0.2 — consistent at ±0.20 pp (...)`: ours (by the method rule 5
+    chose) / the paper's — the verdict, one table cell."""
+    if difference is None:
+        return "—"
+    how = {DifferenceMethod.PAIRED: "paired", DifferenceMethod.WELCH: "Welch"}.get(difference.method)
+    ours = _interval_text(difference.ours)
+    if difference.ours is not None and difference.spread_negligible:
+        ours = f"{difference.ours.estimate:+.2f} ({how}; no interval: spread < {NEGLIGIBLE_SPREAD_PP} pp)"
+    elif how:
+        ours += f" ({how})"
+    return f"{ours} / {difference.published_delta:+.1f} — {verdict_phrase(difference.judgement)}"
 
 
 ABLATION_COLUMNS = (
@@ -281,9 +303,10 @@ def context_rows(report: Report) -> list[list[str]]:
 
 
 def report_notes(report: Report) -> list[str]:
-    """The rows' notes, their published numbers' notes, then the comparisons' lost seeds, each led by what it is
-    about."""
-    notes = [f"{row.label}: {note}" for row in report.rows for note in row.notes]
+    """How params and MACs are counted, the rows' notes, their published numbers' notes (a count that differs from
+    the printed one among them), then the comparisons' lost seeds, each led by what it is about."""
+    notes = [f"Counts (params, MACs) follow the papers' convention: {COUNT_CONVENTION}"] if report.rows else []
+    notes += [f"{row.label}: {note}" for row in report.rows for note in row.notes]
     notes += [f"{row.label}, {ref.source}: {note}" for row in report.rows for ref in row.references
               for note in ref.notes]
     return notes + [f"{c.difference}: {c.lost_note}" for c in report.comparisons if c.lost_note]
