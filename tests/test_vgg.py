@@ -181,7 +181,7 @@ def test_the_section_spec_plans() -> None:
     out = io.StringIO()
     print_plan(spec, Path("/nonexistent"), Console(file=out, width=200))
     text = out.getvalue()
-    assert "sweep 'ghostnet-cifar10': 80 trials" in text and "12 variants" in text
+    assert "sweep 'ghostnet-cifar10': 80 trials" in text and "16 report rows" in text
     assert "not measured on the GPU yet, scaled by MACs: vgg16 (from resnet56), ghost_vgg16 (from ghost_resnet56)" \
         in text
 
