@@ -60,7 +60,7 @@ def test_smoke_sweep_fails_reruns_and_reports_two_seeds_per_cell(tmp_path):
     assert {states[i]["state"] for i in states.keys() - failed} == {"done"}
 
     partial = ghostsweep("report", str(sweep))
-    assert partial.returncode == 0 and "0/2 (missing seeds 0, 1)" in partial.stdout
+    assert partial.returncode == 0 and "0/2 (failed seeds 0, 1)" in partial.stdout
     before = rows(sweep)
     assert before["resnet20"]["seeds_done"] == 2
     untouched = {i: (sweep / "trials" / i / "result.json").read_bytes() for i in states.keys() - failed}

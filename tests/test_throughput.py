@@ -25,7 +25,8 @@ from test_trial_helpers import (
 )
 
 from ghostsweep.orchestrator.backends.base import WORKER_MODULE
-from ghostsweep.orchestrator.spec import plan, worker
+from ghostsweep.orchestrator.spec import plan
+from ghostsweep.orchestrator.submission import worker
 from ghostsweep.trials.config import DataConfig, Recipe, RuntimeConfig, TrialConfig
 from ghostsweep.trials.trialdir import ExitCode
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from rich.console import Console
-from test_trial_helpers import result, train
+from test_trial_helpers import result, train_on
 
 from ghostsweep import model
 from ghostsweep.orchestrator.cli import main
@@ -278,15 +278,31 @@ def test_report_of_the_section(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_ghost_vgg16_learns(cifar10_dir: Path, tmp_path: Path) -> None:
     """160 iterations of batch 16 from the vgg preset on the real CIFAR-10, two CPU threads, take Ghost-VGG-16
-    from chance to well above it on 500 test images. Measured (one thread): 11.0, 11.8, 14.6, 19.4% at iterations
-    40, 80, 120, 160, and 19.6% at 160 on two; chance is 10 ± 1.3%, so the bound, 15%, is 3.7 std above chance and
-    4.4 pp below the measurement. lr 0.02 (the preset's 0.1 is for batch 64; at lr 0.05 the loss stayed above 3
-    for 100 iterations; lr 0.01 reached only 15.8% at 120)."""
-    code = train("--model", "ghost_vgg16", "--seed", "0", "--recipe-preset", "vgg", "--iterations", "160",
-                 "--batch-size", "16", "--lr", "0.02", "--val-size", "0", "--test-size", "500",
-                 "--normalization", "channel", "--eval-interval", "160", "--checkpoint-interval", "160",
-                 "--device", "cpu", "--data-dir", cifar10_dir, "--out", tmp_path, threads=2)
+    from chance to well above it on 500 test images: >= 15%, 3.7 std above chance (10 ± 1.3%). lr 0.02 (the
+    preset's 0.1 is for batch 64; at lr 0.05 the loss stayed above 3 for 100 iterations; lr 0.01 reached only
+    15.8% at 120).
+
+    At 160 iterations the network is just leaving chance (one thread: 11.0, 11.8, 14.6, 19.4% at iterations 40,
+    80, 120, 160), so where it stands moves with anything that perturbs the run, rounding included. Measured at
+    160 on two threads (issue 29):
+
+        kernels          seed 0   seed 1   seed 2
+        AVX2             19.6     17.2     18.0
+        non-vectorised   17.8     15.4
+        AVX-512          14.4                        (under the bound)
+
+    The network is the one measured, all 13 convs ghosted (`--first-layer ghost`, the default before the first
+    conv was kept plain). The run is pinned to the AVX2 kernels (`cpu_kernels`), where seed 0 gives exactly 19.6%,
+    4.6 pp above the bound; a run that stopped learning stays near 10%. Steadier set-ups cost more than this test's ~60 s: more
+    iterations alone do not settle it (seed 0 on 1,000 test images: 16.9, 18.7, 24.2, 21.4% at iterations 80,
+    160, 240, 320, at lr 0.02 throughout)."""
+    code = train_on("avx2", "--model", "ghost_vgg16", "--first-layer", "ghost", "--seed", "0", "--recipe-preset", "vgg",
+                    "--iterations", "160",
+                    "--batch-size", "16", "--lr", "0.02", "--val-size", "0", "--test-size", "500",
+                    "--normalization", "channel", "--eval-interval", "160", "--checkpoint-interval", "160",
+                    "--device", "cpu", "--data-dir", cifar10_dir, "--out", tmp_path, threads=2)
     assert code == 0
     summary = result(tmp_path)
     assert summary["status"] == "done" and summary["iterations"] == 160
+    assert summary["gpu_binding"][0]["cpu_capability"] == "AVX2"
     assert summary["final_test_acc"] >= 15.0, summary
