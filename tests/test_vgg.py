@@ -293,9 +293,9 @@ def test_ghost_vgg16_learns(cifar10_dir: Path, tmp_path: Path) -> None:
 
     The network is the one measured, all 13 convs ghosted (`--first-layer ghost`, the default before the first
     conv was kept plain). The run is pinned to the AVX2 kernels (`cpu_kernels`), where seed 0 gives exactly 19.6%,
-    4.6 pp above the bound; a run that stopped learning stays near 10%. Steadier set-ups cost more than this test's ~60 s: more
-    iterations alone do not settle it (seed 0 on 1,000 test images: 16.9, 18.7, 24.2, 21.4% at iterations 80,
-    160, 240, 320, at lr 0.02 throughout)."""
+    4.6 pp above the bound; a run that stopped learning stays near 10%. Steadier set-ups cost more than this
+    test's ~60 s: more iterations alone do not settle it (seed 0 on 1,000 test images: 16.9, 18.7, 24.2, 21.4%
+    at iterations 80, 160, 240, 320, at lr 0.02 throughout)."""
     code = train_on("avx2", "--model", "ghost_vgg16", "--first-layer", "ghost", "--seed", "0", "--recipe-preset", "vgg",
                     "--iterations", "160",
                     "--batch-size", "16", "--lr", "0.02", "--val-size", "0", "--test-size", "500",
