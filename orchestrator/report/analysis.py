@@ -104,16 +104,11 @@ def judge_reference(ref: Reference, row: RowInput) -> JudgedReference:
     """The published number against ours: `interval` ours in the form its kind calls for, `judgement` the
     three-valued verdict (before the report's adjustment), or not comparable, or inconclusive while planned seeds
     are still to run."""
-    metric = Metric.MAX_OVER_EVALS if ref.kind is ReferenceKind.TEST_SELECTED else Metric.FINAL
+    metric = Metric.FINAL  # every published number is a final accuracy (references.py)
     values = [row.values[metric][s] for s in sorted(row.values[metric])]
     notes = [ref.note] if ref.note else []
     if gap := count_gap(ref, row.params, row.macs):
         notes.append(gap)
-    if metric is Metric.MAX_OVER_EVALS and not values:  # sweeps from before per-eval test accuracy was recorded
-        metric, values = Metric.FINAL, [row.values[Metric.FINAL][s] for s in sorted(row.values[Metric.FINAL])]
-        notes.append("no per-evaluation test accuracy recorded: compared with the final one")
-    if ref.kind is ReferenceKind.TEST_SELECTED:
-        notes.append("selected on the test set: optimistic, compared with our own max over evaluations")
     if ref.kind is ReferenceKind.UNKNOWN:
         notes.append("the source does not say how many runs: treated as a single run")
     interval: stats.Interval | None = None

@@ -35,9 +35,6 @@ class ReferenceKind(StrEnum):
     SINGLE_RUN = "single run"  # the final accuracy of one run
     MEAN_OF_N = "mean of n runs ± std"
     BEST_OF_N = "best of n runs"
-    # The epoch with the best test accuracy: optimistic. No reference below is of this kind (akamaster's, once
-    # thought so, are final accuracies); kept while the analysis still names it.
-    TEST_SELECTED = "selected on the test set"
     UNKNOWN = "unknown (treated as a single run)"
 
 

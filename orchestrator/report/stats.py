@@ -6,7 +6,6 @@ Our numbers are n seeds of one variant. A published number is one of:
 - a mean of m runs ± std  → Welch's interval on the difference of the two means;
 - the best of m runs      → where our own best of m would fall: the normal model's predictive distribution
                             of the maximum of m new runs (Monte Carlo over the parameters' uncertainty);
-- selected on the test set→ the same prediction interval, applied to our max-over-evaluations test accuracy.
 
 Differences between two of our variants are paired by seed (seed s of both models sees the same batches,
 so the difference removes that shared noise); when seeds do not pair, Welch's interval is used instead.

@@ -221,8 +221,8 @@ def text_tables(report: Report) -> list[Table]:
     if published := published_rows(report):
         tables.append(Table(
             "Published numbers", "Each published number is judged by the method its kind calls for (named in the "
-            "tests); ours − paper uses the accuracy that method compares (final, or the max over evaluations for "
-            f"a number selected on the test set). {verdict_rules(report)}", PUBLISHED_COLUMNS, published,
+            "tests); ours − paper uses our final accuracy, the kind every published number is. "
+            f"{verdict_rules(report)}", PUBLISHED_COLUMNS, published,
             grouped=True, terminal=(0, 1, 2, 3, 4, 5, 6), per_row=True))
     if report.comparisons:
         tables.append(Table(
