@@ -1,7 +1,7 @@
 """The ray backend: on a local Ray (one session for the in-process tests), through the CLI, and inside Slurm.
 
 Trials are real (CIFAR-10, resnet8 or resnet20, tens of iterations) except in the packing test, whose subject is Tune's
-scheduling: there a stand-in trial that sleeps records when it ran, so the overlap is measured, not guessed.
+scheduling: there a stand-in trial waits at a rendezvous for the others, so the overlap is observed, not timed.
 """
 
 from __future__ import annotations
@@ -166,29 +166,40 @@ def last_eval(trial_dir: Path) -> int:
     return max((row["iteration"] for row in read_lines(trial_dir / "metrics.jsonl")), default=0)
 
 
-def sleepy_trial(config: Any, out_dir: Path, data_dir: Path | None = None, **_: object) -> dict:
-    """Stand-in trial for the packing test: sleeps, records when it ran."""
-    started = time.time()
-    time.sleep(float(os.environ["SLEEPY_TRIAL_S"]))
-    atomic_write_json(out_dir / "ran.json", {"start": started, "end": time.time()})
+RENDEZVOUS_S = 120  # how long a packed trial waits for the others: worker start-up is slow on a loaded machine
+
+
+def rendezvous_trial(config: Any, out_dir: Path, data_dir: Path | None = None, **_: object) -> dict:
+    """Stand-in trial for the packing test: announces itself, then waits until all `PACKED_TRIALS` have announced.
+
+    Run one at a time (no packing), the first waits alone and records that it never met the others; run at once,
+    all meet however slowly Ray started their workers.
+    """
+    arrivals = out_dir.parent.parent / "arrivals"
+    arrivals.mkdir(exist_ok=True)
+    (arrivals / out_dir.name).touch()
+    expected, deadline = int(os.environ["PACKED_TRIALS"]), time.monotonic() + RENDEZVOUS_S
+    while len(list(arrivals.iterdir())) < expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    met = len(list(arrivals.iterdir())) >= expected
+    atomic_write_json(out_dir / "ran.json", {"met_all": met})
     result = {"status": "done", "reason": None, "trial_id": out_dir.name, "seed": config.seed}
     atomic_write_json(out_dir / "result.json", result)
     return result
 
 
 def test_packing_runs_k_trials_per_slot_at_once(tmp_path):
-    """cpus_per_trial 2 on a 2-CPU Ray fits one trial; trials_per_gpu 4 packs four into that slot."""
+    """cpus_per_trial 2 on a 2-CPU Ray fits one trial; trials_per_gpu 4 packs four into that slot, running at once."""
     spec_file, root = tmp_path / "spec.yaml", tmp_path / "sweep"
     spec_file.write_text(json.dumps({
         **TINY, "name": "packing", "grids": [{"model": "resnet20"}], "seeds": 4,
         "resources": {"cpus_per_trial": 2, "trials_per_gpu": 4}, "backend": {"name": "ray"},
     }))
     done = ghostsweep("submit", str(spec_file), "--out", str(root),
-                      env={"GHOSTSWEEP_TRIAL_RUNNER": "test_ray:sleepy_trial", "SLEEPY_TRIAL_S": "8"})
+                      env={"GHOSTSWEEP_TRIAL_RUNNER": "test_ray:rendezvous_trial", "PACKED_TRIALS": "4"})
     assert done.returncode == 0, done.stdout + done.stderr
-    spans = [read_json(p) for p in root.glob("trials/*/ran.json")]
-    assert len(spans) == 4
-    assert max(s["start"] for s in spans) < min(s["end"] for s in spans), spans  # all four overlapped
+    runs = [read_json(p) for p in root.glob("trials/*/ran.json")]
+    assert len(runs) == 4 and all(run["met_all"] for run in runs), runs  # all four were running at once
 
 
 SLURM_PREFIX = "/tmp/ghostsweep-slurm-raytest"  # a private 2-node cluster: the shared one has one node

@@ -87,7 +87,7 @@ def test_the_report_says_not_comparable_and_counts_lost_seeds(sweep: SweepDir) -
     model = comparisons["model"]
     assert model["n_pairs"] == 2 and model["method"] == DifferenceMethod.WELCH == "Welch on all seeds"
     assert model["treatment_seeds"]["failed"] == [2]
-    assert "ghost_resnet20-conv-keep: 2 of 3 seeds done; failed 2" in model["lost_note"]
+    assert "ghost_resnet20-conv-keep: 2 of 3 seeds done; failed: seed 2" in model["lost_note"]
     assert "(Welch, unpaired)" in report["answer"][0] and "seeds lost: ghost_resnet20-conv-keep" in report["answer"][0]
     assert comparisons["recipe"]["treatment_seeds"]["diverged"] == [0, 2]
     markdown = (sweep.root / "report.md").read_text()
@@ -112,4 +112,4 @@ def test_the_same_trials_judged_as_if_the_recipe_matched(sweep: SweepDir) -> Non
         assert ref.judgement.interval[1] < -0.5  # ours − published: far below the margin
     for ref in high.references:
         assert ref.verdict is Verdict.INCONCLUSIVE and ref.judgement.reason == "1 seed(s): no spread, no interval"
-        assert any("diverged 0, 2" in note for note in ref.notes)
+        assert any("diverged: seeds 0, 2" in note for note in ref.notes), ref.notes
