@@ -22,7 +22,7 @@ from ghostsweep.orchestrator.report.analysis import RowInput, _pair, find_pairin
 from ghostsweep.orchestrator.report.build import build_report
 from ghostsweep.orchestrator.report.files import report_json, reusable_report, write_report
 from ghostsweep.orchestrator.report.model import Report
-from ghostsweep.orchestrator.report.plots import PLOTS
+from ghostsweep.orchestrator.report.plots import PLOTS, render_plots
 from ghostsweep.orchestrator.report.records import TrialRecord, records_from_sweep
 from ghostsweep.orchestrator.report.terminal import terminal_report
 from ghostsweep.orchestrator.spec.sweepspec import load_spec
@@ -72,6 +72,21 @@ def test_missing_seeds_are_marked_not_silently_averaged(tmp_path):
     assert "2/3 (missing seeds 2)" in markdown and "He et al., Deep Residual Learning" in markdown
     assert markdown.count("He et al., Deep Residual Learning") == 1  # each source kept once
     assert json.loads(paths["json"].read_text())["rows"][0]["final_test_acc"]["n"] == 2
+
+
+@pytest.mark.parametrize("seeds", [2, 3])
+def test_the_differences_plot_draws_the_interval_the_rule_chose(tmp_path, seeds):
+    """With 2 pairs rule 5 chooses Welch on all seeds: the plot must draw that interval, not the paired one it set
+    aside (they differ), and from 3 pairs the paired one."""
+    title, records, wandb = records_from_sweep(finished_sweep(tmp_path).root)
+    report = build_report(title, [r for r in records if r.seed < seeds], wandb)
+    (comparison,) = report.comparisons
+    chosen, other = (comparison.welch, comparison.paired) if seeds == 2 else (comparison.paired, comparison.welch)
+    assert comparison.interval == chosen and chosen != other
+    svg = render_plots(report, raster=False)["differences"].svg
+    assert f"[{chosen.low:+.2f}, {chosen.high:+.2f}]" in svg and f"[{other.low:+.2f}, {other.high:+.2f}]" not in svg
+    welch, paired = "our Δ, Welch (95% CI)", "our Δ, paired by seed (95% CI)"
+    assert (welch in svg, paired in svg) == ((True, False) if seeds == 2 else (False, True))
 
 
 SPEC = """

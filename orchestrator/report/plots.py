@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ghostsweep.model.registry import model_info
+from ghostsweep.orchestrator.report.decisions import MIN_PAIRS, DifferenceMethod
 from ghostsweep.orchestrator.report.model import Comparison, Report, RowSummary
 from ghostsweep.orchestrator.report.references import ABLATION_SYMBOLS
 from ghostsweep.trials.trialdir import CURVE_METRIC
@@ -210,8 +211,9 @@ def _forest(report: Report, color_of: dict[str, Any]) -> tuple[Any, str]:
     from matplotlib.lines import Line2D
 
     caption = ("Δ = treatment − reference (pp of CIFAR-10 test accuracy), one line per comparison: dot and bar are "
-               "our Δ and its 95% CI, paired by seed (hollow: Welch's unpaired interval, when fewer than two seeds "
-               "pair); red diamonds are the published Δ, the faint red band the 95% prediction interval for one "
+               f"our Δ and its 95% CI by the report's rule: paired by seed from {MIN_PAIRS} pairs on (filled), else "
+               "Welch's unpaired interval on all seeds (hollow); red diamonds are the published Δ, the faint red "
+               "band the 95% prediction interval for one "
                "unpaired pair of runs that it is judged against.")
     comparisons = report.comparisons[:MAX_FOREST_ROWS]  # the model comparisons come first
     if not comparisons:
@@ -221,33 +223,37 @@ def _forest(report: Report, color_of: dict[str, Any]) -> tuple[Any, str]:
     n = len(comparisons)
     figure, axes = plt.subplots(figsize=(FIGURE_WIDTH_IN, 1.6 + 0.5 * n))
     axes.axvline(0, color="#57606a", lw=1, ls="--", zorder=1)
-    welch_used = claims_used = False
+    methods_drawn: set[DifferenceMethod] = set()
+    claims_used = False
     for i, c in enumerate(comparisons):
         y = n - 1 - i
         if i and c.factor != comparisons[i - 1].factor:
             axes.axhline(y + 0.5, color="#d0d7de", lw=1)
-        welch_used |= _forest_line(axes, c, y, color_of.get(c.treatment, "black"))
+        methods_drawn |= _forest_line(axes, c, y, color_of.get(c.treatment, "black"))
         claims_used |= bool(c.claims)
     axes.set_yticks(range(n), [textwrap.fill(c.difference, 52) for c in reversed(comparisons)])
     axes.set_ylim(-0.7, n - 0.4)
     axes.grid(axis="y", visible=False)
     axes.set(xlabel="Δ CIFAR-10 test accuracy (pp) = treatment − reference",
              title="Differences: our Δ with its 95% CI against the published Δ")
-    handles = [Line2D([], [], marker="o", color="black", lw=2, label="our Δ, paired by seed (95% CI)")]
-    if welch_used:
+    handles = []
+    if DifferenceMethod.PAIRED in methods_drawn:
+        handles.append(Line2D([], [], marker="o", color="black", lw=2, label="our Δ, paired by seed (95% CI)"))
+    if DifferenceMethod.WELCH in methods_drawn:
         handles.append(Line2D([], [], marker="o", mfc="white", color="black", lw=2, label="our Δ, Welch (95% CI)"))
     if claims_used:
         handles += [Line2D([], [], marker="D", color=CLAIM_COLOR, ls="none", label="published Δ"),
                     Line2D([], [], color=CLAIM_COLOR, alpha=0.18, lw=7,
                            label="95% prediction interval for one pair of runs")]
-    figure.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
+    if handles:
+        figure.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
     return figure, caption
 
 
-def _forest_line(axes: Any, comparison: Comparison, y: float, color: Any) -> bool:
-    """One comparison at height y: our Δ with its 95% CI (hollow: Welch's) and each source's Δ below it with its
-    prediction interval. Whether Welch's interval was drawn."""
-    interval, welch = comparison.paired or comparison.welch, comparison.paired is None
+def _forest_line(axes: Any, comparison: Comparison, y: float, color: Any) -> set[DifferenceMethod]:
+    """One comparison at height y: our Δ with the 95% CI its method gives (hollow: Welch's) and each source's Δ
+    below it with its prediction interval. The method drawn, if any."""
+    interval, welch = comparison.interval, comparison.method is DifferenceMethod.WELCH
     if interval is None:
         axes.annotate("not enough seeds for an interval", (0, y), xytext=(6, 0), textcoords="offset points",
                       va="center", fontsize=10, color="#57606a")
@@ -264,7 +270,7 @@ def _forest_line(axes: Any, comparison: Comparison, y: float, color: Any) -> boo
             axes.plot([claim.prediction.low, claim.prediction.high], [yc, yc], color=CLAIM_COLOR,
                       alpha=0.18, lw=7, solid_capstyle="butt", zorder=2)
         axes.plot(claim.delta, yc, marker="D", ms=7, color=CLAIM_COLOR, ls="none", zorder=4)
-    return interval is not None and welch
+    return {comparison.method} if interval is not None else set()
 
 
 def _learning_curves(report: Report, color_of: dict[str, Any]) -> tuple[Any, str]:
