@@ -20,6 +20,7 @@ from ghostsweep.orchestrator.report.records import TrialRecord
 from ghostsweep.orchestrator.report.tables import ablation_table, comparison_rows
 from ghostsweep.orchestrator.report.wandb_io import numeric_tables
 from ghostsweep.orchestrator.report.wandb_report import report_definition
+from ghostsweep.trials.checkpoint import CRASH_ENV
 from ghostsweep.trials.provenance import CODE_VERSION_ENV, torch_build
 from ghostsweep.trials.trialdir import Outcome, TrialResult
 
@@ -36,12 +37,13 @@ backend: {name: local}
 """
 
 
-def ghostsweep(*args: object, code: str, data: Path) -> subprocess.CompletedProcess[str]:
+def ghostsweep(*args: object, code: str, data: Path, exit_code: int = 0,
+               **env: str) -> subprocess.CompletedProcess[str]:
     env = os.environ | {CODE_VERSION_ENV: code, "GHOSTSWEEP_DATA_DIR": str(data), "OMP_NUM_THREADS": "1",
-                        "WANDB_MODE": "disabled", "GHOSTSWEEP_TRIAL_CACHE": "off"}
+                        "WANDB_MODE": "disabled", "GHOSTSWEEP_TRIAL_CACHE": "off"} | env
     done = subprocess.run([sys.executable, "-m", "ghostsweep.orchestrator.cli", *map(str, args)], env=env,
                           capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.returncode == exit_code, done.stdout + done.stderr
     return done
 
 
@@ -248,3 +250,26 @@ def test_a_difference_between_two_uniform_rows_is_named_with_both_values() -> No
     assert comparison.provenance == ["device differs between the rows (NVIDIA A100 vs NVIDIA H100)"]
     assert comparison_rows(report)[0][2].endswith("⚠ provenance: device differs between the rows "
                                                   "(NVIDIA A100 vs NVIDIA H100)")
+
+
+def test_a_trial_resumed_under_other_code_records_both_and_is_stale(tmp_path: Path, cifar10_dir: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lost at iteration 6 under one commit (the checkpoint of 3 survives), resumed under another: result.json
+    names both, its row is flagged even with one seed, and `rerun --stale` would retrain it."""
+    from ghostsweep.orchestrator.cli.rerun import stale_trials
+    from ghostsweep.orchestrator.submission.sweep import collect_states
+    from ghostsweep.orchestrator.sweepdir.directory import SweepDir
+
+    spec = SPEC.replace("[resnet8, ghost_resnet8]", "[resnet8]").replace("seeds: 2", "seeds: 1")
+    (tmp_path / "spec.yaml").write_text(spec.replace("iterations: 6", "iterations: 9"))
+    sweep = tmp_path / "sweep"
+    ghostsweep("submit", tmp_path / "spec.yaml", "--out", sweep, code="c0ffee000001", data=cifar10_dir,
+               exit_code=1, **{CRASH_ENV: "6"})
+    ghostsweep("rerun", sweep, code="beef00000002-dirty", data=cifar10_dir)
+    (result,) = [json.loads(path.read_text()) for path in sweep.glob("trials/*/result.json")]
+    assert (result["code_version"], result["iterations"]) == ("c0ffee000001 then beef00000002-dirty", 9)
+    report, markdown, _ = _report(sweep, cifar10_dir)
+    assert report["rows"][0]["provenance"]["flag"] == "⚠ mixed code, dirty tree"
+    assert "code c0ffee000001 then beef00000002-dirty;" in markdown
+    monkeypatch.setenv(CODE_VERSION_ENV, "beef00000002")
+    assert len(stale_trials(collect_states(SweepDir(sweep))[0])) == 1

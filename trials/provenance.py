@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 CODE_VERSION_ENV = "GHOSTSWEEP_CODE_VERSION"  # set: the code version recorded (an installed build stamps its own)
 UNKNOWN = "unknown"  # what an old result.json without the field reads as
+RESUMED_UNDER = " then "  # joins the code versions of a trial resumed under other code: "1a2b then 3c4d"
 
 
 def code_version() -> str:
@@ -72,3 +73,8 @@ def torch_build() -> TorchBuild:
 def clean(version: str) -> str:
     """The commit without `-dirty`: a dirty tree of the same commit only warns (docs/report.md)."""
     return version.removesuffix("-dirty")
+
+
+def resumed_under_other_code(version: str) -> bool:
+    """A trial that trained part of its iterations under one code version and the rest under another."""
+    return RESUMED_UNDER in version

@@ -26,6 +26,7 @@ from ghostsweep.orchestrator.report.decisions import (
 )
 from ghostsweep.orchestrator.report.references import ReferenceKind, Source
 from ghostsweep.orchestrator.report.stats import Interval
+from ghostsweep.trials.provenance import resumed_under_other_code
 
 SCHEMA_VERSION = 2  # report.json's layout: 2 added the three-valued judgements, seed outcomes and `schema_version`
 ADJUSTMENT = "Holm"  # how a report's judgements share one error rate (decisions.adjust)
@@ -122,8 +123,10 @@ class Provenance:
 
     @property
     def mixed(self) -> list[str]:
-        """The aspects whose seeds differ; code by its commit, a dirty tree aside."""
-        return [aspect for aspect in PROVENANCE_ASPECTS if len(self.distinct(aspect)) > 1]
+        """The aspects whose seeds differ; code by its commit, a dirty tree aside, and mixed too where a seed
+        resumed under other code than it started with ("1a2b then 3c4d")."""
+        return [aspect for aspect in PROVENANCE_ASPECTS if len(self.distinct(aspect)) > 1
+                or aspect == "code" and any(resumed_under_other_code(value) for value in self.code)]
 
     def distinct(self, aspect: str) -> set[str]:
         values = self.values(aspect)
