@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,11 @@ import pytest
 from ghostsweep.orchestrator.report.build import build_report
 from ghostsweep.orchestrator.report.model import Report
 from ghostsweep.orchestrator.report.records import TrialRecord
-from ghostsweep.trials.provenance import CODE_VERSION_ENV
+from ghostsweep.orchestrator.report.tables import ablation_table, comparison_rows
+from ghostsweep.orchestrator.report.wandb_io import numeric_tables
+from ghostsweep.orchestrator.report.wandb_report import report_definition
+from ghostsweep.trials.checkpoint import CRASH_ENV
+from ghostsweep.trials.provenance import CODE_VERSION_ENV, torch_build
 from ghostsweep.trials.trialdir import Outcome, TrialResult
 
 SPEC = """
@@ -32,12 +37,13 @@ backend: {name: local}
 """
 
 
-def ghostsweep(*args: object, code: str, data: Path) -> subprocess.CompletedProcess[str]:
+def ghostsweep(*args: object, code: str, data: Path, exit_code: int = 0,
+               **env: str) -> subprocess.CompletedProcess[str]:
     env = os.environ | {CODE_VERSION_ENV: code, "GHOSTSWEEP_DATA_DIR": str(data), "OMP_NUM_THREADS": "1",
-                        "WANDB_MODE": "disabled", "GHOSTSWEEP_TRIAL_CACHE": "off"}
+                        "WANDB_MODE": "disabled", "GHOSTSWEEP_TRIAL_CACHE": "off"} | env
     done = subprocess.run([sys.executable, "-m", "ghostsweep.orchestrator.cli", *map(str, args)], env=env,
                           capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.returncode == exit_code, done.stdout + done.stderr
     return done
 
 
@@ -47,11 +53,31 @@ def _report(sweep: Path, data: Path) -> tuple[dict, str, str]:
             (sweep / "report.html").read_text())
 
 
-def test_extend_after_a_commit_is_flagged_and_rerun_stale_makes_rows_uniform(tmp_path: Path,
+@pytest.fixture(scope="module")
+def done_sweep(tmp_path_factory: pytest.TempPathFactory, cifar10_dir: Path) -> Path:
+    """A uniform sweep of real tiny trials (2 rows x 2 seeds) run once under code c0ffee000001; tests copy it."""
+    root = tmp_path_factory.mktemp("provenance")
+    (root / "spec.yaml").write_text(SPEC)
+    ghostsweep("submit", root / "spec.yaml", "--out", root / "sweep", code="c0ffee000001", data=cifar10_dir)
+    return root / "sweep"
+
+
+def copy_of(sweep: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy)
+    return copy
+
+
+def edit_result(sweep: Path, trial_prefix: str, **fields: object) -> None:
+    """Hand-edit one trial's result.json (fields set to None are removed, as an older result lacks them)."""
+    (path,) = sweep.glob(f"trials/{trial_prefix}-*/result.json")
+    result = json.loads(path.read_text()) | fields
+    path.write_text(json.dumps({key: value for key, value in result.items() if value is not None}))
+
+
+def test_extend_after_a_commit_is_flagged_and_rerun_stale_makes_rows_uniform(done_sweep: Path, tmp_path: Path,
                                                                            cifar10_dir: Path) -> None:
-    (tmp_path / "spec.yaml").write_text(SPEC)
-    sweep = tmp_path / "sweep"
-    ghostsweep("submit", tmp_path / "spec.yaml", "--out", sweep, code="c0ffee000001", data=cifar10_dir)
+    sweep = copy_of(done_sweep, tmp_path)
 
     # A uniform sweep: one provenance line, no flag.
     report, markdown, page = _report(sweep, cifar10_dir)
@@ -63,7 +89,7 @@ def test_extend_after_a_commit_is_flagged_and_rerun_stale_makes_rows_uniform(tmp
     # A commit in between, then extend: warned before submitting, flagged after.
     extended = ghostsweep("extend", sweep, "--seeds", "3", code="beef00000002", data=cifar10_dir)
     assert "these trials run code beef00000002, but 4 done trial(s) ran other code (c0ffee000001: 4)" in \
-        extended.stderr and f"ghostsweep rerun {sweep} --stale" in extended.stderr
+        extended.stderr and f"ghostsweep rerun {sweep} --stale` once these are done" in extended.stderr
     report, markdown, page = _report(sweep, cifar10_dir)
     for row in report["rows"]:
         assert row["provenance"]["code"] == {"c0ffee000001": [0, 1], "beef00000002": [2]}
@@ -92,12 +118,13 @@ def test_extend_after_a_commit_is_flagged_and_rerun_stale_makes_rows_uniform(tmp
                                             data=cifar10_dir).stdout  # a dirty tree of the same commit is not stale
 
 
-def _record(seed: int, code: str | None, gpu: str = "NVIDIA H100") -> TrialRecord:
-    result = TrialResult(status=Outcome.DONE, trial_id=f"r-s{seed}", final_test_acc=93.0 + seed / 10,
+def _record(seed: int, code: str | None, gpu: str = "NVIDIA H100", model: str = "resnet56",
+            group: str = "g") -> TrialRecord:
+    result = TrialResult(status=Outcome.DONE, trial_id=f"{group}-s{seed}", final_test_acc=93.0 + seed / 10,
                          best_val_test_acc=93.0, params=853018, macs=125485696, wall_time_s=3600.0,
-                         device="cuda:0 (NVIDIA H100)", gpu_model=gpu, world_size=1, code_version=code,
+                         device=f"cuda:0 ({gpu})", gpu_model=gpu, world_size=1, code_version=code,
                          torch_version="2.5.1")
-    return TrialRecord(trial_id=f"r-s{seed}", group="g", label="resnet56", variant="resnet56", model="resnet56",
+    return TrialRecord(trial_id=f"{group}-s{seed}", group=group, label=model, variant=model, model=model,
                        first_layer=None, block_norm=None, seed=seed, iterations=64_000, done=True, result=result)
 
 
@@ -131,3 +158,118 @@ def test_the_code_version_hook(version: str, monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setenv(CODE_VERSION_ENV, version)
     assert (code_version() == "c0ffee") == bool(version)
+
+
+def test_before_submitting_other_libraries_or_a_dirty_tree_warn_even_on_a_dry_run(done_sweep: Path, tmp_path: Path,
+                                                                                   cifar10_dir: Path) -> None:
+    """torch and CUDA as result.json records them (`torch.__version__`, `torch.version.cuda`) against this
+    environment's; a result that did not record them is no evidence; `extend --dry-run` warns as a run would."""
+    sweep = copy_of(done_sweep, tmp_path)
+    edit_result(sweep, "resnet8-s1", torch_version="2.5.1+cu124", cuda_version="12.4")
+    edit_result(sweep, "resnet8-s0", torch_version=None, cuda_version=None)  # an older result
+    build = torch_build()
+    dry = ghostsweep("extend", sweep, "--seeds", "3", "--dry-run", code="c0ffee000001", data=cifar10_dir)
+    assert "dry run: 2 trial(s) would be added" in dry.stdout and not (sweep / "extensions.json").exists()
+    assert f"these trials run torch {build.version} (this environment's), but 1 done trial(s) ran 2.5.1+cu124 (1)" \
+        in dry.stderr and "submit from the done trials' environment" in dry.stderr
+    cuda = f"these trials run CUDA {build.cuda} (this environment's), but 1 done trial(s) ran 12.4 (1)"
+    assert (cuda in dry.stderr) == (build.cuda is not None)  # a CPU-only torch has no CUDA to compare
+    assert "code" not in dry.stderr and "unknown" not in dry.stderr
+
+    dirty = ghostsweep("extend", sweep, "--seeds", "3", "--dry-run", code="c0ffee000001-dirty", data=cifar10_dir)
+    assert "these trials run code c0ffee000001-dirty: uncommitted changes" in dirty.stderr
+    assert "Commit the changes first" in dirty.stderr
+    other = ghostsweep("extend", sweep, "--seeds", "3", "--dry-run", code="beef00000002", data=cifar10_dir)
+    assert f"`ghostsweep rerun {sweep} --stale` once these are done (it retrains those 4 afresh" in other.stderr
+
+
+def test_mixed_libraries_and_devices_are_flagged_beside_every_number(done_sweep: Path, tmp_path: Path,
+                                                                      cifar10_dir: Path) -> None:
+    """A row of two torch versions, a row of CPU and GPU seeds: the comparisons table flags Δ beside its numbers,
+    the answer names each row's flag once (no between-row listing of what the flags say), and report.json's
+    trials and the W&B tables say what produced each number."""
+    sweep = copy_of(done_sweep, tmp_path)
+    edit_result(sweep, "resnet8-s1", torch_version="2.5.1+cu124")
+    edit_result(sweep, "ghost_resnet8-conv-keep-s0", device="cuda:0 (NVIDIA H100 80GB HBM3)",
+                gpu_model="NVIDIA H100 80GB HBM3")
+    report, markdown, page = _report(sweep, cifar10_dir)
+    flag = "⚠ provenance: ghost_resnet8-conv-keep mixed device; resnet8 mixed torch"
+    (answer,) = report["answer"]
+    assert answer.endswith(f"; {flag}.") and "differs between the rows" not in answer
+    (table_line,) = [line for line in markdown.splitlines() if line.startswith("| ghost_resnet8-conv-keep − resnet8")]
+    assert f"pairs < 3) {flag} |" in table_line  # beside the chosen Δ
+    assert page.count(flag) == 2  # the answer and the comparisons table
+    trials = {trial["trial_id"].rsplit("-", 1)[0]: trial for trial in report["trials"]}
+    assert trials["resnet8-s1"]["torch_version"] == "2.5.1+cu124"
+    assert trials["ghost_resnet8-conv-keep-s0"]["device"] == "NVIDIA H100 80GB HBM3"
+    assert {trial["code_version"] for trial in trials.values()} == {"c0ffee000001"}
+    assert trials["resnet8-s0"]["device"] == "cpu" and trials["resnet8-s0"]["torch_version"] == torch_build().version
+    tables = numeric_tables(Report.from_dict(report))
+    assert tables["comparisons"][0]["provenance"] == flag.removeprefix("⚠ provenance: ")
+    assert [row["provenance_flag"] for row in tables["rows"]] == ["⚠ mixed torch", "⚠ mixed device"]
+
+
+def _ablation_records(code_of: dict[tuple[str, int], str]) -> list[TrialRecord]:
+    """vgg16 and Ghost-VGG-16 at s = 2, 3, 4 (GhostNet's ratio curve), 2 seeds each, code c0ffee but where named."""
+    records = []
+    for group, model, ratio in (("vgg16", "vgg16", None), ("s2", "ghost_vgg16", 2), ("s3", "ghost_vgg16", 3),
+                                ("s4", "ghost_vgg16", 4)):
+        for seed in range(2):
+            record = _record(seed, code_of.get((group, seed), "c0ffee"), model=model, group=group)
+            record.settings = {} if ratio is None else {"model_options.ratio": ratio}
+            records.append(record)
+    return records
+
+
+def test_ablation_cells_and_the_wandb_report_carry_the_flag(tmp_path: Path) -> None:
+    """The ablation table flags the value whose row mixes code, and its baseline; the W&B tables of published
+    numbers and claims carry the flags; the W&B Report states the provenance under its answer."""
+    report = build_report("t", _ablation_records({("s3", 1): "beef", ("vgg16", 0): "beef"}))
+    (ablation,) = report.ablations
+    cells = {line[0]: line[3] for line in ablation_table(ablation).rows}
+    assert cells["s=3"].endswith("⚠ mixed code") and cells["vgg16 (no Ghost)"].endswith("⚠ mixed code")
+    assert "⚠" not in cells["s=2"] + cells["s=4"]
+    assert Report.from_dict(report.to_dict()).ablations[0].points[1].provenance_flag == "⚠ mixed code"
+    tables = numeric_tables(report)
+    flags = {(row["label"], row["provenance_flag"]) for row in tables["references"]}
+    assert ("vgg16", "⚠ mixed code") in flags and ("ghost_vgg16", None) in flags
+    claims = [claim for claim in tables["claims"] if claim["provenance"]]
+    assert claims and all("vgg16 mixed code" in claim["provenance"] for claim in claims)
+    assert all(claim["verdict"] == "not comparable" for claim in claims)
+    answer = report_definition(report, tmp_path / "report.html").blocks[2].text
+    assert "Provenance differs within the report (code); per row:" in "".join(map(str, answer))
+
+
+def test_a_difference_between_two_uniform_rows_is_named_with_both_values() -> None:
+    records = [_record(seed, "c0ffee") for seed in range(2)]
+    records += [_record(seed, "c0ffee", model="ghost_resnet56", group="h", gpu="NVIDIA A100") for seed in range(2)]
+    for record in records:
+        record.settings = {"model": record.model}
+    report = build_report("t", records)
+    (comparison,) = report.comparisons
+    assert comparison.provenance == ["device differs between the rows (NVIDIA A100 vs NVIDIA H100)"]
+    assert comparison_rows(report)[0][2].endswith("⚠ provenance: device differs between the rows "
+                                                  "(NVIDIA A100 vs NVIDIA H100)")
+
+
+def test_a_trial_resumed_under_other_code_records_both_and_is_stale(tmp_path: Path, cifar10_dir: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lost at iteration 6 under one commit (the checkpoint of 3 survives), resumed under another: result.json
+    names both, its row is flagged even with one seed, and `rerun --stale` would retrain it."""
+    from ghostsweep.orchestrator.cli.rerun import stale_trials
+    from ghostsweep.orchestrator.submission.sweep import collect_states
+    from ghostsweep.orchestrator.sweepdir.directory import SweepDir
+
+    spec = SPEC.replace("[resnet8, ghost_resnet8]", "[resnet8]").replace("seeds: 2", "seeds: 1")
+    (tmp_path / "spec.yaml").write_text(spec.replace("iterations: 6", "iterations: 9"))
+    sweep = tmp_path / "sweep"
+    ghostsweep("submit", tmp_path / "spec.yaml", "--out", sweep, code="c0ffee000001", data=cifar10_dir,
+               exit_code=1, **{CRASH_ENV: "6"})
+    ghostsweep("rerun", sweep, code="beef00000002-dirty", data=cifar10_dir)
+    (result,) = [json.loads(path.read_text()) for path in sweep.glob("trials/*/result.json")]
+    assert (result["code_version"], result["iterations"]) == ("c0ffee000001 then beef00000002-dirty", 9)
+    report, markdown, _ = _report(sweep, cifar10_dir)
+    assert report["rows"][0]["provenance"]["flag"] == "⚠ mixed code, dirty tree"
+    assert "code c0ffee000001 then beef00000002-dirty;" in markdown
+    monkeypatch.setenv(CODE_VERSION_ENV, "beef00000002")
+    assert len(stale_trials(collect_states(SweepDir(sweep))[0])) == 1

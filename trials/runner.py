@@ -39,7 +39,7 @@ from ghostsweep.trials.distributed import (
     init_process_group,
 )
 from ghostsweep.trials.files import MAX_RECORD_BYTES
-from ghostsweep.trials.provenance import code_version
+from ghostsweep.trials.provenance import RESUMED_UNDER, clean, code_version
 from ghostsweep.trials.stop import StopRequest
 from ghostsweep.trials.trialdir import (
     ATTEMPTS_FILE,
@@ -102,6 +102,7 @@ class Progress:
     best_state: dict[str, torch.Tensor] | None = None
     wandb_run_id: str | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
+    code_versions: list[str] = field(default_factory=list)  # the code the attempts trained under, a change each
 
     @property
     def images_per_s(self) -> float:
@@ -261,6 +262,7 @@ def _set_up(
         checkpoint, rows = None, []
         note = f"{METRICS_FILE} is unreadable (set aside as {aside.name}); started afresh to recompute it"
     progress = _restore(checkpoint, net, optimizer) if checkpoint is not None else Progress()
+    _record_code_version(progress)
     if note and world.is_main:
         print(f"checkpoint: {note}", flush=True)
     # Every rank reads the rows, so that all of them agree whether the final test accuracy is still to evaluate
@@ -328,6 +330,17 @@ def _wrap_for_training(net: nn.Module, config: TrialConfig, world: Distributed, 
         mode = "reduce-overhead" if config.runtime.compile == "cudagraphs" else None  # = CUDA graphs
         train_model = torch.compile(train_model, mode=mode)
     return train_model
+
+
+def _record_code_version(progress: Progress) -> None:
+    """This attempt's code (read as it starts: the modules are imported by now), added to the checkpoint's when
+    it differs by commit, so that a trial resumed under other code records both (`trials.provenance`)."""
+    current, previous = code_version(), progress.code_versions[-1:]
+    if previous and clean(previous[0]) == clean(current):
+        current = previous[0] if previous[0].endswith("-dirty") else current  # a dirty tree is kept in sight
+        progress.code_versions[-1] = current
+    else:
+        progress.code_versions.append(current)
 
 
 def _restore(state: dict[str, Any], net: nn.Module, optimizer: torch.optim.Optimizer) -> Progress:
@@ -515,6 +528,7 @@ def _checkpoint_state(net: nn.Module, optimizer: torch.optim.Optimizer, progress
             "period_correct": progress.period_correct, "period_images": progress.period_images,
             "period_train_s": progress.period_train_s, "best_val_acc": progress.best_val_acc,
             "best_val_iteration": progress.best_val_iteration, "wandb_run_id": progress.wandb_run_id,
+            "code_versions": progress.code_versions,
         },
         "best_state": progress.best_state,
     }
@@ -550,7 +564,7 @@ def _finish(trial: Trial, outcome: Outcome, reason: str | None, **accuracies: fl
         params=trial.params, macs=trial.macs, iterations=progress.iteration, wall_time_s=progress.elapsed_s,
         device=_device_name(trial.device), world_size=trial.world.world_size, node=trial.binding[0]["node"],
         gpu_binding=trial.binding, torch_version=torch.__version__, **_library_versions(trial.device),
-        code_version=code_version(), attempt=trial.attempt, note=trial.note,
+        code_version=RESUMED_UNDER.join(progress.code_versions), attempt=trial.attempt, note=trial.note,
         wandb_run_dir=trial.logger.run_dir if trial.logger else None, compile=runtime.compile,
         channels_last=runtime.channels_last, precision=runtime.precision, deterministic=runtime.deterministic,
         depthwise=runtime.depthwise, split_hash=trial.data.split_hash, finished_at=time.time(),

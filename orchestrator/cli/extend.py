@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ghostsweep.orchestrator.cli.arguments import add_backend_arguments, backend_option_overrides
-from ghostsweep.orchestrator.cli.submitting import _print_warnings, _submit
+from ghostsweep.orchestrator.cli.submitting import _print_warnings, _submit, provenance_warnings
 from ghostsweep.orchestrator.sweepdir.directory import SweepDir
 
 
@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         print("nothing to add")
         return 0
     if args.dry_run:
+        _print_warnings(provenance_warnings(sweep, []))  # what a real run would warn of, before deciding
         print(f"dry run: {len(extension.new_trials)} trial(s) would be added; nothing written or submitted")
         return 0
     backend = backend_for(sweep, args.backend, backend_option_overrides(args))

@@ -43,30 +43,43 @@ def _submit(sweep: SweepDir, trial_ids: list[str], backend: Backend, heading: st
 
 
 def provenance_warnings(sweep: SweepDir, trial_ids: list[str]) -> list[str]:
-    """Before submitting: the code and torch versions these trials would run with against those of the sweep's
-    done trials (any row may be compared with any other), and how to proceed."""
+    """Before submitting: the code, torch and CUDA versions these trials would run with (this checkout and this
+    environment) against those of the sweep's done trials (any row may be compared with any other), and how to
+    proceed. cuDNN, the device and the GPU model are known only once a trial runs: the report flags those."""
     from ghostsweep.orchestrator.sweepdir.cache import read_trials
-    from ghostsweep.trials.provenance import UNKNOWN, clean, code_version, torch_version
+    from ghostsweep.trials.provenance import UNKNOWN, clean, code_version, torch_build
 
     submitted = set(trial_ids)
     done = [read.state.result for trial_id, read in zip(sweep.index().trial_ids, read_trials(sweep), strict=True)
             if trial_id not in submitted and read.state.state == TrialStatus.DONE and read.state.result is not None]
-    code, torch = code_version(), torch_version()
+    if not done:
+        return []
+    code, torch = code_version(), torch_build()
     other_code = Counter(r.code_version or UNKNOWN for r in done if clean(r.code_version or UNKNOWN) != clean(code))
-    other_torch = Counter(r.torch_version or UNKNOWN for r in done
-                          if (r.torch_version or UNKNOWN).partition("+")[0] != torch)
     warnings = []
     if other_code:
         warnings.append(
             f"these trials run code {code}, but {other_code.total()} done trial(s) ran other code ("
-            + ", ".join(f"{v}: {n}" for v, n in other_code.items()) + "): a row mixing them is reported not "
-            "comparable. Continue, and afterwards retrain the old ones under this code with "
-            f"`ghostsweep rerun {sweep.root} --stale`; or run these from the done trials' code instead")
-    if other_torch:
+            + ", ".join(f"{v}: {n}" for v, n in other_code.items()) + "): the report calls a row that mixes them "
+            f"not comparable. To put every row on this code, run `ghostsweep rerun {sweep.root} --stale` once "
+            f"these are done (it retrains those {other_code.total()} afresh under it); or submit from the done "
+            f"trials' code instead (`ghostsweep cancel {sweep.root}` stops what was submitted)")
+    elif code.endswith("-dirty"):
         warnings.append(
-            f"these trials run torch {torch}, but {other_torch.total()} done trial(s) ran "
-            + ", ".join(f"{v} ({n})" for v, n in other_torch.items()) + ": the report flags the rows that mix "
-            "them (a warning, not a verdict); use the done trials' environment to avoid it")
+            f"these trials run code {code}: uncommitted changes, which result.json cannot tell from the done "
+            "trials' code or from other uncommitted changes, so the report only flags the rows (⚠ dirty tree). "
+            "Commit the changes first to keep the code identifiable")
+    for word, current, recorded in (("torch", torch.version, lambda r: r.torch_version),
+                                    ("CUDA", torch.cuda, lambda r: r.cuda_version)):
+        if current is None or current == UNKNOWN:  # not known here (or a CPU-only build): nothing to compare
+            continue
+        other = Counter(value for r in done if (value := recorded(r)) is not None and value != current)
+        if other:  # a result that did not record it is no evidence of a difference
+            warnings.append(
+                f"these trials run {word} {current} (this environment's), but {other.total()} done "
+                "trial(s) ran " + ", ".join(f"{v} ({n})" for v, n in other.items()) + ": the report flags the "
+                "rows that mix them (a warning, not a verdict); to avoid it, submit from the done trials' "
+                "environment")
     return warnings
 
 

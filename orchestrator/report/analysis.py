@@ -154,16 +154,17 @@ def _code_reasons(row: RowInput) -> list[str]:
 
 
 def provenance_differences(treatment: RowInput, reference: RowInput) -> list[str]:
-    """What a comparison's answer warns of: a row whose seeds ran differently, and the two rows running
-    differently from each other (each aspect's values)."""
-    if treatment.provenance is None or reference.provenance is None:
+    """What a comparison's answer warns of: a row whose seeds ran differently (its flag), and the two rows each
+    running alike but differently from each other (each aspect's value; a mixed row's flag already says it)."""
+    ours, theirs = treatment.provenance, reference.provenance
+    if ours is None or theirs is None:
         return []
-    warnings = [f"{row.label} {row.provenance.flag.removeprefix('⚠ ')}" for row in (treatment, reference)
-                if row.provenance is not None and row.provenance.flag]
-    for aspect in treatment.provenance.differs_from(reference.provenance):
-        values = [", ".join(sorted(row.provenance.values(aspect))) for row in (treatment, reference)
-                  if row.provenance is not None]
-        warnings.append(f"{PROVENANCE_ASPECTS[aspect]} differs between the rows ({values[0]} vs {values[1]})")
+    warnings = [f"{row.label} {provenance.flag.removeprefix('⚠ ')}"
+                for row, provenance in ((treatment, ours), (reference, theirs)) if provenance.flag]
+    for aspect in ours.differs_from(theirs):
+        if aspect not in ours.mixed + theirs.mixed:
+            warnings.append(f"{PROVENANCE_ASPECTS[aspect]} differs between the rows "
+                            f"({' / '.join(ours.values(aspect))} vs {' / '.join(theirs.values(aspect))})")
     return warnings
 
 
@@ -459,8 +460,12 @@ def _ablation_point(value: Any, ours: tuple[RowInput, RowSummary, JudgedReferenc
         value, row and row.label, row and row.group, final.n, final.mean, final.std, final.ci_low, final.ci_high,
         row and row.params, row and row.macs, judged and judged.ours_minus_paper, judged and judged.verdict,
         judged and verdict_phrase(judged.judgement), ref and ref.test_acc, ref and ref.params, ref and ref.macs,
-        difference,
+        difference, _flag(result),
     )
+
+
+def _flag(result: RowSummary | None) -> str | None:
+    return result.provenance.flag if result is not None and result.provenance is not None else None
 
 
 def _ablation_baseline(ablation: Ablation, rows: Sequence[RowInput], analysed: Sequence[RowSummary]
@@ -477,7 +482,7 @@ def _ablation_baseline(ablation: Ablation, rows: Sequence[RowInput], analysed: S
     return AblationBaseline(
         baseline, row and row.label, row and row.group, final.n, final.mean, final.std, final.ci_low, final.ci_high,
         row and row.params, row and row.macs, published and published.test_acc, published and published.params,
-        published and published.macs,
+        published and published.macs, _flag(result),
     )
 
 

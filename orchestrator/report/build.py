@@ -104,7 +104,10 @@ def build_report(
                           _baseline_of, target_halfwidth_pp)
     used = {ref.source for row in conclusions.rows for ref in row.references}
     trials = [TrialEntry(r.trial_id, r.group, r.seed, r.done,
-                         *(None if r.result is None else getattr(r.result, m.value) for m in Metric), r.curve)
+                         *(None if r.result is None else getattr(r.result, m.value) for m in Metric), r.curve,
+                         *(None,) * 5 if r.result is None else (
+                             r.result.code_version, r.result.torch_version, r.result.cuda_version,
+                             r.result.cudnn_version, _device_model(r.result)))
               for r in records]
     return Report(
         **vars(conclusions), title=title, generated_at=time.time(),

@@ -26,6 +26,7 @@ from ghostsweep.orchestrator.report.decisions import (
 )
 from ghostsweep.orchestrator.report.references import ReferenceKind, Source
 from ghostsweep.orchestrator.report.stats import Interval
+from ghostsweep.trials.provenance import resumed_under_other_code
 
 SCHEMA_VERSION = 2  # report.json's layout: 2 added the three-valued judgements, seed outcomes and `schema_version`
 ADJUSTMENT = "Holm"  # how a report's judgements share one error rate (decisions.adjust)
@@ -122,8 +123,10 @@ class Provenance:
 
     @property
     def mixed(self) -> list[str]:
-        """The aspects whose seeds differ; code by its commit, a dirty tree aside."""
-        return [aspect for aspect in PROVENANCE_ASPECTS if len(self.distinct(aspect)) > 1]
+        """The aspects whose seeds differ; code by its commit, a dirty tree aside, and mixed too where a seed
+        resumed under other code than it started with ("1a2b then 3c4d")."""
+        return [aspect for aspect in PROVENANCE_ASPECTS if len(self.distinct(aspect)) > 1
+                or aspect == "code" and any(resumed_under_other_code(value) for value in self.code)]
 
     def distinct(self, aspect: str) -> set[str]:
         values = self.values(aspect)
@@ -425,7 +428,12 @@ class Comparison:
 
     @property
     def _provenance_warning(self) -> str:
-        return f"; ⚠ provenance: {'; '.join(self.provenance)}" if self.provenance else ""
+        return f"; {self.provenance_flag}" if self.provenance_flag else ""
+
+    @property
+    def provenance_flag(self) -> str | None:
+        """The warning beside Δ in the tables and the answer: how the rows' seeds ran differently."""
+        return f"⚠ provenance: {'; '.join(self.provenance)}" if self.provenance else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -501,6 +509,7 @@ class AblationPoint:
     paper_params: float | None
     paper_macs: float | None
     difference: JudgedAblationDifference | None = None  # the published Δ against the reference value's row, judged
+    provenance_flag: str | None = None  # our row's (RowSummary.provenance): its seeds mixed code, libraries, devices
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"difference": self.difference and self.difference.to_dict()}
@@ -530,6 +539,7 @@ class AblationBaseline:
     paper_test_acc: float | None
     paper_params: float | None
     paper_macs: float | None
+    provenance_flag: str | None = None  # our row's, as for AblationPoint
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -565,7 +575,8 @@ class AblationCurve:
 
 @dataclass(frozen=True)
 class TrialEntry:
-    """One trial in report.json: its accuracies (None until done) and its learning curve (iteration, val_acc)."""
+    """One trial in report.json: its accuracies (None until done), its learning curve (iteration, val_acc), and
+    what produced its result (as result.json records it; None until it has one, or where it did not record it)."""
 
     trial_id: str
     group: str
@@ -575,6 +586,11 @@ class TrialEntry:
     best_val_test_acc: float | None
     max_test_acc: float | None
     curve: list[tuple[int, float]]
+    code_version: str | None = None
+    torch_version: str | None = None
+    cuda_version: str | None = None
+    cudnn_version: str | None = None
+    device: str | None = None  # "cpu" or the GPU's model, as the row's provenance names it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -113,7 +113,10 @@ TABLE_COLUMNS = (
 
 def _flagged(row: RowSummary, cell: str) -> str:
     """A row's number with its provenance warning beside it (mixed code, libraries or devices; a dirty tree)."""
-    flag = row.provenance and row.provenance.flag
+    return _with_flag(cell, row.provenance and row.provenance.flag)
+
+
+def _with_flag(cell: str, flag: str | None) -> str:
     return f"{cell} {flag}" if flag else cell
 
 
@@ -172,8 +175,10 @@ def _chosen(comparison: Comparison) -> str:
 
 
 def comparison_rows(report: Report) -> list[list[str]]:
+    """Our Δ per comparison (the chosen one flagged where the rows' seeds ran differently), and the published Δs."""
     return [[
-        c.difference, str(c.n_pairs), _chosen(c), _interval_text(c.paired), _interval_text(c.welch),
+        c.difference, str(c.n_pairs), _with_flag(_chosen(c), c.provenance_flag),
+        _interval_text(c.paired), _interval_text(c.welch),
         f"{_seeds(c.treatment_seeds)}; {_seeds(c.reference_seeds)}",
         "—" if c.seeds_needed is None else str(c.seeds_needed), _ratio(c.params_ratio), _ratio(c.macs_ratio),
         "; ".join(f"{claim.delta:+.2f} ({claim.source})" for claim in c.claims) or "—",
@@ -247,14 +252,16 @@ def ablation_table(ablation: AblationCurve) -> Table:
     rows = []
     if baseline := ablation.baseline:
         rows.append([f"{baseline.model} (no Ghost)", baseline.label or "not in this sweep", str(baseline.n),
-                     _pct(baseline), _millions(baseline.params, 2), _millions(baseline.macs, 1),
+                     _with_flag(_pct(baseline), baseline.provenance_flag), _millions(baseline.params, 2),
+                     _millions(baseline.macs, 1),
                      "—" if baseline.paper_test_acc is None else f"{baseline.paper_test_acc:.1f}",
                      _millions(baseline.paper_params, 1), _millions(baseline.paper_macs, 0), "—", "—", "—"])
     reference_value = model_options(ablation.model)[ablation.option]
     for point in ablation.points:
         paper = point.paper_test_acc
         rows.append([
-            f"{symbol}={point.value}", point.label or "not in this sweep", str(point.n), _pct(point),
+            f"{symbol}={point.value}", point.label or "not in this sweep", str(point.n),
+            _with_flag(_pct(point), point.provenance_flag),
             _millions(point.params, 2), _millions(point.macs, 1), "—" if paper is None else f"{paper:.1f}",
             _millions(point.paper_params, 1), _millions(point.paper_macs, 0), _signed(point.ours_minus_paper),
             point.verdict_phrase or "—",

@@ -100,7 +100,8 @@ def numeric_tables(report: Report) -> dict[str, list[dict[str, Any]]]:
     """The report as flat tables of numbers (strings only for names and verdicts), one dict per table row:
     `rows` (each accuracy summary as `<metric>_<stat>`), `references` (each published number against its row),
     `comparisons` (paired Δ = treatment − reference, Welch beside it), `claims` (each source's Δ against ours),
-    `answer` (the report's opening sentences)."""
+    `answer` (the report's opening sentences). Each carries the provenance of what it is computed from: a row's
+    (`provenance`, `provenance_flag`), a comparison's warnings (`provenance`)."""
     rows = [{
         "group": row.group, "label": row.label, "variant": row.variant, "model": row.model, "family": row.family,
         "first_layer": row.first_layer, "block_norm": row.block_norm, "seeds_planned": row.seeds_planned,
@@ -119,6 +120,7 @@ def numeric_tables(report: Report) -> dict[str, list[dict[str, Any]]]:
         "macs": ref.macs, "ours_mean": ref.ours_mean, "ours_minus_paper": ref.ours_minus_paper,
         "interval_low": ref.interval and ref.interval.low, "interval_high": ref.interval and ref.interval.high,
         "p_value": ref.p_value, "method": ref.method, **_judgement_columns(ref.judgement),
+        "provenance_flag": row.provenance and row.provenance.flag,
     } for row in report.rows for ref in row.references]
     comparisons = [{
         "factor": c.factor, "difference": c.difference, "treatment": c.treatment, "reference": c.reference,
@@ -135,6 +137,7 @@ def numeric_tables(report: Report) -> dict[str, list[dict[str, Any]]]:
         "claim_delta": claim.delta, "claim_params_ratio": claim.params_ratio, "claim_macs_ratio": claim.macs_ratio,
         "prediction_low": claim.prediction and claim.prediction.low,
         "prediction_high": claim.prediction and claim.prediction.high, **_judgement_columns(claim.judgement),
+        "provenance": "; ".join(c.provenance),
     } for c in report.comparisons for claim in c.claims]
     answer = [{"difference": c.difference, "sentence": c.sentence} for c in report.comparisons]
     return {"rows": rows, "references": references, "comparisons": comparisons, "claims": claims, "answer": answer}

@@ -23,6 +23,7 @@ from ghostsweep.orchestrator.report.tables import (
     extension_lines,
     judgement_tests,
     multiplicity_line,
+    provenance_lines,
     report_notes,
     text_tables,
 )
@@ -48,6 +49,8 @@ def report_definition(report: Report, html: Path) -> Any:
     answer = [f"- {sentence}" for sentence in report.answer]
     if answer and report.family_size:
         answer += ["", multiplicity_line(report)]
+    if provenance := provenance_lines(report):
+        answer += [""] * bool(answer) + [provenance[0], *(f"- {line}" for line in provenance[1:])]
     runs = wr.Runset(
         name=f"{report.title}: trials, grouped by report row",
         filters=f"Config('sweep') = {json.dumps(report.title)} and JobType = '{TRIAL_JOB_TYPE}'",
