@@ -82,6 +82,8 @@ def test_extend_after_a_commit_is_flagged_and_rerun_stale_makes_rows_uniform(don
     # A uniform sweep: one provenance line, no flag.
     report, markdown, page = _report(sweep, cifar10_dir)
     assert markdown.count("Provenance: every done seed ran with code c0ffee000001;") == 1
+    line = next(line for line in markdown.splitlines() if "Provenance: every done seed" in line)
+    assert "device cpu" in line and "CUDA" not in line and "cuDNN" not in line  # torch's build, unused on the CPU
     assert "⚠" not in markdown and "⚠" not in page and "Provenance: every done seed" in page
     assert all(row["provenance"]["mixed"] == [] and row["provenance"]["flag"] is None for row in report["rows"])
     assert report["rows"][0]["provenance"]["code"] == {"c0ffee000001": [0, 1]}

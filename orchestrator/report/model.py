@@ -100,6 +100,7 @@ def _plan_from_dict(data: Mapping[str, Any] | None) -> TwoStagePlan | None:
 
 PROVENANCE_ASPECTS = {"code": "code", "torch": "torch", "cuda": "CUDA", "cudnn": "cuDNN", "device": "device"}
 NOT_COMPARABLE_ASPECTS = ("code",)  # the rest warn: the experiment is the code; the environment is noise-level
+GPU_LIBRARIES = ("cuda", "cudnn")  # what torch was built with: no part of a run on the CPU
 
 
 def _seed_list(seeds: list[int]) -> str:
@@ -149,10 +150,14 @@ class Provenance:
 
     def describe(self) -> str:
         """`code 1a2b (seeds 0, 1), 3c4d (seed 2); torch 2.5.1; CUDA 12.4; cuDNN 90100; device NVIDIA H100`: a
-        value's seeds are named only where the aspect is mixed."""
+        value's seeds are named only where the aspect is mixed. CUDA and cuDNN are left out where every seed ran on
+        the CPU: they are only what torch was built with."""
         parts = []
+        on_cpu_only = set(self.device) == {"cpu"}
         for aspect, word in PROVENANCE_ASPECTS.items():
             values = self.values(aspect)
+            if on_cpu_only and aspect in GPU_LIBRARIES:
+                continue
             if len(values) == 1:
                 parts.append(f"{word} {next(iter(values))}")
             else:
