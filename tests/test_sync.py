@@ -13,11 +13,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+import wandb
 from test_trial_helpers import REPO, result, train_process
 from wandb_stand_in import ENTITY, REPORT_ID, StandInServer
 
@@ -33,17 +35,27 @@ FAKE_KEY = "local-" + "0" * 40  # wandb wants a key to send; the stand-in takes 
 
 
 def serve(server: StandInServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[StandInServer]:
-    """Serve `server` on loopback with wandb pointed at it (and at nothing else of this machine's W&B settings)."""
+    """Serve `server` on loopback with wandb pointed at it (and at nothing else of this machine's W&B settings).
+
+    `sync` saves the Report in this process, through wandb's in-process service and login: they are torn down
+    before and after, with the variable naming the service (WANDB_SERVICE), so that none outlives its test."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    forget_wandb_service()
     for key in [key for key in os.environ if key.startswith("WANDB_")]:
         monkeypatch.delenv(key)
     monkeypatch.setenv("WANDB_BASE_URL", server.url)
     monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
     monkeypatch.setenv("WANDB_SILENT", "true")
     yield server
+    forget_wandb_service()
     server.shutdown()
     server.server_close()
+
+
+def forget_wandb_service() -> None:
+    wandb.teardown()
+    os.environ.pop("WANDB_SERVICE", None)
 
 
 @pytest.fixture
@@ -182,6 +194,28 @@ def test_a_run_that_breaks_wandb_sync_fails_alone(
     assert pushed_lines(captured.out) == sorted(runs.keys() - {report_run})
     assert f"FAILED   {report_run}: not pushed by wandb sync: panic: " in captured.out
     assert f"ghostsweep: sync failed for 1: {report_run}" in captured.err
+
+
+def test_a_server_that_never_answers_stops_the_push(
+        offline_sweep: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    """wandb retries a silent server for a long time: once no run has been pushed for STALL_TIMEOUT_S, `sync`
+    stops `wandb sync` and names every run it left (here a loopback port that takes connections, never answers)."""
+    sweep = copy_of(offline_sweep, tmp_path)
+    (sweep / PENDING_FILE).unlink()
+    silent = socket.create_server(("127.0.0.1", 0))
+    for key in [key for key in os.environ if key.startswith("WANDB_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{silent.getsockname()[1]}")
+    monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
+    monkeypatch.setattr(sync_command, "STALL_TIMEOUT_S", 3.0)
+    try:
+        assert main(["sync", str(sweep)]) == 1
+    finally:
+        silent.close()
+    captured = capsys.readouterr()
+    assert captured.out.count("wandb sync pushed nothing for 3 s (is the W&B server reachable?)") == 3
+    assert "ghostsweep: sync failed for 3: " in captured.err and not (sweep / sync_command.SYNC_RECORD).exists()
 
 
 def test_sync_hands_every_run_to_the_push_names_failures_and_retries_only_them(
