@@ -1,14 +1,11 @@
-"""`ghostsweep sync`: real offline runs of real tiny trials, pushed by wandb's own `wandb sync` to a stand-in W&B
-server on loopback, then the pending W&B Report; idempotent, a grown run pushed again, a failed run named.
+"""`ghostsweep sync`: real offline runs of real tiny trials and of `report --wandb`, pushed by wandb's own `wandb sync`
+to a stand-in W&B server on loopback, then the pending W&B Report saved through wandb's own API client to the same
+stand-in; idempotent, a grown run pushed again, a refused run named, a run that breaks `wandb sync` failing alone.
 
-The stand-in does not speak W&B's artifact protocol, which the report run's logged tables need: the report run is
-pushed through the real `wandb sync` only in the push-replaced test's hand-over (tested: it is handed over, not that
-a server accepts it).
-
-No W&B server runs here. `StandInServer` is a few lines of HTTP on 127.0.0.1 that answer what `wandb sync` asks
-(GraphQL UpsertBucket and CreateRunFiles, the file stream, the file uploads) and record every request, with
-WANDB_BASE_URL pointed at it: the runs go through wandb's real sync machinery, not a mock of it. The Report is
-saved through `RecordedWandbApi` (tests/test_wandb_report.py), the recorded stand-in of the GraphQL API it uses.
+No W&B server runs here. `StandInServer` (tests/wandb_stand_in.py) is a few lines of HTTP on 127.0.0.1 that answer
+what `wandb sync` and wandb-workspaces ask (runs, file uploads, the report run's table artifacts, the Report's
+upsertView) and record every request, with WANDB_BASE_URL pointed at it: the runs and the Report go through wandb's
+real machinery, not a mock of it. It checks nothing a real server would.
 """
 
 from __future__ import annotations
@@ -16,17 +13,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
+import socket
 import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
+import wandb
 from test_trial_helpers import REPO, result, train_process
-from test_wandb_report import RecordedWandbApi
-from wandb_workspaces.reports.v2 import interface
+from wandb_stand_in import ENTITY, REPORT_ID, StandInServer
 
 from ghostsweep.orchestrator.cli import main
 from ghostsweep.orchestrator.cli import sync as sync_command
@@ -39,72 +34,39 @@ from ghostsweep.trials.trialdir import TrialStatus
 FAKE_KEY = "local-" + "0" * 40  # wandb wants a key to send; the stand-in takes any
 
 
-class StandInServer(ThreadingHTTPServer):
-    """What `wandb sync` talks to, answering as W&B does just enough for a run to be pushed; records requests."""
+def serve(server: StandInServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[StandInServer]:
+    """Serve `server` on loopback with wandb pointed at it (and at nothing else of this machine's W&B settings).
 
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.requests: list[tuple[str, str, dict[str, Any]]] = []  # (method, path, GraphQL variables)
-        self.lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def upserted_runs(self) -> list[str]:
-        """The run ids `wandb sync` created or updated, in order (each run upserts more than once)."""
-        return [variables["name"] for method, path, variables in self.requests
-                if path == "/graphql" and "name" in variables and "project" in variables]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: StandInServer
-
-    def _answer(self) -> None:
-        body = self.rfile.read(int(self.headers.get("content-length") or 0))
-        request = json.loads(body) if body.startswith(b"{") else {}
-        query, variables = request.get("query", ""), request.get("variables") or {}
-        with self.server.lock:
-            self.server.requests.append((self.command, self.path, variables))
-        data: dict[str, Any] = {}
-        if "UpsertBucket" in query:
-            name, project = variables.get("name") or variables.get("id"), variables.get("project") or "ghostsweep"
-            data = {"upsertBucket": {"inserted": True, "bucket": {
-                "id": f"id-{name}", "name": name, "displayName": name, "description": "", "config": "{}",
-                "sweepName": None, "historyLineCount": 0,
-                "project": {"id": "p1", "name": project, "entity": {"id": "e1", "name": "lab"}}}}}
-        elif "CreateRunFiles" in query:
-            data = {"createRunFiles": {"runID": variables["run"], "uploadHeaders": [], "files": [
-                {"name": name, "uploadUrl": f"{self.server.url}/upload/{name}"} for name in variables["files"]]}}
-        elif query:
-            data = {"viewer": {"id": "v", "entity": "lab", "username": "u", "flags": "{}",
-                               "teams": {"edges": []}}, "serverInfo": {"features": []}}
-        out = json.dumps({"data": data} if query else {}).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(out)))
-        self.end_headers()
-        self.wfile.write(out)
-
-    do_POST = do_PUT = do_GET = _answer
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def stand_in(monkeypatch: pytest.MonkeyPatch) -> Iterator[StandInServer]:
-    server = StandInServer()
+    `sync` saves the Report in this process, through wandb's in-process service and login: they are torn down
+    before and after, with the variable naming the service (WANDB_SERVICE), so that none outlives its test."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    forget_wandb_service()
     for key in [key for key in os.environ if key.startswith("WANDB_")]:
         monkeypatch.delenv(key)
     monkeypatch.setenv("WANDB_BASE_URL", server.url)
     monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
     monkeypatch.setenv("WANDB_SILENT", "true")
     yield server
+    forget_wandb_service()
     server.shutdown()
     server.server_close()
+
+
+def forget_wandb_service() -> None:
+    wandb.teardown()
+    os.environ.pop("WANDB_SERVICE", None)
+
+
+@pytest.fixture
+def stand_in(monkeypatch: pytest.MonkeyPatch) -> Iterator[StandInServer]:
+    yield from serve(StandInServer(), monkeypatch)
+
+
+@pytest.fixture
+def stand_in_without_artifacts(monkeypatch: pytest.MonkeyPatch) -> Iterator[StandInServer]:
+    """A server that fails every artifact call: wandb-core's `wandb sync` then crashes on the report run."""
+    yield from serve(StandInServer(artifacts=False), monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -138,76 +100,161 @@ def run_ids(sweep: Path) -> dict[str, str]:
     return {str(path.relative_to(sweep)): path.name.rsplit("-", 1)[1] for path in sorted(sweep.rglob("offline-run-*"))}
 
 
+def copy_of(sweep: Path, tmp_path: Path) -> Path:
+    """A copy of the module's sweep (which stays unsynced), beside which the tests run `sync` by a relative path."""
+    copy = tmp_path / "sweep"
+    os.system(f"cp -a {sweep} {copy}")  # noqa: S605
+    return copy
+
+
+def pushed_lines(out: str) -> list[str]:
+    return sorted(line.split()[1] for line in out.splitlines() if line.startswith("pushed   "))
+
+
 def test_sync_pushes_every_run_once_then_the_report(
         offline_sweep: Path, stand_in: StandInServer, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    sweep = tmp_path / "sweep"
-    os.system(f"cp -a {offline_sweep} {sweep}")  # noqa: S605  (a copy keeps the module's sweep unsynced)
-    # The report run logs tables, which `wandb sync` uploads as artifacts: the stand-in does not speak W&B's
-    # artifact protocol, so that run is left out here (the next test hands it to the push with the others).
-    shutil.rmtree(sweep / "wandb")
-    api = RecordedWandbApi()
-    monkeypatch.setattr(interface, "_get_api", lambda: api)
+    """As the README has it: `ghostsweep sync runs/NAME`, a path relative to where the user stands."""
+    sweep = copy_of(offline_sweep, tmp_path)
+    monkeypatch.chdir(tmp_path)
     runs = run_ids(sweep)
     trial_runs = {str(Path(result(SweepDir(sweep).trial_dir(t))["wandb_run_dir"]).relative_to(offline_sweep))
                   for t in SweepDir(sweep).trial_ids()}
-    assert len(runs) == 2 and trial_runs == runs.keys()  # the two trials' runs
+    (report_run,) = runs.keys() - trial_runs
+    assert len(runs) == 3 and report_run.startswith("wandb/offline-run-")  # two trials' runs and the report run
 
-    assert main(["sync", str(sweep), "--dry-run"]) == 0
+    assert main(["sync", "sweep", "--dry-run"]) == 0
     assert stand_in.requests == [] and not (sweep / sync_command.SYNC_RECORD).exists()
     assert sorted(line.split()[2] for line in capsys.readouterr().out.splitlines() if line.endswith("kB)")) == sorted(
         runs)
 
-    assert main(["sync", str(sweep)]) == 0
+    assert main(["sync", "sweep"]) == 0
     out = capsys.readouterr().out
-    assert sorted(line.split()[1] for line in out.splitlines() if line.startswith("pushed   ")) == sorted(runs)
+    assert pushed_lines(out) == sorted(runs)
     assert set(stand_in.upserted_runs()) == set(runs.values())  # the real `wandb sync` reached the stand-in
-    assert any("file_stream" in path for _, path, _ in stand_in.requests)
-    assert "pushed 2 run(s), 0 already synced, 0 of running trials left for later, 0 failed" in out
-    assert "W&B Report: https://wandb.example/lab/ghostsweep-test/reports/" in out
+    assert any("file_stream" in path for _, path, _, _ in stand_in.requests)
+    # the report run's rows table, uploaded as W&B uploads a logged table: an artifact, committed
+    assert any(artifact["artifactCollectionName"].startswith(f"run-{runs[report_run]}-reportrows")
+               for artifact in stand_in.committed_artifacts())
+    assert "sweep: pushed 3 run(s), 0 already synced, 0 of running trials left for later, 0 failed" in out
+    url = f"{stand_in.url}/{ENTITY}/ghostsweep-test/reports/Reproduction-report:-tiny-sync--{REPORT_ID}"
+    assert f"W&B Report: {url}" in out
     assert (sweep / PUBLISHED_FILE).exists() and not (sweep / PENDING_FILE).exists()
+    (spec,) = stand_in.views.values()  # saved once, through wandb.Api's own client
+    (grid,) = [block for block in json.loads(spec)["blocks"] if block["type"] == "panel-grid"]
+    assert grid["metadata"]["runSets"][0]["project"]["name"] == "ghostsweep-test"
     recorded = json.loads((sweep / sync_command.SYNC_RECORD).read_text())["runs"]
     assert recorded.keys() == runs.keys() and all(set(stamp) == {"size", "mtime"} for stamp in recorded.values())
 
     seen = len(stand_in.requests)
-    assert main(["sync", str(sweep)]) == 0  # nothing new: nothing pushed, nothing asked
-    assert "pushed 0 run(s), 2 already synced" in capsys.readouterr().out and len(stand_in.requests) == seen
+    assert main(["sync", "sweep"]) == 0  # nothing new: nothing pushed, nothing asked
+    assert "pushed 0 run(s), 3 already synced" in capsys.readouterr().out
+    # (wandb's service may still report its own metrics from the last push)
+    assert [path for _, path, _, _ in stand_in.requests[seen:] if path != "/sdk/otel/v1/metrics"] == []
 
-    assert not (REPO / "wandb").exists() and not (Path.cwd() / "wandb").exists()  # wandb's logs stay in the sweep
-    grown = next(iter(sorted(trial_runs)))
+    assert not (REPO / "wandb").exists() and not (tmp_path / "wandb").exists()  # wandb's logs stay in the sweep
+    grown = sorted(trial_runs)[0]
     log = next((sweep / grown).glob("run-*.wandb"))
     os.utime(log, (log.stat().st_atime, log.stat().st_mtime + 10))  # as a resumed trial appending to it
-    assert main(["sync", str(sweep)]) == 0
-    out = capsys.readouterr().out
-    assert [line.split()[1] for line in out.splitlines() if line.startswith("pushed   ")] == [grown]
+    assert main(["sync", "sweep"]) == 0
+    assert pushed_lines(capsys.readouterr().out) == [grown]
     assert stand_in.upserted_runs()[-1] == runs[grown]
+
+
+def test_a_run_the_server_refuses_is_named_though_wandb_sync_exits_0(
+        offline_sweep: Path, stand_in: StandInServer, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """`wandb sync` prints the server's refusal and exits 0: the run is FAILED (no marker), not recorded, and the
+    next sync pushes only it."""
+    sweep = copy_of(offline_sweep, tmp_path)
+    (sweep / PENDING_FILE).unlink()
+    runs = run_ids(sweep)
+    refused = sorted(runs)[0]
+    stand_in.refused.add(runs[refused])
+    assert main(["sync", str(sweep)]) == 1
+    captured = capsys.readouterr()
+    assert pushed_lines(captured.out) == sorted(runs.keys() - {refused})
+    assert f"FAILED   {refused}: not pushed by wandb sync: wandb: ERROR permission denied" in captured.out
+    assert f"ghostsweep: sync failed for 1: {refused}" in captured.err
+    assert refused not in json.loads((sweep / sync_command.SYNC_RECORD).read_text())["runs"]
+    stand_in.refused.clear()
+    assert main(["sync", str(sweep)]) == 0 and pushed_lines(capsys.readouterr().out) == [refused]
+
+
+def test_a_run_that_breaks_wandb_sync_fails_alone(
+        offline_sweep: Path, stand_in_without_artifacts: StandInServer, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    """wandb-core's sync crashes on the report run (its artifacts unanswered), taking the call that pushes every
+    run with it: the runs it left are pushed again one call each, so only the report run fails."""
+    sweep = copy_of(offline_sweep, tmp_path)
+    (sweep / PENDING_FILE).unlink()
+    runs = run_ids(sweep)
+    (report_run,) = [key for key in runs if key.startswith("wandb/")]
+    assert main(["sync", str(sweep)]) == 1
+    captured = capsys.readouterr()
+    assert pushed_lines(captured.out) == sorted(runs.keys() - {report_run})
+    assert f"FAILED   {report_run}: not pushed by wandb sync: panic: " in captured.out
+    assert f"ghostsweep: sync failed for 1: {report_run}" in captured.err
+
+
+def test_a_server_that_never_answers_stops_the_push(
+        offline_sweep: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    """wandb retries a silent server for a long time: once no run has been pushed for STALL_TIMEOUT_S, `sync`
+    stops `wandb sync` and names every run it left (here a loopback port that takes connections, never answers)."""
+    sweep = copy_of(offline_sweep, tmp_path)
+    (sweep / PENDING_FILE).unlink()
+    silent = socket.create_server(("127.0.0.1", 0))
+    for key in [key for key in os.environ if key.startswith("WANDB_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{silent.getsockname()[1]}")
+    monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
+    monkeypatch.setattr(sync_command, "STALL_TIMEOUT_S", 3.0)
+    try:
+        assert main(["sync", str(sweep)]) == 1
+    finally:
+        silent.close()
+    captured = capsys.readouterr()
+    assert captured.out.count("wandb sync pushed nothing for 3 s (is the W&B server reachable?)") == 3
+    assert "ghostsweep: sync failed for 3: " in captured.err and not (sweep / sync_command.SYNC_RECORD).exists()
 
 
 def test_sync_hands_every_run_to_the_push_names_failures_and_retries_only_them(
         offline_sweep: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
         tmp_path: Path) -> None:
-    """With the push replaced (it is what runs `wandb sync`): exactly the sweep's runs are handed to it, a failure
-    exits 1 naming the run, and the next sync hands over only that run; a running trial's run waits."""
-    sweep = tmp_path / "sweep"
-    os.system(f"cp -a {offline_sweep} {sweep}")  # noqa: S605
+    """With the push replaced (it is what runs `wandb sync`): exactly the sweep's runs are handed to it, in one call,
+    a failure exits 1 naming the run, and the next sync hands over only that run; a running trial's run waits."""
+    sweep = copy_of(offline_sweep, tmp_path)
     (sweep / PENDING_FILE).unlink()
     runs = run_ids(sweep)
     assert len(runs) == 3  # the two trials' runs and the report run
     failing = sorted(runs)[0]
-    handed: list[str] = []
+    calls: list[list[str]] = []
 
-    def push(run_dir: Path) -> str | None:
-        handed.append(str(run_dir.relative_to(sweep)))
-        return "wandb sync exited 1: no route to host" if handed[-1] == failing else None
+    def push(run_dirs: Sequence[Path], cwd: Path, on_pushed: Callable[[Path], None]) -> dict[Path, str]:
+        assert cwd == sweep
+        calls.append([str(run_dir.relative_to(sweep)) for run_dir in run_dirs])
+        for run_dir in run_dirs:
+            if str(run_dir.relative_to(sweep)) != failing:
+                on_pushed(run_dir)
+        return {run_dir: "wandb sync exited 1: no route to host" for run_dir in run_dirs
+                if str(run_dir.relative_to(sweep)) == failing}
 
     monkeypatch.setattr(sync_command, "push_with_wandb_sync", push)
     assert main(["sync", str(sweep)]) == 1
     captured = capsys.readouterr()
-    assert sorted(handed) == sorted(runs) and f"FAILED   {failing}: wandb sync exited 1" in captured.out
+    assert len(calls) == 1 and sorted(calls[0]) == sorted(runs)
+    assert f"FAILED   {failing}: wandb sync exited 1" in captured.out
     assert f"ghostsweep: sync failed for 1: {failing}" in captured.err
-    handed.clear()
-    monkeypatch.setattr(sync_command, "push_with_wandb_sync", lambda run_dir: handed.append(str(run_dir)) or None)
-    assert main(["sync", str(sweep)]) == 0 and handed == [str(sweep / failing)]
+    calls.clear()
+
+    def push_all(run_dirs: Sequence[Path], cwd: Path, on_pushed: Callable[[Path], None]) -> dict[Path, str]:
+        calls.append([str(run_dir) for run_dir in run_dirs])
+        for run_dir in run_dirs:
+            on_pushed(run_dir)
+        return {}
+
+    monkeypatch.setattr(sync_command, "push_with_wandb_sync", push_all)
+    assert main(["sync", str(sweep)]) == 0 and calls == [[str(sweep / failing)]]
 
     first = SweepDir(sweep).trial_ids()[0]
     folder = str(SweepDir(sweep).trial_dir(first).relative_to(sweep))
@@ -218,8 +265,8 @@ def test_sync_hands_every_run_to_the_push_names_failures_and_retries_only_them(
     monkeypatch.setattr(cache, "read_states", lambda sweep_dir: [
         dataclasses.replace(state, state=TrialStatus.RUNNING) if state.trial_id == first else state
         for state in original(sweep_dir)])
-    handed.clear()
-    assert main(["sync", str(sweep)]) == 0 and handed == []
+    calls.clear()
+    assert main(["sync", str(sweep)]) == 0 and calls == []
     out = capsys.readouterr().out
     assert f"later    {grown}: its trial is still running" in out and "1 of running trials left for later" in out
 
@@ -229,6 +276,6 @@ def test_sync_hands_every_run_to_the_push_names_failures_and_retries_only_them(
     monkeypatch.setattr(cache, "read_states", lambda sweep_dir: [
         dataclasses.replace(state, state=TrialStatus.RUNNING) if state.trial_id == first and next(passes) else state
         for state in original(sweep_dir)])
-    assert main(["sync", str(sweep), "--watch"]) == 0 and handed == [str(sweep / grown)]
+    assert main(["sync", str(sweep), "--watch"]) == 0 and calls == [[str(sweep / grown)]]
     out = capsys.readouterr().out
     assert out.count("its trial is still running") == 2 and out.count(f"pushed   {grown}") == 1

@@ -108,16 +108,21 @@ def test_definition_is_built_offline_and_round_trips_through_wandb_workspaces(
 
 
 def test_offline_report_writes_the_pending_definition(report_dir: Path, monkeypatch: pytest.MonkeyPatch,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    for key in ("WANDB_DIR", "WANDB_API_KEY", "WANDB_BASE_URL"):
+                                                      capfd: pytest.CaptureFixture[str]) -> None:
+    """Two lines say where the report run and the Report wait, and nothing else about W&B: not wandb's own run
+    summary, nor its advice to `wandb sync` each run by hand."""
+    for key in ("WANDB_DIR", "WANDB_API_KEY", "WANDB_BASE_URL", "WANDB_SILENT"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setattr(interface, "_get_api", no_api)
     assert main(["report", str(report_dir), "--wandb", "--rows", "0"]) == 0
-    out = capsys.readouterr().out
+    captured = capfd.readouterr()
+    out = captured.out
+    (run_dir,) = (report_dir / "wandb").glob("offline-run-*")
+    assert f"logged to W&B: {run_dir}" in out
     assert (f"W&B Report: offline mode, its definition is in {report_dir / PENDING_FILE}; "
             f"`ghostsweep sync {report_dir}` publishes it") in out
+    assert [line for line in (out + captured.err).splitlines() if line.startswith("wandb:")] == []
     internal.ReportViewspec.model_validate_json((report_dir / PENDING_FILE).read_text())
     assert not (report_dir / PUBLISHED_FILE).exists()
 

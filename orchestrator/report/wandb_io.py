@@ -186,6 +186,9 @@ def log_report(report: Report, paths: dict[str, Path], out_dir: Path) -> str:
         group=report.title, name=f"report-{report.title.replace('/', '-')}", dir=str(out_dir),
         config={"sweep": report.title, "target_halfwidth_pp": report.target_halfwidth_pp},
         reinit="create_new", **({"mode": mode} if mode and mode != "disabled" else {}),
+        # silent: the two lines `report` prints say where the run went, and `ghostsweep sync` (not wandb's advice
+        # to `wandb sync` each run by hand) pushes it
+        settings=wandb.Settings(silent=True),
     )
     tables = {f"report/{name}": wandb.Table(columns=list(lines[0]), data=[list(line.values()) for line in lines])
               for name, lines in numeric_tables(report).items() if lines}
@@ -193,6 +196,6 @@ def log_report(report: Report, paths: dict[str, Path], out_dir: Path) -> str:
     page = wandb.Html(paths["html"].read_text(), inject=False)
     run.log({**tables, **images, "report/html": page})
     run.summary.update({key: value for key, value in report_summary(report).items() if value is not None})
-    where = run.url or str(Path(run.dir).parent)
+    where = str(Path(run.dir).parent) if run.offline else run.url
     run.finish()
     return where
