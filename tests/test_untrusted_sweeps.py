@@ -53,6 +53,22 @@ def test_a_spec_option_with_a_newline_is_refused_before_anything_is_written(opti
     assert not (tmp_path / "sweep").exists()
 
 
+@pytest.mark.parametrize("sbatch", [
+    {"export": "ALL,PYTHONPATH=/their/modules"}, {"exp": "ALL,LD_PRELOAD=/their/lib.so"}, {"Export_File": "/x"},
+    {"wrap": "touch /tmp/pwned"}, {"container": "/their/image"}, {"output": "/home/me/.bashrc"}, {"o": "/x"},
+    {"chdir": "/"},
+])
+def test_a_spec_cannot_pass_sbatch_flags_that_choose_what_the_job_runs(sbatch, tmp_path, capsys):
+    """Found by att25: `sbatch: {export: "ALL,PYTHONPATH=DIR"}` in a spec made the real cluster's job import a
+    `sitecustomize.py` from DIR. sbatch takes a prefix of a flag (`--exp`), so prefixes are refused too."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC + "backend:\n  name: slurm\n  options: " + json.dumps({"sbatch": sbatch}) + "\n")
+    assert main(["submit", str(spec), "--out", str(tmp_path / "sweep")]) == 2
+    assert f"backend.options.sbatch.{next(iter(sbatch))}: sets sbatch --" in one_line_error(capsys)
+    assert not (tmp_path / "sweep").exists()
+    SlurmOptions(sbatch={"begin": "now+1hour", "mail-type": "END", "comment": "x", "exclusive": True, "nodelist": "n1"})
+
+
 def test_every_sbatch_value_is_checked_where_the_job_script_is_made(tmp_path):
     """A sweep folder whose name holds a newline reaches `--chdir` and `--job-name`: refused, no script made."""
     backend = SlurmBackend(Resources(gpus_per_trial=0), SlurmOptions(), Session(cluster={"MaxArraySize": "1001"}))
