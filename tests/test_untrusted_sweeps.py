@@ -182,6 +182,50 @@ def test_a_trial_id_that_is_no_plain_name_makes_the_index_unreadable(where, comm
 
 
 
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+@pytest.mark.parametrize("linked", ["trial folders", "trials"])
+def test_nothing_is_written_through_a_trial_folder_that_is_a_link(linked, tmp_path, capsys, cifar10_dir):
+    """Found by att25: with a trial's folder (or the sweep's trials/) a link to a folder outside the sweep,
+    `rerun` wrote queued.json there and ran the worker on it, and `submit` and `extend` wrote config.json into
+    the linked folder of a trial they add. Now each command leaves such a trial out, saying so, and the folder
+    outside is as it was (every trial that could run is linked: nothing trains)."""
+    sweep = small_sweep(tmp_path / "s", cifar10_dir)
+    spec = sweep.root.with_suffix(".yaml")
+    data = json.loads(spec.read_text())
+    trial_ids = [t.trial_id() for t in parse_spec(data | {"seeds": 4}).trials]  # seeds 2, 3: `submit`, `extend`
+    outside = tmp_path / "outside"
+
+    def link(trial_id: str) -> None:
+        (outside / trial_id).mkdir(parents=True, exist_ok=True)
+        if sweep.trial_dir(trial_id).is_dir():
+            sweep.trial_dir(trial_id).rename(outside / trial_id)
+        sweep.trial_dir(trial_id).symlink_to(outside / trial_id)
+
+    def run(args: list[str], code: int, says: str) -> None:
+        before = snapshot(outside)
+        assert main(args) == code, args
+        assert says in capsys.readouterr().err
+        assert snapshot(outside) == before, args
+
+    if linked == "trials":
+        sweep.trials_root.rename(outside)
+        sweep.trials_root.symlink_to(outside)
+        run(["extend", str(sweep.root), "--seeds", "4"], 2, "in a folder that is a symbolic link; cannot copy it")
+    else:
+        for trial_id in trial_ids[1:]:
+            link(trial_id)
+        run(["extend", str(sweep.root), "--seeds", "4"], 0, "")  # its template: seed 0's; the new ones unreadable
+        link(trial_ids[0])
+    run(["rerun", str(sweep.root)], 1, "is a symbolic link")
+    spec.write_text(json.dumps(data | {"seeds": 3}))
+    run(["submit", str(spec), "--out", str(sweep.root)], 0, "")
+    assert main(["status", str(sweep.root), "--json"]) == 0
+    assert {state["state"] for state in json.loads(capsys.readouterr().out)["trials"]} == {"unreadable"}
+
+
 @pytest.mark.parametrize(("planted", "problem"), [
     ({"trial_ids": [123, {"x": 1}]}, "'trial_ids' holds 2 value(s) that are not strings"),
     ({"trials": {"resnet8-x": [1]}, "trial_ids": ["resnet8-x"]}, "'trials' entry 'resnet8-x' is not a JSON object"),

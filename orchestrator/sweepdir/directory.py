@@ -48,6 +48,14 @@ TRIALS_DIR = "trials"
 TRIAL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
+def linked_folder(trial_dir: str | Path) -> str | None:
+    """The trial's folder, or the sweep's TRIALS_DIR above it, when that is a symbolic link (None when neither):
+    the trial's files would be read and written wherever it points, so it is unreadable and nothing is written
+    there."""
+    folder = os.path.normpath(trial_dir)
+    return next((path for path in (folder, os.path.dirname(folder)) if os.path.islink(path)), None)
+
+
 @dataclass(frozen=True)
 class TrialRef:
     trial_id: str
@@ -239,7 +247,8 @@ class SweepDir:
         seen = {trial.trial_id() for trial in spec_trials}
         kept = []
         for trial_id in (trial_id for extension in self.extensions() for trial_id in extension.trial_ids):
-            config = read_json(self.trial_dir(trial_id) / CONFIG_FILE)
+            trial_dir = self.trial_dir(trial_id)
+            config = None if linked_folder(trial_dir) else read_json(trial_dir / CONFIG_FILE)
             if trial_id in seen or config is None:
                 continue
             config.pop("trial_id", None)
@@ -288,6 +297,8 @@ class SweepDir:
         described = describe_trials(trials)
         for position, trial in enumerate(spec.trials):
             trial_dir = self.trial_dir(trial.trial_id())
+            if linked_folder(trial_dir):  # `status` shows it unreadable; `submit` leaves it out
+                continue
             trial_dir.mkdir(parents=True, exist_ok=True)
             if not (trial_dir / CONFIG_FILE).exists():
                 row = described[trial.trial_id()].label

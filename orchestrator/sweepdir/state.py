@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ghostsweep.orchestrator.sweepdir.directory import SweepDir
+from ghostsweep.orchestrator.sweepdir.directory import SweepDir, linked_folder
 from ghostsweep.orchestrator.sweepdir.lease import is_fresh, read_lease
 from ghostsweep.trials.trialdir import (
     LEASE_FILE,
@@ -64,10 +64,11 @@ def read_state(trial_dir: Path, now: float | None = None) -> TrialState:
     naming the file and what to do (a bad progress.json only hides the progress). `now`: the filesystem's clock
     (`lease.filesystem_now`), to probe it once for many trials."""
     folder = os.path.normpath(trial_dir)  # a str: status over 10⁴ trials spends a fifth of its time in Path
-    if os.path.islink(folder):  # its files would be read from wherever it points
+    linked = linked_folder(folder)
+    if linked:  # its files would be read from wherever it points
         return TrialState(trial_id=os.path.basename(folder), state=TrialStatus.UNREADABLE,
-                          reason=f"{folder} is a symbolic link, refused (it may point anywhere): put the trial's own "
-                          "folder there")
+                          reason=f"{linked} is a symbolic link, refused (it may point anywhere): put the "
+                          f"{'trial' if linked == folder else 'sweep'}'s own folder there")
     present = _present(folder)
     lease = read_lease(folder) if LEASE_FILE in present else None
     progress = _readable(read_progress, folder) if PROGRESS_FILE in present else None
