@@ -5,6 +5,7 @@ spec may plan; each refusal is one line, exit 2, nothing submitted or written.""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from ghostsweep.orchestrator.spec.resources import Resources
 from ghostsweep.orchestrator.spec.sweepspec import parse_spec
 from ghostsweep.orchestrator.sweepdir import badnodes
 from ghostsweep.orchestrator.sweepdir.directory import SweepDir
+from ghostsweep.trials.files import open_for_append
 
 SPEC = "name: tiny\ngrids:\n  - model: [resnet8]\nseeds: 1\nrecipe: {iterations: 10, milestones: [5]}\n"
 SHELL_LINE = "x\ntouch /tmp/pwned-by-the-spec"
@@ -138,7 +140,6 @@ def test_report_does_not_write_through_a_link_planted_as_its_png(tmp_path, monke
 @pytest.mark.parametrize("log", ["leases.jsonl", "worker.log"])
 def test_appends_refuse_a_link_planted_in_a_trial_folder(log, tmp_path):
     from ghostsweep.orchestrator.sweepdir.lease import append_lease_event
-    from ghostsweep.trials.files import open_for_append
 
     victim = tmp_path / "victim.txt"
     victim.write_text("mine")
@@ -150,6 +151,31 @@ def test_appends_refuse_a_link_planted_in_a_trial_folder(log, tmp_path):
             append_lease_event(trial_dir, {"event": "acquired"})
         else:
             open_for_append(trial_dir / log)
+    assert victim.read_text() == "mine"
+
+
+def test_a_submission_sets_aside_links_and_fifos_planted_among_a_trials_files(tmp_path, capsys):
+    """Found by att25: `worker.log` or `leases.jsonl` planted as a link made every `rerun` of the sweep stop with
+    ELOOP (exit 2, no trial run), for good. Marking a trial queued now sets such files aside (kept), so the
+    trial runs; the link's target is never written."""
+    from ghostsweep.orchestrator.sweepdir.state import mark_queued
+
+    sweep = small_sweep(tmp_path / "s")
+    trial_dir = sweep.trial_dir(sweep.trial_ids()[0])
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    (trial_dir / "worker.log").symlink_to(victim)
+    (trial_dir / "checkpoint.pt").symlink_to("/dev/zero")
+    os.mkfifo(trial_dir / "leases.jsonl")
+    (trial_dir / "wandb").mkdir()  # a folder of the trial's own stays
+    mark_queued(trial_dir, "local")
+    out = capsys.readouterr().out
+    assert "worker.log is a symbolic link; set aside as worker.log.planted-1" in out
+    assert "leases.jsonl is not a regular file; set aside as leases.jsonl.planted-1" in out
+    assert sorted(p.name for p in trial_dir.iterdir() if p.is_symlink() or not (p.is_file() or p.is_dir())) == [
+        "checkpoint.pt.planted-1", "leases.jsonl.planted-1", "worker.log.planted-1"]
+    assert (trial_dir / "wandb").is_dir() and (trial_dir / "queued.json").is_file()
+    os.close(open_for_append(trial_dir / "worker.log"))
     assert victim.read_text() == "mine"
 
 

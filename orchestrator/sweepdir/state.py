@@ -136,12 +136,27 @@ def _requeued(trial_dir: str, queued: QueuedRecord | None) -> bool:
 
 def mark_queued(trial_dir: Path, backend: str) -> None:
     """Record a submission before the backend places it, so a fast failure can never look older. A corrupt
-    queued.json or result.json is set aside first: a rerun is how a trial with an unreadable file is repaired."""
+    queued.json or result.json, and a planted link or special file, is set aside first: a rerun is how a trial with
+    an unreadable file is repaired."""
     trial_dir = Path(trial_dir)
+    _set_aside_planted(trial_dir)
     previous = _read_or_set_aside(read_queued, trial_dir, QUEUED_FILE)
     _read_or_set_aside(read_result, trial_dir, RESULT_FILE)
     attempt = (previous.attempt if previous else 0) + 1
     write_queued(trial_dir, QueuedRecord(backend=backend, job_id=None, submitted_at=time.time(), attempt=attempt))
+
+
+def _set_aside_planted(trial_dir: Path) -> None:
+    """Set aside what no writer of ours makes in a trial's folder: a symbolic link (an append would follow it out of
+    the sweep, and is refused) or a FIFO, socket or device (a read would wait or never end). Left there, one such
+    file stops every submission of the sweep; set aside, the trial runs and the file is kept for a look."""
+    with os.scandir(trial_dir) as entries:
+        planted = [entry for entry in entries
+                   if entry.is_symlink() or not (entry.is_file() or entry.is_dir())]
+    for entry in planted:
+        what = "a symbolic link" if entry.is_symlink() else "not a regular file"
+        aside = set_aside(Path(entry.path), "planted")
+        print(f"{trial_dir.name}: {entry.name} is {what}; set aside as {aside.name}")
 
 
 def _read_or_set_aside(read: Callable[[Path], Any], trial_dir: Path, name: str) -> Any:
