@@ -100,6 +100,37 @@ def test_a_node_name_from_the_sweep_folder_that_is_no_host_name_is_ignored(plant
         backend.exclude_nodes([evil])
 
 
+GOOD_NODE = {"gpu07": {"trial_ids": ["t1", "t2"], "reason": "Xid 79"}}
+
+
+@pytest.mark.parametrize("planted", [[1], {"n1": 5}, GOOD_NODE | {"n1": {}}, GOOD_NODE | {"n1": {"trial_ids": 3,
+                                     "reason": "x"}}, GOOD_NODE | {"n1": {"trial_ids": [], "reason": ["x"]}}, "FIFO"])
+def test_a_bad_nodes_file_of_the_wrong_shape_is_ignored_saying_so(planted, tmp_path, capsys):
+    """Found by att25: a bad_nodes.json of the wrong types was a traceback of `status` (and of every submission),
+    a FIFO one line that stopped `status`. Now what is not what `remember` writes is left out with a warning."""
+    sweep = small_sweep(tmp_path / "s")
+    path = sweep.root / badnodes.BAD_NODES_FILE
+    os.mkfifo(path) if planted == "FIFO" else path.write_text(json.dumps(planted))
+    assert main(["status", str(sweep.root)]) == 0
+    err = capsys.readouterr().err
+    assert "ghostsweep: warning: ignoring " in err and "Traceback" not in err, err
+    assert [bad.node for bad in badnodes.bad_nodes(sweep)] == (["gpu07"] if "gpu07" in planted else [])
+    badnodes.remember(sweep, [badnodes.BadNode("gpu09", ("t3",), "Xid 79")])
+    assert set(json.loads(path.read_text())) == {"gpu09"} | ({"gpu07"} if "gpu07" in planted else set())
+
+
+def test_bad_nodes_are_remembered_under_the_sweeps_lock(tmp_path, monkeypatch):
+    """Two submissions at once each rewrote bad_nodes.json from their own read (issue 25's gap): `remember` now
+    takes the lock `submit` and `extend` take for sweep.json."""
+    from ghostsweep.orchestrator.sweepdir import directory
+
+    sweep = small_sweep(tmp_path / "s")
+    monkeypatch.setattr(directory, "LOCK_TIMEOUT_S", 0.2)
+    with sweep.updating(), pytest.raises(ValueError, match="another ghostsweep command"):
+        badnodes.remember(sweep, [badnodes.BadNode("gpu09", ("t3",), "Xid 79")])
+    assert not (sweep.root / badnodes.BAD_NODES_FILE).exists()
+
+
 @pytest.mark.slurm
 def test_the_schedulers_own_refusal_is_one_line(slurm_conf, cifar10_dir, tmp_path, capsys):  # noqa: F811
     """sbatch itself refuses (a node that does not exist): one line, exit 2, no job recorded."""
