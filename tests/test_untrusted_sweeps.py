@@ -210,6 +210,37 @@ def test_a_submission_sets_aside_links_and_fifos_planted_among_a_trials_files(tm
     assert victim.read_text() == "mine"
 
 
+@pytest.mark.parametrize("planted", ["FIFO", "/dev/zero", [1, 2], {"runs": 7}])
+def test_sync_takes_its_records_as_untrusted(planted, tmp_path, capsys):
+    """Found by att25: `sync` read wandb-sync.json and wandb-report.json whole and untyped (a FIFO hung it, a link
+    to /dev/zero grew its memory, a list was a traceback), and pushed an offline run folder that was a link to
+    anyone's runs. Now a bad record is ignored saying so (every run is pushed again), links are not pushed."""
+    from ghostsweep.orchestrator.cli.sync import SYNC_RECORD
+    from ghostsweep.orchestrator.report.wandb_report import PUBLISHED_FILE, published
+
+    sweep = small_sweep(tmp_path / "s")
+    own, linked = (sweep.trial_dir(trial_id) / "wandb" for trial_id in sweep.trial_ids())
+    (own / "offline-run-own").mkdir(parents=True)
+    (own / "offline-run-own" / "run-own.wandb").write_bytes(b"log")
+    (tmp_path / "theirs" / "offline-run-theirs").mkdir(parents=True)
+    (tmp_path / "theirs" / "offline-run-theirs" / "run-theirs.wandb").write_bytes(b"log")
+    linked.mkdir()
+    (linked / "offline-run-theirs").symlink_to(tmp_path / "theirs" / "offline-run-theirs")
+    for name in (SYNC_RECORD, PUBLISHED_FILE):
+        path = sweep.root / name
+        if planted == "FIFO":
+            os.mkfifo(path)
+        elif planted == "/dev/zero":
+            path.symlink_to(planted)
+        else:
+            path.write_text(json.dumps(planted))
+    assert main(["sync", str(sweep.root), "--dry-run"]) == 0
+    out, err = capsys.readouterr()
+    assert f"ghostsweep: warning: ignoring {sweep.root / SYNC_RECORD}: " in err
+    assert "offline-run-own" in out and "offline-run-theirs" not in out and "would push 1 run(s)" in out
+    assert published(sweep.root) is None
+
+
 @pytest.mark.parametrize(("where", "command"), [
     ("sweep.json", ["status"]), ("sweep.json", ["rerun"]), ("sweep.json", ["report"]),
     ("extensions.json", ["submit", "spec.yaml"]), ("extensions.json", ["extend", "--seeds", "3"]),
