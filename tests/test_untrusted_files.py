@@ -138,6 +138,28 @@ def test_a_trial_folder_that_is_a_link_is_unreadable(sweep: Path, tmp_path: Path
     assert state["state"] == "unreadable" and "symbolic link" in state["reason"] and VICTIM in state["reason"]
 
 
+SAVE_CHECKPOINT = ("import sys, torch; from ghostsweep.trials.checkpoint import save_checkpoint; "
+                   "save_checkpoint(sys.argv[1], {'iteration': 1, 'weights': torch.zeros(2)})")
+
+
+@pytest.mark.parametrize("plant", ["FIFO", "link"])
+def test_saving_a_checkpoint_reads_nothing_planted_in_place_of_the_last(plant: str, tmp_path: Path) -> None:
+    """Found by att25: the runner read the checkpoint it replaces whole, through links, to keep it as the previous
+    one: a FIFO planted there while the trial ran hung the trial, a link out of the sweep became
+    checkpoint.prev.pt (a hard link to the file it named). Now neither is kept, and the new checkpoint replaces it."""
+    victim = tmp_path / "theirs.pt"
+    victim.write_bytes(b"theirs")
+    trial = tmp_path / "trial"
+    trial.mkdir()
+    current = trial / "checkpoint.pt"
+    os.mkfifo(current) if plant == "FIFO" else current.symlink_to(victim)
+    saved = subprocess.run([sys.executable, "-P", "-c", SAVE_CHECKPOINT, str(trial)], timeout=HANG_S,
+                           capture_output=True, text=True)
+    assert saved.returncode == 0, saved.stderr
+    assert current.is_file() and not current.is_symlink() and not (trial / "checkpoint.prev.pt").exists()
+    assert victim.read_bytes() == b"theirs"
+
+
 def test_the_reader_refuses_without_reading(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "fifo")
     (tmp_path / "zero").symlink_to("/dev/zero")
