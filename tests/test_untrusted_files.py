@@ -24,7 +24,14 @@ import numpy as np
 import pytest
 
 from ghostsweep.trials.datadir import TEST_FILE, TRAIN_FILES, DataError, check_batches, load_batch
-from ghostsweep.trials.files import MAX_LINES_BYTES, MAX_RECORD_BYTES, UnreadableFile, read_json, read_lines
+from ghostsweep.trials.files import (
+    MAX_JSON_BYTES,
+    MAX_LINES_BYTES,
+    MAX_RECORD_BYTES,
+    UnreadableFile,
+    read_json,
+    read_lines,
+)
 from ghostsweep.trials.trialdir import TrialResult, read_metrics
 
 FIXTURE = Path(__file__).parent / "data/sweeps/v1/fixture"  # five trials done, one pending
@@ -110,6 +117,18 @@ def test_a_strange_result_json_is_one_unreadable_trial_and_every_command_goes_on
     report = ghostsweep("report", sweep, "--rows", "0")
     assert report.returncode == 0, report.stderr
     strict_json((sweep / "report.json").read_text())
+
+
+def test_a_report_json_planted_as_a_link_is_made_again_unread(sweep: Path, tmp_path: Path) -> None:
+    """Found by att25: `report` read the report.json it might reuse whole and through a link; one planted as a link
+    to a file of 512 MiB ran it out of memory. Now it is refused unread, and the report made again."""
+    assert ghostsweep("report", sweep, "--rows", "0").returncode == 0
+    sparse(tmp_path / "large.json", MAX_JSON_BYTES + 1)
+    (sweep / "report.json").unlink()
+    (sweep / "report.json").symlink_to(tmp_path / "large.json")
+    again = ghostsweep("report", sweep, "--rows", "0")
+    assert again.returncode == 0, again.stderr
+    assert not (sweep / "report.json").is_symlink() and strict_json((sweep / "report.json").read_text())
 
 
 def test_rerun_sets_a_fifo_aside_and_runs_its_trial_again(sweep: Path, cifar10_dir: Path) -> None:
