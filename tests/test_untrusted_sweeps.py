@@ -241,6 +241,28 @@ def test_sync_takes_its_records_as_untrusted(planted, tmp_path, capsys):
     assert published(sweep.root) is None
 
 
+@pytest.mark.parametrize("planted", ["[1]", '{"seed": "x"}', "FIFO"])
+def test_an_unreadable_config_of_a_trial_extend_added_stops_no_submit(planted, tmp_path, capsys):
+    """Found by att25: the config.json of a trial `extend` had added, hand-edited to a list, made `submit` of the
+    sweep a traceback; a FIFO, one line not naming the file. Now that trial is left out, saying so (extensions.json
+    keeps it, so it comes back once repaired), and `extend` refuses a template of the wrong type in one line."""
+    sweep = small_sweep(tmp_path / "s")
+    data = json.loads(sweep.root.with_suffix(".yaml").read_text())
+    added = parse_spec(data | {"seeds": 3}).trials[2]
+    config = sweep.trial_dir(added.trial_id()) / "config.json"
+    config.parent.mkdir()
+    record = {"at": 0, "note": "", "trial_ids": [added.trial_id()], "rows": []}
+    (sweep.root / "extensions.json").write_text(json.dumps([record]))
+    os.mkfifo(config) if planted == "FIFO" else config.write_text(planted)
+    sweep.materialize(parse_spec(data))
+    assert f"left out {added.trial_id()}, which `extend` added: {config} is unreadable" in capsys.readouterr().err
+    assert sweep.trial_ids() == [t.trial_id() for t in parse_spec(data).trials]
+    template = sweep.trial_dir(sweep.trial_ids()[0]) / "config.json"
+    template.write_text("[1]")
+    assert main(["extend", str(sweep.root), "--seeds", "4", "--dry-run"]) == 2
+    assert f"{template}: missing, not a JSON object" in one_line_error(capsys)
+
+
 @pytest.mark.parametrize(("where", "command"), [
     ("sweep.json", ["status"]), ("sweep.json", ["rerun"]), ("sweep.json", ["report"]),
     ("extensions.json", ["submit", "spec.yaml"]), ("extensions.json", ["extend", "--seeds", "3"]),

@@ -314,9 +314,9 @@ def _with_trials(sweep: SweepDir, extension: Extension, rows: dict[str, _Row]) -
     for row in rows.values():
         template_dir = sweep.trial_dir(row.template_id)
         template = None if linked_folder(template_dir) else read_json(template_dir / CONFIG_FILE)
-        if row.extension.added_seeds and template is None:
-            raise ValueError(f"{template_dir / CONFIG_FILE}: missing, or in a folder that is a symbolic link; cannot "
-                             "copy it")
+        if row.extension.added_seeds and not isinstance(template, dict):
+            raise ValueError(f"{template_dir / CONFIG_FILE}: missing, not a JSON object, or in a folder that is a "
+                             "symbolic link; cannot copy it")
         for seed in row.extension.added_seeds:
             config = {k: v for k, v in template.items() if k != "trial_id"} | {"seed": seed}
             trial_id = TrialConfig.from_dict(config).trial_id()

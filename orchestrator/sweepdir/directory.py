@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -240,19 +241,27 @@ class SweepDir:
         """The seeds `extend` added to rows the spec still has, so that submitting the spec again keeps them.
 
         A row the spec no longer has loses its added seeds as it loses the spec's; a trial folder deleted by hand
-        leaves the sweep."""
+        leaves the sweep, and so, saying so, does one whose config.json is unreadable (until it is repaired:
+        extensions.json still lists it)."""
         from ghostsweep.trials.config import TrialConfig
 
         rows = {row_group(trial) for trial in spec_trials}
         seen = {trial.trial_id() for trial in spec_trials}
         kept = []
         for trial_id in (trial_id for extension in self.extensions() for trial_id in extension.trial_ids):
-            trial_dir = self.trial_dir(trial_id)
-            config = None if linked_folder(trial_dir) else read_json(trial_dir / CONFIG_FILE)
-            if trial_id in seen or config is None:
+            path = self.trial_dir(trial_id) / CONFIG_FILE
+            try:
+                config = None if trial_id in seen or linked_folder(path.parent) else read_json(path)
+                if config is None:
+                    continue
+                if not isinstance(config, dict):
+                    raise ValueError(f"not a JSON object, got {shown(config)}")
+                config.pop("trial_id", None)
+                trial = TrialConfig.from_dict(config)
+            except (ValueError, OSError) as error:
+                print(f"ghostsweep: warning: left out {trial_id}, which `extend` added: {path} is unreadable: "
+                      f"{str(error).splitlines()[0][:200]}", file=sys.stderr)
                 continue
-            config.pop("trial_id", None)
-            trial = TrialConfig.from_dict(config)
             if row_group(trial) in rows:
                 kept.append(trial)
                 seen.add(trial_id)
