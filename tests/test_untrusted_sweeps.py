@@ -18,6 +18,7 @@ from ghostsweep.orchestrator.spec.resources import Resources
 from ghostsweep.orchestrator.spec.sweepspec import parse_spec
 from ghostsweep.orchestrator.sweepdir import badnodes
 from ghostsweep.orchestrator.sweepdir.directory import SweepDir
+from ghostsweep.orchestrator.sweepdir.state import read_state
 from ghostsweep.trials.files import open_for_append
 
 SPEC = "name: tiny\ngrids:\n  - model: [resnet8]\nseeds: 1\nrecipe: {iterations: 10, milestones: [5]}\n"
@@ -426,6 +427,26 @@ def test_a_hostile_label_is_text_in_every_report(tmp_path, capsys):
     assert "\x1b" not in markdown and "&amp;amp;" in markdown
     table = [line for line in markdown.splitlines() if line.startswith("| ")]
     assert len({line.count(" | ") for line in table}) == 1  # every row keeps its columns
+
+
+def test_a_reason_or_node_with_escape_sequences_reaches_no_terminal(tmp_path, capsys):
+    """Found by att25: a failed trial's reason and node (result.json, anyone's to edit) went to `status` and to
+    `submit`'s events raw, so an escape sequence there cleared the screen or retitled the window."""
+    from ghostsweep.orchestrator.monitor.progress import SubmitProgress
+    from ghostsweep.trials.trialdir import Outcome, TrialResult, write_result
+
+    sweep = small_sweep(tmp_path / "s")
+    trial_id = sweep.trial_ids()[0]
+    write_result(sweep.trial_dir(trial_id), TrialResult(
+        status=Outcome.FAILED, trial_id=trial_id, reason="boom \x1b[2J\x1b]0;pwned\x07", node="n\x1b[31m1"))
+    assert main(["status", str(sweep.root)]) == 0
+    shown = capsys.readouterr().out
+    assert "\x1b" not in shown and "\x07" not in shown and "boom \N{REPLACEMENT CHARACTER}[2J" in shown
+    assert main(["status", str(sweep.root), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["trials"][0]["reason"] == "boom \x1b[2J\x1b]0;pwned\x07"
+    progress = SubmitProgress(sweep, [trial_id], live=False)
+    events = progress._update(progress.views[trial_id], read_state(sweep.trial_dir(trial_id)), None)
+    assert events and not any("\x1b" in event for event in events)
 
 
 def test_updates_of_the_index_take_turns(tmp_path, monkeypatch):
