@@ -5,8 +5,10 @@ spec may plan; each refusal is one line, exit 2, nothing submitted or written.""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_slurm import slurm_conf  # noqa: F401  (the fixture: the shared cluster, up)
@@ -447,6 +449,41 @@ def test_a_reason_or_node_with_escape_sequences_reaches_no_terminal(tmp_path, ca
     progress = SubmitProgress(sweep, [trial_id], live=False)
     events = progress._update(progress.views[trial_id], read_state(sweep.trial_dir(trial_id)), None)
     assert events and not any("\x1b" in event for event in events)
+
+
+def _extend_seed_by_seed(root: Path, seeds: int, done: Any) -> None:
+    from ghostsweep.orchestrator.submission.extend import apply_extension, plan_seeds
+
+    try:
+        for total in range(3, seeds + 1):
+            apply_extension(SweepDir(root), plan_seeds(SweepDir(root), total))
+    finally:
+        done.set()
+
+
+def _submit_until(root: Path, spec: dict[str, Any], done: Any) -> None:
+    while not done.is_set():
+        SweepDir(root).materialize(parse_spec(spec))
+
+
+def test_extend_and_submit_at_once_lose_no_trial(tmp_path):
+    """Issue 25, item 8, raced for real (the gap its first fix left): one process extends a seed at a time while two
+    others submit the spec again as fast as they can; every seed extend added is in sweep.json, and every
+    extension in extensions.json, at the end (without the lock, rewrites from stale reads drop some)."""
+    sweep = small_sweep(tmp_path / "s")
+    spec = json.loads(sweep.root.with_suffix(".yaml").read_text())
+    context = multiprocessing.get_context("fork")
+    done = context.Event()
+    processes = [context.Process(target=_extend_seed_by_seed, args=(sweep.root, 8, done)),
+                 *(context.Process(target=_submit_until, args=(sweep.root, spec, done)) for _ in range(2))]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=300)
+    assert [process.exitcode for process in processes] == [0, 0, 0]
+    index = SweepDir(sweep.root).index()
+    assert sorted(entry.seed for entry in index.trials.values()) == list(range(8))
+    assert len(index.trial_ids) == 8 and len(SweepDir(sweep.root).extensions()) == 6
 
 
 def test_updates_of_the_index_take_turns(tmp_path, monkeypatch):
