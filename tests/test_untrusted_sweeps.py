@@ -486,6 +486,26 @@ def test_extend_and_submit_at_once_lose_no_trial(tmp_path):
     assert len(index.trial_ids) == 8 and len(SweepDir(sweep.root).extensions()) == 6
 
 
+def test_a_cancelled_submission_unqueues_only_what_it_queued(tmp_path):
+    """Issue 25, item 4, found still open by att25: a cancelled local `submit`, waiting for its running trials to
+    save, cleared the trials it had queued that never started, and with them the queued.json a `rerun` had
+    written since, so a second `cancel` found nothing of that rerun. Here `place` plays the cancel and the rerun."""
+    from ghostsweep.orchestrator.backends.local import LocalBackend
+    from ghostsweep.orchestrator.sweepdir.state import mark_queued, record_job_id
+
+    class RerunDuringCancel(LocalBackend):
+        def place(self, placement):
+            placement.assign(placement.trials, "local:here:1", announce=False)
+            for trial in placement.trials:  # cancelled; meanwhile a rerun queues the trial under its own job
+                mark_queued(trial.trial_dir, "local")
+                record_job_id(trial.trial_dir, "local:here:2")
+
+    sweep = small_sweep(tmp_path / "s")
+    RerunDuringCancel(Resources(gpus_per_trial=0)).submit(sweep, sweep.trial_refs(sweep.trial_ids()))
+    assert {(state.state, state.job_id, state.attempt) for state in map(read_state, map(sweep.trial_dir,
+            sweep.trial_ids()))} == {("queued", "local:here:2", 2)}
+
+
 def test_updates_of_the_index_take_turns(tmp_path, monkeypatch):
     """While one command updates sweep.json, `extend` waits for it, then says so in one line: nothing written."""
     from ghostsweep.orchestrator.submission.extend import apply_extension, plan_seeds

@@ -134,16 +134,17 @@ def _requeued(trial_dir: str, queued: QueuedRecord | None) -> bool:
             > os.stat(os.path.join(trial_dir, RESULT_FILE)).st_mtime)
 
 
-def mark_queued(trial_dir: Path, backend: str) -> None:
-    """Record a submission before the backend places it, so a fast failure can never look older. A corrupt
-    queued.json or result.json, and a planted link or special file, is set aside first: a rerun is how a trial with
-    an unreadable file is repaired."""
+def mark_queued(trial_dir: Path, backend: str) -> int:
+    """Record a submission before the backend places it, so a fast failure can never look older; its attempt number
+    (what `unqueue` checks). A corrupt queued.json or result.json, and a planted link or special file, is set aside
+    first: a rerun is how a trial with an unreadable file is repaired."""
     trial_dir = Path(trial_dir)
     _set_aside_planted(trial_dir)
     previous = _read_or_set_aside(read_queued, trial_dir, QUEUED_FILE)
     _read_or_set_aside(read_result, trial_dir, RESULT_FILE)
     attempt = (previous.attempt if previous else 0) + 1
     write_queued(trial_dir, QueuedRecord(backend=backend, job_id=None, submitted_at=time.time(), attempt=attempt))
+    return attempt
 
 
 def _set_aside_planted(trial_dir: Path) -> None:
@@ -191,6 +192,10 @@ def never_started(trial_dir: Path) -> bool:
         return True
 
 
-def unqueue(trial_dir: Path) -> None:
-    """A submission cancelled before it started: the trial is pending again."""
-    (Path(trial_dir) / QUEUED_FILE).unlink(missing_ok=True)
+def unqueue(trial_dir: Path, attempt: int) -> None:
+    """A submission (its `attempt`) cancelled before it started: the trial is pending again. Only while queued.json
+    is still that submission's: a rerun since (after a `cancel`, while the cancelled submit waits for its running
+    trials to save) wrote its own, with the next attempt, and that one stays."""
+    queued = _readable(read_queued, trial_dir)
+    if queued is not None and queued.attempt == attempt:
+        (Path(trial_dir) / QUEUED_FILE).unlink(missing_ok=True)
