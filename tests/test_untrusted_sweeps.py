@@ -352,6 +352,25 @@ def test_index_entries_of_the_wrong_type_are_one_line(planted, problem, command,
     assert main([command[0], str(sweep.root), *command[1:]]) == 2
     assert problem in one_line_error(capsys)
 
+@pytest.mark.parametrize(("key", "value"), [
+    ("variant", []), ("model", []), ("seed", "0"), ("label", {"a": 1}), ("report", {"target_halfwidth_pp": []}),
+    ("data_dir", 5),
+])
+@pytest.mark.parametrize("command", [["status"], ["report"]])
+def test_index_values_of_the_wrong_type_are_one_line(key, value, command, tmp_path, capsys):
+    """Found by att25 (a fuzzer over sweep.json's keys): a trial entry's `variant` or `model`, or
+    `report.target_halfwidth_pp`, of the wrong type made `report` a traceback. Each key is now typed when read."""
+    sweep = small_sweep(tmp_path / "s")
+    index = json.loads(sweep.index_path.read_text())
+    if key in ("report", "data_dir"):
+        index[key] = value
+    else:
+        next(iter(index["trials"].values()))[key] = value
+    sweep.index_path.write_text(json.dumps(index))
+    assert main([command[0], str(sweep.root)]) == 2
+    assert f"unreadable {sweep.index_path}: " in one_line_error(capsys)
+
+
 # 3. `extend` obeys a spec's caps
 
 def test_extend_obeys_the_trial_cap_a_spec_obeys(tmp_path, capsys):

@@ -372,7 +372,32 @@ def _index_problem(data: Any) -> str | None:
     bad = next((trial_id for trial_id in [*data["trial_ids"], *data["trials"]] if not is_trial_id(trial_id)), None)
     if bad is not None:
         return f"trial id {bad[:80]!r} is not a plain name (letters, digits, '.', '_', '-')"
+    optional = {"data_dir": (str, type(None)), "data_dir_override": (str, type(None)), "wandb": dict,
+                "report": dict, "group_resources": dict}
+    for key, kinds in optional.items():
+        if key in data and not isinstance(data[key], kinds):
+            return f"{key!r} is {shown(data[key])}, not what submit writes"
+    halfwidth = data.get("report", {}).get("target_halfwidth_pp")
+    if halfwidth is not None and (not _is_number(halfwidth) or not 0 < halfwidth < float("inf")):
+        return f"'report.target_halfwidth_pp' is {shown(halfwidth)}, not a positive number"
+    for trial_id, entry in data["trials"].items():
+        wrong = next((key for key, kinds in ENTRY_TYPES.items() if key in entry and not (
+            isinstance(entry[key], kinds) and not isinstance(entry[key], bool))), None)
+        if wrong is not None:
+            return f"'trials' entry {trial_id!r}: {wrong!r} is {shown(entry[wrong])}, not what submit writes"
     return None
+
+
+# What each key of a sweep.json trial entry holds (TrialEntry): a hand-edited value of another type would stop
+# `status` or `report` in a traceback.
+ENTRY_TYPES: dict[str, type | tuple[type, ...]] = {
+    "variant": str, "model": str, "first_layer": (str, type(None)), "block_norm": (str, type(None)), "seed": int,
+    "group": str, "label": str, "iterations": int, "batch_size": int, "settings": dict,
+}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def is_trial_id(text: Any) -> bool:
