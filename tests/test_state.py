@@ -45,7 +45,7 @@ def test_state_follows_the_files(tmp_path):
     assert read_state(trial).state == "preempted"
     atomic_write_json(trial / "result.json", {"status": "done"})
     assert read_state(trial).state == "done"
-    unqueue(trial)
+    unqueue(trial, 2)
     assert read_state(trial).state == "done"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 from pathlib import Path
 
@@ -111,6 +112,19 @@ def test_out_dir_not_writable(capsys: pytest.CaptureFixture[str], tmp_path: Path
     blocker.write_text("")  # a directory cannot be made under a file, even by root
     err = one_line_error(capsys, *SMOKE, "--out", blocker / "trial", "--data-dir", tmp_path)
     assert f"output directory {blocker / 'trial'} is not writable" in err
+
+
+def test_the_write_probe_never_follows_a_planted_link(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Found by att25: the probe's name was `.write-probe-PID-RANK`, written with a plain write, so a link planted
+    under it (PIDs are guessable) emptied the file it pointed to."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    out = tmp_path / "trial"
+    out.mkdir()
+    (out / f".write-probe-{os.getpid()}-0").symlink_to(victim)
+    (out / "config.json").write_text('{"trial_id": "resnet56-s3-00000000"}')  # stops it right after the probe
+    assert "holds trial 'resnet56-s3-00000000'" in one_line_error(capsys, *SMOKE, "--out", out, "--data-dir", tmp_path)
+    assert victim.read_text() == "mine"
 
 
 def test_out_dir_of_another_trial(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

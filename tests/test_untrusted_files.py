@@ -24,7 +24,14 @@ import numpy as np
 import pytest
 
 from ghostsweep.trials.datadir import TEST_FILE, TRAIN_FILES, DataError, check_batches, load_batch
-from ghostsweep.trials.files import MAX_LINES_BYTES, MAX_RECORD_BYTES, UnreadableFile, read_json, read_lines
+from ghostsweep.trials.files import (
+    MAX_JSON_BYTES,
+    MAX_LINES_BYTES,
+    MAX_RECORD_BYTES,
+    UnreadableFile,
+    read_json,
+    read_lines,
+)
 from ghostsweep.trials.trialdir import TrialResult, read_metrics
 
 FIXTURE = Path(__file__).parent / "data/sweeps/v1/fixture"  # five trials done, one pending
@@ -112,6 +119,18 @@ def test_a_strange_result_json_is_one_unreadable_trial_and_every_command_goes_on
     strict_json((sweep / "report.json").read_text())
 
 
+def test_a_report_json_planted_as_a_link_is_made_again_unread(sweep: Path, tmp_path: Path) -> None:
+    """Found by att25: `report` read the report.json it might reuse whole and through a link; one planted as a link
+    to a file of 512 MiB ran it out of memory. Now it is refused unread, and the report made again."""
+    assert ghostsweep("report", sweep, "--rows", "0").returncode == 0
+    sparse(tmp_path / "large.json", MAX_JSON_BYTES + 1)
+    (sweep / "report.json").unlink()
+    (sweep / "report.json").symlink_to(tmp_path / "large.json")
+    again = ghostsweep("report", sweep, "--rows", "0")
+    assert again.returncode == 0, again.stderr
+    assert not (sweep / "report.json").is_symlink() and strict_json((sweep / "report.json").read_text())
+
+
 def test_rerun_sets_a_fifo_aside_and_runs_its_trial_again(sweep: Path, cifar10_dir: Path) -> None:
     plant_result(sweep, "fifo")
     rerun = ghostsweep("rerun", sweep, "--failed", env={"GHOSTSWEEP_DATA_DIR": str(cifar10_dir)}, trains=True)
@@ -136,6 +155,28 @@ def test_a_trial_folder_that_is_a_link_is_unreadable(sweep: Path, tmp_path: Path
     folder.symlink_to(tmp_path / "elsewhere")
     state = victim_state(sweep)
     assert state["state"] == "unreadable" and "symbolic link" in state["reason"] and VICTIM in state["reason"]
+
+
+SAVE_CHECKPOINT = ("import sys, torch; from ghostsweep.trials.checkpoint import save_checkpoint; "
+                   "save_checkpoint(sys.argv[1], {'iteration': 1, 'weights': torch.zeros(2)})")
+
+
+@pytest.mark.parametrize("plant", ["FIFO", "link"])
+def test_saving_a_checkpoint_reads_nothing_planted_in_place_of_the_last(plant: str, tmp_path: Path) -> None:
+    """Found by att25: the runner read the checkpoint it replaces whole, through links, to keep it as the previous
+    one: a FIFO planted there while the trial ran hung the trial, a link out of the sweep became
+    checkpoint.prev.pt (a hard link to the file it named). Now neither is kept, and the new checkpoint replaces it."""
+    victim = tmp_path / "theirs.pt"
+    victim.write_bytes(b"theirs")
+    trial = tmp_path / "trial"
+    trial.mkdir()
+    current = trial / "checkpoint.pt"
+    os.mkfifo(current) if plant == "FIFO" else current.symlink_to(victim)
+    saved = subprocess.run([sys.executable, "-P", "-c", SAVE_CHECKPOINT, str(trial)], timeout=HANG_S,
+                           capture_output=True, text=True)
+    assert saved.returncode == 0, saved.stderr
+    assert current.is_file() and not current.is_symlink() and not (trial / "checkpoint.prev.pt").exists()
+    assert victim.read_bytes() == b"theirs"
 
 
 def test_the_reader_refuses_without_reading(tmp_path: Path) -> None:

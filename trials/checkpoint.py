@@ -49,7 +49,7 @@ def save_checkpoint(out_dir: Path, state: dict[str, Any]) -> None:
     atomic_write_json(out_dir / CHECKPOINT_DIGEST_FILE, {"checkpoints": [_digest(data), *kept]})
     if kept:
         link = previous.with_name(f".{previous.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        os.link(current, link)
+        os.link(current, link, follow_symlinks=False)
         os.replace(link, previous)
         link.unlink(missing_ok=True)  # rename() between two links to one file does nothing, leaving `link`
     crash = os.environ.get(CRASH_ENV) == str(state["iteration"])
@@ -114,9 +114,13 @@ def _digest(data: bytes) -> dict[str, Any]:
 def _recorded(out_dir: Path, path: Path) -> dict[str, Any] | None:
     """The digest of the checkpoint at `path` when it is one we recorded (a corrupt file is never kept as the
     previous one); unchecked where no digests were recorded."""
-    if not path.exists():
+    try:
+        data = read_bounded(path, MAX_CHECKPOINT_BYTES)
+    except UnreadableFile:  # planted while the trial ran: a link, a FIFO (a read would wait), /dev/zero
         return None
-    entry = _digest(path.read_bytes())
+    if data is None:
+        return None
+    entry = _digest(data)
     digests = _read_digests(out_dir)
     return entry if digests is None or entry in digests else None
 

@@ -17,6 +17,7 @@ import math
 import os
 import socket
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -605,8 +606,8 @@ def _check_inputs(config: TrialConfig, out_dir: Path, world: Distributed, device
         raise TrialInputError("runtime.compile=cudagraphs needs a CUDA device")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / f".write-probe-{os.getpid()}-{world.rank}"
-        probe.write_bytes(b"")
+        probe = out_dir / f".write-probe-{os.getpid()}-{world.rank}-{uuid.uuid4().hex[:8]}"
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))  # never a planted link
         probe.unlink()
     except OSError as error:
         reason = error.strerror or error

@@ -180,15 +180,14 @@ class Backend(ABC):
         again; a stopped run raises KeyboardInterrupt here, after its trials have saved. `on_job` hears each job
         id as it comes into being."""
         placement = Placement(sweep, list(trials), on_job)
-        for trial in placement.trials:
-            mark_queued(trial.trial_dir, self.name)
+        attempts = {trial.trial_id: mark_queued(trial.trial_dir, self.name) for trial in placement.trials}
         try:
             if placement.trials:
                 self.place(placement)
         finally:
             for trial in placement.trials:
                 if trial.trial_id not in placement.jobs or (self.waits_for_trials and never_started(trial.trial_dir)):
-                    unqueue(trial.trial_dir)
+                    unqueue(trial.trial_dir, attempts[trial.trial_id])
         if placement.interrupted:
             raise KeyboardInterrupt(placement.interrupted)
         return placement.submissions

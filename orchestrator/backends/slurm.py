@@ -54,6 +54,12 @@ COMMAND_TIMEOUT_S = 60
 # above all) in a key or value would end that comment line and make the rest a shell line of the job script.
 SBATCH_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+# sbatch flags a spec's `sbatch:` may not pass through: they choose what the job runs or with which environment
+# (`export: "ALL,PYTHONPATH=/their/folder"` imports a colleague's modules into our job), or where it reads and writes
+# files outside the sweep. sbatch takes any unambiguous prefix of a long flag (`--exp` is `--export`), so a key
+# that begins one of these is refused too.
+RESERVED_SBATCH_FLAGS = ("export", "export-file", "wrap", "container", "container-id", "bb", "bbf", "chdir",
+                         "output", "error", "input", "open-mode")
 LEASE_WAIT_S = 5.0
 
 
@@ -76,6 +82,13 @@ class SlurmOptions(BackendOptions):
         """Values sbatch can take, before anything is written: see `check_sbatch_parameters`."""
         given = {key: getattr(self, key) for key in SBATCH_OPTIONS if getattr(self, key) is not None}
         check_sbatch_parameters(given | {"sbatch": self.sbatch}, "backend.options.")
+        for key in self.sbatch:
+            flag = str(key).lower().replace("_", "-")
+            reserved = next((name for name in RESERVED_SBATCH_FLAGS if name.startswith(flag)), None)
+            if reserved is not None:
+                raise ValueError(f"backend.options.sbatch.{key}: sets sbatch --{reserved}, which decides what the "
+                                 "job runs or where it writes; ghostsweep sets what its jobs need, and a spec may "
+                                 "not change it")
 
 
 def check_sbatch_parameters(parameters: Mapping[str, Any], where: str = "sbatch --") -> None:

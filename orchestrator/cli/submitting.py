@@ -9,7 +9,7 @@ import sys
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from ghostsweep.orchestrator.sweepdir.directory import SweepDir
+from ghostsweep.orchestrator.sweepdir.directory import SweepDir, linked_folder
 from ghostsweep.trials.trialdir import TrialStatus
 
 if TYPE_CHECKING:
@@ -23,6 +23,12 @@ def _submit(sweep: SweepDir, trial_ids: list[str], backend: Backend, heading: st
     from ghostsweep.orchestrator.monitor.progress import SubmitProgress
     from ghostsweep.orchestrator.submission.sweep import submit_trials
 
+    linked = {t: folder for t in trial_ids if (folder := linked_folder(sweep.trial_dir(t)))}
+    _print_warnings([f"left out {t}: {folder} is a symbolic link (it may point anywhere; nothing is written through "
+                     "it): put its own folder there" for t, folder in linked.items()])
+    trial_ids = [t for t in trial_ids if t not in linked]
+    if not trial_ids:
+        return 1
     unwritable = [t for t in trial_ids if sweep.trial_dir(t).is_dir() and not os.access(sweep.trial_dir(t), os.W_OK)]
     if unwritable:
         raise ValueError(f"{sweep.trial_dir(unwritable[0])}: not writable ({len(unwritable)} trial folder(s)); "

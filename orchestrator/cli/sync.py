@@ -27,7 +27,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ghostsweep.orchestrator.sweepdir.directory import SweepDir
+from ghostsweep.orchestrator.sweepdir.directory import SweepDir, linked_folder
+from ghostsweep.trials.files import read_json
 
 SYNC_RECORD = "wandb-sync.json"
 WATCH_INTERVAL_S = 60.0
@@ -148,8 +149,10 @@ def offline_runs(sweep: SweepDir) -> list[OfflineRun]:
     owners = [(trial_id, sweep.trial_dir(trial_id)) for trial_id in sweep.trial_ids()] + [("report", sweep.root)]
     runs = []
     for owner, folder in owners:
-        for path in sorted((folder / "wandb").glob("offline-run-*")):
-            logs = list(path.glob("run-*.wandb"))
+        if (owner != "report" and linked_folder(folder)) or (folder / "wandb").is_symlink():
+            continue  # a link may point at anyone's runs: only the sweep's own are pushed
+        for path in sorted(run for run in (folder / "wandb").glob("offline-run-*") if not run.is_symlink()):
+            logs = [log for log in path.glob("run-*.wandb") if not log.is_symlink()]
             if logs:
                 runs.append(OfflineRun(path, owner, sum(log.stat().st_size for log in logs),
                                        max(log.stat().st_mtime for log in logs)))
@@ -157,8 +160,19 @@ def offline_runs(sweep: SweepDir) -> list[OfflineRun]:
 
 
 def read_record(sweep: SweepDir) -> dict[str, dict[str, float]]:
+    """The runs earlier syncs pushed, with the stamps they had. The sweep folder is anyone's to edit: a record that
+    is not what `write_record` writes is ignored, saying so, and every run is pushed again."""
     path = sweep.root / SYNC_RECORD
-    return json.loads(path.read_text())["runs"] if path.exists() else {}
+    try:
+        data = read_json(path)
+    except (ValueError, OSError) as error:
+        data = error
+    runs = data.get("runs") if isinstance(data, dict) else None
+    if data is not None and not isinstance(runs, dict):
+        why = str(data).splitlines()[0][:200] if isinstance(data, Exception) else "not what sync writes"
+        print(f"ghostsweep: warning: ignoring {path}: {why}; every run is pushed again", file=sys.stderr)
+        return {}
+    return runs or {}
 
 
 def write_record(sweep: SweepDir, pushed: dict[str, dict[str, float]]) -> None:

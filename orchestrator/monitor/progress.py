@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ghostsweep.orchestrator.backends.base import Submission
-from ghostsweep.orchestrator.monitor.status import duration, final_numbers
+from ghostsweep.orchestrator.monitor.status import duration, final_numbers, printable
 from ghostsweep.orchestrator.sweepdir.directory import SweepDir
 from ghostsweep.orchestrator.sweepdir.state import TrialState, read_state
 from ghostsweep.trials.trialdir import METRICS_FILE, TrialStatus, read_metrics
@@ -179,14 +179,14 @@ class SubmitProgress:
     @staticmethod
     def _update(view: TrialView, state: TrialState, row: dict[str, Any] | None) -> list[str]:
         events = []
-        view.node = state.node or view.node
+        view.node = printable(state.node) if state.node else view.node
         if state.state == TrialStatus.DONE and state.result is not None:
             view.iteration = view.iterations
             view.detail = final_numbers(state.result.final_test_acc, state.result.final_val_acc)
         elif state.progress is not None:
             view.iteration = max(state.progress.iteration, row["iteration"] if row else 0)
         if state.state in (TrialStatus.FAILED, TrialStatus.PREEMPTED):
-            view.detail = state.reason or ""
+            view.detail = printable(state.reason or "")
         if state.state != view.state:
             if state.state == TrialStatus.RUNNING:
                 events.append(f"started  {view.trial_id} on {view.node or '?'}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -21,6 +22,10 @@ from ghostsweep.trials.trialdir import TrialStatus
 
 QUIET = (TrialStatus.DONE, TrialStatus.PENDING, TrialStatus.QUEUED)  # no table row without --all
 COLUMNS = ("trial", "state", "progress", "ETA", "job", "node", "final / reason")
+# A reason, node or job id comes from a trial's files, anyone's to edit: a control character (an escape sequence)
+# would restyle the terminal, retitle its window or move its cursor, so each is shown as one that is not (as the
+# report shows labels: orchestrator/report/terminal.py).
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_TABLE_ROWS = 200  # more rows are printed as plain aligned lines (_plain_lines)
 
 
@@ -108,7 +113,13 @@ def _cells(trial: dict[str, Any]) -> tuple[str, ...]:
     progress = "" if trial["iteration"] is None else f"{trial['iteration']}/{trial['iterations']}"
     eta = "" if trial["eta_s"] is None else duration(trial["eta_s"])
     outcome = final_numbers(trial["final_test_acc"], trial["final_val_acc"]) or trial["reason"] or ""
-    return trial["trial_id"], trial["state"], progress, eta, trial["job_id"] or "", trial["node"] or "", outcome
+    return tuple(map(printable, (trial["trial_id"], trial["state"], progress, eta, trial["job_id"] or "",
+                                 trial["node"] or "", outcome)))
+
+
+def printable(text: str) -> str:
+    """The text with each control character shown as one that is not."""
+    return CONTROL_CHARACTERS.sub("\N{REPLACEMENT CHARACTER}", text)
 
 
 def _plain_lines(rows: list[tuple[str, ...]]) -> PlainLines:

@@ -24,6 +24,7 @@ from ghostsweep.orchestrator.report.html_page import to_html
 from ghostsweep.orchestrator.report.markdown import to_markdown
 from ghostsweep.orchestrator.report.model import Report
 from ghostsweep.orchestrator.report.plots import PLOTS, render_plots
+from ghostsweep.trials.files import MAX_JSON_BYTES, read_bounded
 from ghostsweep.trials.trialdir import atomic_write_bytes, atomic_write_text
 
 
@@ -48,7 +49,7 @@ def reusable_report(out_dir: Path, inputs: str) -> Report | None:
     if not all(path.is_file() for key, path in paths.items() if key not in PLOTS):
         return None
     try:
-        text = paths["json"].read_text(encoding="utf-8")
+        text = (read_bounded(paths["json"], MAX_JSON_BYTES) or b"").decode("utf-8")  # not through a link
         trials = text.rfind(TRIALS_KEY)  # the last key, at the top level (the only one indented by 2)
         data = json.loads(text if trials < 0 else text[:trials] + "\n}")
     except (ValueError, OSError):

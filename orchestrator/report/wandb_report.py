@@ -27,6 +27,7 @@ from ghostsweep.orchestrator.report.tables import (
     report_notes,
     text_tables,
 )
+from ghostsweep.trials.files import MAX_JSON_BYTES, MAX_RECORD_BYTES, read_bounded, read_json
 from ghostsweep.trials.trialdir import atomic_write_text
 
 PENDING_FILE = "wandb-report.pending.json"
@@ -122,9 +123,14 @@ def write_pending(report: Report, html: Path, sweep_dir: Path) -> Path:
 
 
 def published(sweep_dir: Path) -> dict[str, Any] | None:
-    """The sweep's W&B Report as last published (id, url, entity, project, when), or None."""
-    path = sweep_dir / PUBLISHED_FILE
-    return json.loads(path.read_text()) if path.exists() else None
+    """The sweep's W&B Report as last published (id, url, entity, project, when), or None; None too for a file that
+    is not what `publish` writes (the sweep folder is anyone's to edit): the Report is then saved as a new one."""
+    try:
+        data = read_json(sweep_dir / PUBLISHED_FILE, MAX_RECORD_BYTES)
+    except (ValueError, OSError):
+        return None
+    keys = ("id", "entity", "project")
+    return data if isinstance(data, dict) and all(isinstance(data.get(key), str) for key in keys) else None
 
 
 def publish(sweep_dir: Path) -> str | None:
@@ -137,7 +143,7 @@ def publish(sweep_dir: Path) -> str | None:
     pending = sweep_dir / PENDING_FILE
     if not pending.exists():
         return None
-    definition = load_definition(pending.read_text())
+    definition = load_definition((read_bounded(pending, MAX_JSON_BYTES) or b"").decode("utf-8"))
     definition.entity = definition.entity or _get_api().default_entity
     for block in definition.blocks:
         if isinstance(block, PanelGrid):

@@ -38,7 +38,13 @@ from ghostsweep.orchestrator.report.model import Report
 from ghostsweep.orchestrator.report.records import TrialRecord, records_from_sweep
 from ghostsweep.orchestrator.report.references import DEFAULT_TARGET_HALFWIDTH_PP
 from ghostsweep.orchestrator.spec.sweepspec import MAX_SEEDS, MAX_TRIALS
-from ghostsweep.orchestrator.sweepdir.directory import EXTENSIONS_FILE, ExtensionRecord, SweepDir, TrialEntry
+from ghostsweep.orchestrator.sweepdir.directory import (
+    EXTENSIONS_FILE,
+    ExtensionRecord,
+    SweepDir,
+    TrialEntry,
+    linked_folder,
+)
 from ghostsweep.orchestrator.sweepdir.state import read_state
 from ghostsweep.trials.config import TrialConfig
 from ghostsweep.trials.trialdir import CONFIG_FILE, TrialStatus, atomic_write_json, read_json
@@ -284,8 +290,9 @@ def _rows(sweep: SweepDir, target: float) -> tuple[dict[str, _Row], Report]:
                                  lost_seeds={t.seed: _why_lost(t) for t in trials if t.failed_for_good})
         finals = {t.seed: t.result.final_test_acc for t in trials
                   if t.done and t.result is not None and t.result.final_test_acc is not None}
-        rows[summary.group] = _Row(extension, trials[0].trial_id, index.trials[trials[0].trial_id],
-                                   [t.seed for t in trials], finals)
+        template = next((t.trial_id for t in trials if not linked_folder(sweep.trial_dir(t.trial_id))),
+                        trials[0].trial_id)  # a linked folder's config.json is anyone's
+        rows[summary.group] = _Row(extension, template, index.trials[template], [t.seed for t in trials], finals)
     return rows, report
 
 
@@ -305,9 +312,11 @@ def _with_trials(sweep: SweepDir, extension: Extension, rows: dict[str, _Row]) -
         raise ValueError(f"extend: the sweep would have {total:,} trials, more than the cap of {MAX_TRIALS:,} per "
                          f"sweep (as for a spec); split the sweep")
     for row in rows.values():
-        template = read_json(sweep.trial_dir(row.template_id) / CONFIG_FILE)
-        if row.extension.added_seeds and template is None:
-            raise ValueError(f"{sweep.trial_dir(row.template_id) / CONFIG_FILE}: missing; cannot copy it")
+        template_dir = sweep.trial_dir(row.template_id)
+        template = None if linked_folder(template_dir) else read_json(template_dir / CONFIG_FILE)
+        if row.extension.added_seeds and not isinstance(template, dict):
+            raise ValueError(f"{template_dir / CONFIG_FILE}: missing, not a JSON object, or in a folder that is a "
+                             "symbolic link; cannot copy it")
         for seed in row.extension.added_seeds:
             config = {k: v for k, v in template.items() if k != "trial_id"} | {"seed": seed}
             trial_id = TrialConfig.from_dict(config).trial_id()
@@ -324,6 +333,8 @@ def apply_extension(sweep: SweepDir, extension: Extension) -> list[str]:
         planned = len(sweep.index().trial_ids)
         for position, new in enumerate(extension.new_trials, planned):
             trial_dir = sweep.trial_dir(new.trial_id)
+            if linked_folder(trial_dir):  # `status` shows it unreadable; `submit` leaves it out
+                continue
             trial_dir.mkdir(parents=True, exist_ok=True)
             if not (trial_dir / CONFIG_FILE).exists():  # its W&B run is ordered where sweep.json lists it
                 new.config.setdefault("wandb", {})["position"] = position

@@ -161,5 +161,5 @@ def cancel_sweep(sweep: SweepDir, states: list[TrialState]) -> list[str]:
         backend_for(sweep, backend_name).cancel(sorted({s.job_id for s in group}))
     for state in active:
         if state.state == TrialStatus.QUEUED and state.lease is None:
-            unqueue(sweep.trial_dir(state.trial_id))
+            unqueue(sweep.trial_dir(state.trial_id), state.attempt)
     return [s.trial_id for s in active]

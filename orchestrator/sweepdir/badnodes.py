@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ghostsweep.orchestrator.sweepdir.directory import SweepDir
 from ghostsweep.trials.trialdir import Outcome, TrialResult, atomic_write_json, read_json, read_result
@@ -63,10 +64,35 @@ def bad_nodes(sweep: SweepDir, results: Iterable[tuple[str, TrialResult | None]]
     if results is None:
         results = ((trial_id, _readable_result(sweep.trial_dir(trial_id))) for trial_id in sweep.trial_ids())
     found = {bad.node: bad for bad in find_bad_nodes(results)}
-    remembered = read_json(sweep.root / BAD_NODES_FILE) or {}
-    for node, record in remembered.items():
+    for node, record in _remembered(sweep).items():
         found.setdefault(node, BadNode(node, tuple(record["trial_ids"]), record["reason"]))
     return sorted(_real_nodes(found.values()), key=lambda bad: bad.node)
+
+
+def _remembered(sweep: SweepDir) -> dict[str, dict[str, Any]]:
+    """BAD_NODES_FILE's records that are what `remember` writes; the sweep folder is anyone's to edit, so a file or
+    record that is not is left out, saying so (the nodes the results show are found all the same)."""
+    path = sweep.root / BAD_NODES_FILE
+    try:
+        data = read_json(path)
+    except (ValueError, OSError) as error:
+        _warn(f"ignoring {path}: {str(error).splitlines()[0][:200]}")
+        return {}
+    if data is not None and not isinstance(data, dict):
+        _warn(f"ignoring {path}: not a mapping of node names to records")
+        return {}
+    remembered = {}
+    for node, record in (data or {}).items():
+        if (isinstance(record, dict) and isinstance(record.get("reason"), str)
+                and isinstance(record.get("trial_ids"), list) and all(isinstance(t, str) for t in record["trial_ids"])):
+            remembered[node] = record
+        else:
+            _warn(f"ignoring bad node {node[:80]!r} of {path}: its record is not what ghostsweep writes")
+    return remembered
+
+
+def _warn(message: str) -> None:
+    print(f"ghostsweep: warning: {message}", file=sys.stderr)
 
 
 def _real_nodes(nodes: Iterable[BadNode]) -> list[BadNode]:
@@ -77,18 +103,19 @@ def _real_nodes(nodes: Iterable[BadNode]) -> list[BadNode]:
         if is_host_list(bad.node):
             real.append(bad)
         else:
-            print(f"ghostsweep: warning: ignoring bad node {bad.node[:80]!r} of the sweep folder: not a host name",
-                  file=sys.stderr)
+            _warn(f"ignoring bad node {bad.node[:80]!r} of the sweep folder: not a host name")
     return real
 
 
 def remember(sweep: SweepDir, nodes: list[BadNode]) -> None:
-    """Keep these nodes bad for this sweep, even after the reruns that avoid them have overwritten the failures."""
-    remembered = read_json(sweep.root / BAD_NODES_FILE) or {}
-    new = {bad.node: {"trial_ids": list(bad.trial_ids), "reason": bad.reason, "found_at": time.time()}
-           for bad in nodes if bad.node not in remembered}
-    if new:
-        atomic_write_json(sweep.root / BAD_NODES_FILE, remembered | new)
+    """Keep these nodes bad for this sweep, even after the reruns that avoid them have overwritten the failures.
+    Under the sweep's lock: two submissions at once would each rewrite the file from their own read."""
+    with sweep.updating():
+        remembered = _remembered(sweep)
+        new = {bad.node: {"trial_ids": list(bad.trial_ids), "reason": bad.reason, "found_at": time.time()}
+               for bad in nodes if bad.node not in remembered}
+        if new:
+            atomic_write_json(sweep.root / BAD_NODES_FILE, remembered | new)
 
 
 def describe(bad: BadNode, excluded: bool) -> str:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -46,6 +47,14 @@ TRIALS_DIR = "trials"
 # A trial id names a folder under TRIALS_DIR: a plain name, so that an id from a hand-edited sweep.json or
 # extensions.json (`../../x`) never makes a command read or write outside the sweep.
 TRIAL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def linked_folder(trial_dir: str | Path) -> str | None:
+    """The trial's folder, or the sweep's TRIALS_DIR above it, when that is a symbolic link (None when neither):
+    the trial's files would be read and written wherever it points, so it is unreadable and nothing is written
+    there."""
+    folder = os.path.normpath(trial_dir)
+    return next((path for path in (folder, os.path.dirname(folder)) if os.path.islink(path)), None)
 
 
 @dataclass(frozen=True)
@@ -232,18 +241,27 @@ class SweepDir:
         """The seeds `extend` added to rows the spec still has, so that submitting the spec again keeps them.
 
         A row the spec no longer has loses its added seeds as it loses the spec's; a trial folder deleted by hand
-        leaves the sweep."""
+        leaves the sweep, and so, saying so, does one whose config.json is unreadable (until it is repaired:
+        extensions.json still lists it)."""
         from ghostsweep.trials.config import TrialConfig
 
         rows = {row_group(trial) for trial in spec_trials}
         seen = {trial.trial_id() for trial in spec_trials}
         kept = []
         for trial_id in (trial_id for extension in self.extensions() for trial_id in extension.trial_ids):
-            config = read_json(self.trial_dir(trial_id) / CONFIG_FILE)
-            if trial_id in seen or config is None:
+            path = self.trial_dir(trial_id) / CONFIG_FILE
+            try:
+                config = None if trial_id in seen or linked_folder(path.parent) else read_json(path)
+                if config is None:
+                    continue
+                if not isinstance(config, dict):
+                    raise ValueError(f"not a JSON object, got {shown(config)}")
+                config.pop("trial_id", None)
+                trial = TrialConfig.from_dict(config)
+            except (ValueError, OSError) as error:
+                print(f"ghostsweep: warning: left out {trial_id}, which `extend` added: {path} is unreadable: "
+                      f"{str(error).splitlines()[0][:200]}", file=sys.stderr)
                 continue
-            config.pop("trial_id", None)
-            trial = TrialConfig.from_dict(config)
             if row_group(trial) in rows:
                 kept.append(trial)
                 seen.add(trial_id)
@@ -288,6 +306,8 @@ class SweepDir:
         described = describe_trials(trials)
         for position, trial in enumerate(spec.trials):
             trial_dir = self.trial_dir(trial.trial_id())
+            if linked_folder(trial_dir):  # `status` shows it unreadable; `submit` leaves it out
+                continue
             trial_dir.mkdir(parents=True, exist_ok=True)
             if not (trial_dir / CONFIG_FILE).exists():
                 row = described[trial.trial_id()].label
@@ -352,7 +372,32 @@ def _index_problem(data: Any) -> str | None:
     bad = next((trial_id for trial_id in [*data["trial_ids"], *data["trials"]] if not is_trial_id(trial_id)), None)
     if bad is not None:
         return f"trial id {bad[:80]!r} is not a plain name (letters, digits, '.', '_', '-')"
+    optional = {"data_dir": (str, type(None)), "data_dir_override": (str, type(None)), "wandb": dict,
+                "report": dict, "group_resources": dict}
+    for key, kinds in optional.items():
+        if key in data and not isinstance(data[key], kinds):
+            return f"{key!r} is {shown(data[key])}, not what submit writes"
+    halfwidth = data.get("report", {}).get("target_halfwidth_pp")
+    if halfwidth is not None and (not _is_number(halfwidth) or not 0 < halfwidth < float("inf")):
+        return f"'report.target_halfwidth_pp' is {shown(halfwidth)}, not a positive number"
+    for trial_id, entry in data["trials"].items():
+        wrong = next((key for key, kinds in ENTRY_TYPES.items() if key in entry and not (
+            isinstance(entry[key], kinds) and not isinstance(entry[key], bool))), None)
+        if wrong is not None:
+            return f"'trials' entry {trial_id!r}: {wrong!r} is {shown(entry[wrong])}, not what submit writes"
     return None
+
+
+# What each key of a sweep.json trial entry holds (TrialEntry): a hand-edited value of another type would stop
+# `status` or `report` in a traceback.
+ENTRY_TYPES: dict[str, type | tuple[type, ...]] = {
+    "variant": str, "model": str, "first_layer": (str, type(None)), "block_norm": (str, type(None)), "seed": int,
+    "group": str, "label": str, "iterations": int, "batch_size": int, "settings": dict,
+}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def is_trial_id(text: Any) -> bool:

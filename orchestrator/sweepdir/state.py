@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ghostsweep.orchestrator.sweepdir.directory import SweepDir
+from ghostsweep.orchestrator.sweepdir.directory import SweepDir, linked_folder
 from ghostsweep.orchestrator.sweepdir.lease import is_fresh, read_lease
 from ghostsweep.trials.trialdir import (
     LEASE_FILE,
@@ -64,10 +64,11 @@ def read_state(trial_dir: Path, now: float | None = None) -> TrialState:
     naming the file and what to do (a bad progress.json only hides the progress). `now`: the filesystem's clock
     (`lease.filesystem_now`), to probe it once for many trials."""
     folder = os.path.normpath(trial_dir)  # a str: status over 10⁴ trials spends a fifth of its time in Path
-    if os.path.islink(folder):  # its files would be read from wherever it points
+    linked = linked_folder(folder)
+    if linked:  # its files would be read from wherever it points
         return TrialState(trial_id=os.path.basename(folder), state=TrialStatus.UNREADABLE,
-                          reason=f"{folder} is a symbolic link, refused (it may point anywhere): put the trial's own "
-                          "folder there")
+                          reason=f"{linked} is a symbolic link, refused (it may point anywhere): put the "
+                          f"{'trial' if linked == folder else 'sweep'}'s own folder there")
     present = _present(folder)
     lease = read_lease(folder) if LEASE_FILE in present else None
     progress = _readable(read_progress, folder) if PROGRESS_FILE in present else None
@@ -133,14 +134,30 @@ def _requeued(trial_dir: str, queued: QueuedRecord | None) -> bool:
             > os.stat(os.path.join(trial_dir, RESULT_FILE)).st_mtime)
 
 
-def mark_queued(trial_dir: Path, backend: str) -> None:
-    """Record a submission before the backend places it, so a fast failure can never look older. A corrupt
-    queued.json or result.json is set aside first: a rerun is how a trial with an unreadable file is repaired."""
+def mark_queued(trial_dir: Path, backend: str) -> int:
+    """Record a submission before the backend places it, so a fast failure can never look older; its attempt number
+    (what `unqueue` checks). A corrupt queued.json or result.json, and a planted link or special file, is set aside
+    first: a rerun is how a trial with an unreadable file is repaired."""
     trial_dir = Path(trial_dir)
+    _set_aside_planted(trial_dir)
     previous = _read_or_set_aside(read_queued, trial_dir, QUEUED_FILE)
     _read_or_set_aside(read_result, trial_dir, RESULT_FILE)
     attempt = (previous.attempt if previous else 0) + 1
     write_queued(trial_dir, QueuedRecord(backend=backend, job_id=None, submitted_at=time.time(), attempt=attempt))
+    return attempt
+
+
+def _set_aside_planted(trial_dir: Path) -> None:
+    """Set aside what no writer of ours makes in a trial's folder: a symbolic link (an append would follow it out of
+    the sweep, and is refused) or a FIFO, socket or device (a read would wait or never end). Left there, one such
+    file stops every submission of the sweep; set aside, the trial runs and the file is kept for a look."""
+    with os.scandir(trial_dir) as entries:
+        planted = [entry for entry in entries
+                   if entry.is_symlink() or not (entry.is_file() or entry.is_dir())]
+    for entry in planted:
+        what = "a symbolic link" if entry.is_symlink() else "not a regular file"
+        aside = set_aside(Path(entry.path), "planted")
+        print(f"{trial_dir.name}: {entry.name} is {what}; set aside as {aside.name}")
 
 
 def _read_or_set_aside(read: Callable[[Path], Any], trial_dir: Path, name: str) -> Any:
@@ -175,6 +192,10 @@ def never_started(trial_dir: Path) -> bool:
         return True
 
 
-def unqueue(trial_dir: Path) -> None:
-    """A submission cancelled before it started: the trial is pending again."""
-    (Path(trial_dir) / QUEUED_FILE).unlink(missing_ok=True)
+def unqueue(trial_dir: Path, attempt: int) -> None:
+    """A submission (its `attempt`) cancelled before it started: the trial is pending again. Only while queued.json
+    is still that submission's: a rerun since (after a `cancel`, while the cancelled submit waits for its running
+    trials to save) wrote its own, with the next attempt, and that one stays."""
+    queued = _readable(read_queued, trial_dir)
+    if queued is not None and queued.attempt == attempt:
+        (Path(trial_dir) / QUEUED_FILE).unlink(missing_ok=True)
