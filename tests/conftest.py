@@ -1,9 +1,13 @@
 """Shared fixtures: where the real CIFAR-10 lives in CI (`../shared`, beside the clone); how pytest-xdist
 spreads the suite over the machine's cores."""
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from ghostsweep.orchestrator.backends.private import PRIVATE_DIR_ENV
 
 CIFAR10_DIR = Path(__file__).resolve().parents[2] / "shared/data/cifar-10-batches-py"
 
@@ -14,6 +18,20 @@ def cifar10_dir() -> Path:
     if not (CIFAR10_DIR / "test_batch").is_file():
         pytest.skip(f"real CIFAR-10 not found at {CIFAR10_DIR} (../shared exists only beside CI clones)")
     return CIFAR10_DIR
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_backend_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The backends' private folders (orchestrator/backends/private.py) in the session's temporary folder, not
+    in the home directory; the CLI in a subprocess inherits it."""
+    root = tmp_path_factory.mktemp("private")
+    previous = os.environ.get(PRIVATE_DIR_ENV)
+    os.environ[PRIVATE_DIR_ENV] = str(root)
+    yield root
+    if previous is None:
+        del os.environ[PRIVATE_DIR_ENV]
+    else:
+        os.environ[PRIVATE_DIR_ENV] = previous
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

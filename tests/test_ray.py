@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from ghostsweep.orchestrator.backends import get_backend
+from ghostsweep.orchestrator.backends.private import private_dir
 from ghostsweep.orchestrator.spec.sweepspec import parse_spec
 from ghostsweep.orchestrator.submission.sweep import submit_trials
 from ghostsweep.orchestrator.sweepdir.directory import SweepDir
@@ -158,7 +159,8 @@ def test_sigint_then_resume_runs_no_done_trial_again(tmp_path):
     for trial_id, mtime in done_before.items():  # finished trials were not run again
         assert (sweep.trial_dir(trial_id) / "result.json").stat().st_mtime == mtime
         assert attempts(sweep)[trial_id] == 1
-    assert [p.name for p in (root / "ray").glob("tune-*")] == ["tune-1"]  # restored, not restarted
+    assert [p.name for p in private_dir(sweep, "ray").glob("tune-*")] == ["tune-1"]  # restored, not restarted
+    assert not (root / "ray").exists()  # Tune's pickles are never in the shared sweep folder
 
 
 def last_eval(trial_dir: Path) -> int:
@@ -242,7 +244,7 @@ def test_ray_cluster_on_slurm_runs_sweep_on_both_nodes(two_node_slurm, tmp_path)
     sweep = SweepDir(root)
     assert [read_state(sweep.trial_dir(t)).state for t in sweep.trial_ids()] == ["done"] * 4, output
     nodes = set()
-    for tune_result in (root / "ray").glob("tune-1/*/result.json"):
+    for tune_result in private_dir(sweep, "ray").glob("tune-1/*/result.json"):
         rows = [json.loads(line) for line in tune_result.read_text().splitlines()]
         nodes |= {row["ray_node_id"] for row in rows if "ray_node_id" in row}
     assert len(nodes) == 2, output  # trials ran on both Ray nodes

@@ -20,6 +20,7 @@ import pytest
 import yaml
 from test_slurm import CLUSTER, Cli, job_of, read, start_cluster, trial_dirs, wait_ended, wait_for
 
+from ghostsweep.orchestrator.backends.private import private_dir
 from ghostsweep.orchestrator.backends.slurm import SlurmBackend, SlurmOptions
 from ghostsweep.orchestrator.spec.resources import Resources
 from ghostsweep.orchestrator.spec.sweepspec import parse_spec
@@ -173,7 +174,8 @@ def test_gres_override_is_honoured(gcli, tmp_path):
     (result,) = wait_ended(sweep, timeout=300).values()
     (rank,) = result["gpu_binding"]
     assert gpus(rank) == {"0", "1"} and rank["cuda_visible_devices"] == "0,1", rank
-    (script,) = (sweep / "slurm").glob("*_submission.sh")
+    (script,) = private_dir(SweepDir(sweep), "slurm").glob("*_submission.sh")
+    assert not (sweep / "slurm").exists()  # submitit's pickles are never in the shared sweep folder
     assert "#SBATCH --gres=gpu:2" in script.read_text() and "--gpus-per-node" not in script.read_text()
 
 
@@ -223,7 +225,7 @@ def test_bad_node_is_reported_and_excluded_from_reruns(gcli, tmp_path):
     wait_for(lambda: all(read(sweep / "trials" / t / "result.json").get("status") == "done" for t in failed),
              300, "the rerun trials to finish")
     assert {read(sweep / "trials" / t / "result.json")["node"] for t in failed} == {"node1"}
-    scripts = sorted((sweep / "slurm").glob("*_submission.sh"), key=lambda p: p.stat().st_mtime)
+    scripts = sorted(private_dir(SweepDir(sweep), "slurm").glob("*_submission.sh"), key=lambda p: p.stat().st_mtime)
     assert "--exclude=node2" in scripts[-1].read_text() and "--exclude" not in scripts[0].read_text()
     assert "later submissions exclude it" in gcli("status", sweep).stdout  # remembered after the reruns succeeded
 

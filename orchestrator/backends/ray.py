@@ -13,8 +13,9 @@ process group, which the runner joins as it is. Every rank runs the worker in-pr
 writes the files on rank 0 only.
 
 Retries (`max_failures`) rerun the worker, which resumes from the trial's own checkpoint.pt; Ray's own
-checkpoints are not used. The Tune experiments live in SWEEP_DIR/ray/tune-<n>; a submission whose trials are
-all unfinished in the latest one restores it (`Tuner.restore`) instead of starting a new one.
+checkpoints are not used. The Tune experiments live in the sweep's private folder (`private.py`: Tune unpickles
+them), as `tune-<n>`; a submission whose trials are all unfinished in the latest one restores it (`Tuner.restore`)
+instead of starting a new one.
 
 `submit` blocks until the experiment ends. A job id is `ray:<host>:<driver pid>`: `poll` says whether that
 driver still runs, `cancel` sends it SIGINT, which makes Tune save its state and stop every trial of that run
@@ -45,6 +46,7 @@ from ghostsweep.orchestrator.backends.base import (
     worker_command,
     worker_env,
 )
+from ghostsweep.orchestrator.backends.private import private_dir
 from ghostsweep.orchestrator.sweepdir.directory import SweepDir
 from ghostsweep.orchestrator.sweepdir.lease import STALE_S, wait_until_released
 from ghostsweep.trials.files import open_for_append
@@ -114,10 +116,9 @@ class RayBackend(ProcessBackend):
             # "local" starts a private cluster even when another user's `ray start` runs on this machine
             address = self.options.address or os.environ.get("RAY_ADDRESS") or "local"
             # Ray puts the driver's working directory on every worker's sys.path (and a local Ray's workers
-            # start there): connect from the sweep's own folder, so a user's `ghostsweep.py` or `model.py`
-            # beside their spec is never imported by a trial.
-            neutral = placement.sweep.root.resolve() / EXPERIMENTS_DIR
-            neutral.mkdir(parents=True, exist_ok=True)
+            # start there): connect from the sweep's private folder, so neither a user's `ghostsweep.py` or
+            # `model.py` beside their spec nor a module planted in the shared sweep is imported by a trial.
+            neutral = private_dir(placement.sweep, EXPERIMENTS_DIR)
             withheld = sorted(name for name in os.environ if is_secret(name))
             if withheld and address != "local":
                 print(f"ray: {', '.join(withheld)} not sent to the Ray cluster at {address} (a runtime_env is "
@@ -145,7 +146,7 @@ class RayBackend(ProcessBackend):
         function = ddp_trial if self.ddp_workers > 1 else worker_trial
         trainable = tune.with_resources(function, self.trial_resources())
         trials_root = sweep.trials_root.resolve()  # the same path in every actor, whatever its cwd
-        storage = sweep.root.resolve() / EXPERIMENTS_DIR
+        storage = private_dir(sweep, EXPERIMENTS_DIR)
         latest = max(storage.glob("tune-*"), key=lambda p: int(p.name.split("-")[1]), default=None)
         if latest is not None and tune.Tuner.can_restore(latest):
             wanted = {t.trial_id for t in trials}
@@ -161,7 +162,8 @@ class RayBackend(ProcessBackend):
             trainable,
             param_space={"trial_id": tune.grid_search([t.trial_id for t in trials]),
                          "trials_root": str(trials_root),
-                         "ddp_workers": self.ddp_workers, "use_gpu": self.resources.gpus_per_trial > 0},
+                         "ddp_workers": self.ddp_workers, "use_gpu": self.resources.gpus_per_trial > 0,
+                         "train_storage": str(storage / "train")},
             tune_config=tune.TuneConfig(max_concurrent_trials=self.options.max_concurrent_trials,
                                         trial_dirname_creator=_trial_dirname),
             run_config=tune.RunConfig(
@@ -211,7 +213,7 @@ def ddp_trial(config: dict[str, Any]) -> None:
         train_loop_config={"trial_dir": str(trial_dir)},
         scaling_config=ScalingConfig(num_workers=config["ddp_workers"], use_gpu=config["use_gpu"]),
         run_config=RunConfig(name=trial_dir.name,
-                             storage_path=str(SweepDir.of_trial(trial_dir).root / EXPERIMENTS_DIR / "train")),
+                             storage_path=config["train_storage"]),
     )
     errors: list[BaseException] = []
 

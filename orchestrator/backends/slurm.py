@@ -37,7 +37,9 @@ from ghostsweep.orchestrator.backends.base import (
     worker_command,
     worker_env,
 )
+from ghostsweep.orchestrator.backends.private import private_dir
 from ghostsweep.orchestrator.sweepdir.badnodes import is_host_list
+from ghostsweep.orchestrator.sweepdir.directory import SweepDir
 from ghostsweep.orchestrator.sweepdir.lease import break_dead_lease, wait_until_released
 from ghostsweep.trials.trialdir import LEASE_FILE, ExitCode, read_result
 from ghostsweep.trials.typed import NON_NEGATIVE, Range
@@ -184,7 +186,7 @@ class SlurmBackend(Backend):
         per_task = self.resources.trials_per_gpu
         trials = placement.trials
         groups = [trials[i:i + per_task] for i in range(0, len(trials), per_task)]
-        executor = self._executor(placement.sweep.root.resolve())
+        executor = self._executor(placement.sweep)
         jobs: list[tuple[list[TrialRef], str]] = []
         try:
             for start in range(0, len(groups), self.max_array_size):
@@ -207,13 +209,14 @@ class SlurmBackend(Backend):
         trial_dirs = [str(Path(t.trial_dir).resolve()) for t in group]
         return TrialTask(trial_dirs, self.options.max_requeues, self.resources.cpus_per_trial)
 
-    def _executor(self, sweep_dir: Path) -> submitit.SlurmExecutor:
-        """sbatch parameters from the spec; submitit's files (pickles, logs) go to SWEEP_DIR/slurm/.
+    def _executor(self, sweep: SweepDir) -> submitit.SlurmExecutor:
+        """sbatch parameters from the spec; submitit's files (the job's pickles, its logs) go to the sweep's
+        private folder (`private.py`): a pickle planted in the shared sweep folder would run as the job.
 
         The job's python is this one with `-P`: the job runs in SWEEP_DIR, and a module there must not shadow
         ghostsweep, submitit or their dependencies (the package itself is installed, so no PYTHONPATH is set)."""
-        resources, options = self.resources, self.options
-        executor = submitit.SlurmExecutor(sweep_dir / "slurm", max_num_timeout=options.max_requeues,
+        resources, options, sweep_dir = self.resources, self.options, sweep.root.resolve()
+        executor = submitit.SlurmExecutor(private_dir(sweep, "slurm"), max_num_timeout=options.max_requeues,
                                           python=f"{shlex.quote(sys.executable)} -P")
         per_task = resources.trials_per_gpu
         tasks_per_node = self.tasks_per_trial // resources.nodes
