@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from ghostsweep.orchestrator.backends.base import JobPhase
+from ghostsweep.orchestrator.backends.private import private_dir
 from ghostsweep.orchestrator.backends.slurm import SlurmBackend, SlurmOptions, expand_job_ids
 from ghostsweep.orchestrator.spec.resources import Resources
 from ghostsweep.orchestrator.sweepdir.directory import SweepDir, TrialRef
@@ -274,7 +275,8 @@ def test_real_timeout_requeues_and_finishes(cli, tmp_path):
     ended = wait_ended(tmp_path / "sweep", timeout=400)
     assert ended[trial.name]["status"] == "done", ended
     assert read(trial / "work.json")["attempts"] >= 2
-    assert "this job is timed-out" in (tmp_path / f"sweep/slurm/{job_of(trial)}_0_log.out").read_text()
+    job_files = private_dir(SweepDir(tmp_path / "sweep"), "slurm")
+    assert "this job is timed-out" in (job_files / f"{job_of(trial)}_0_log.out").read_text()
 
 
 def test_cancel_then_rerun_failed(cli, tmp_path):

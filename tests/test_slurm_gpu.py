@@ -107,9 +107,9 @@ def test_bad_node_exclusion_switch(tmp_path):
     """`exclude_bad_nodes` (spec backend option, or `--backend-option exclude_bad_nodes=false`): on, every sbatch
     of the backend gets --exclude; off, none does, and the backend says it did not exclude."""
     on = SlurmBackend(Resources(**RESOURCES), SlurmOptions.parse({}))
-    assert on.exclude_nodes(["node2"]) and on._executor(tmp_path).parameters["exclude"] == "node2"
+    assert on.exclude_nodes(["node2"]) and on._executor(SweepDir(tmp_path)).parameters["exclude"] == "node2"
     off = SlurmBackend(Resources(**RESOURCES), SlurmOptions.parse({"exclude_bad_nodes": False}))
-    assert not off.exclude_nodes(["node2"]) and "exclude" not in off._executor(tmp_path).parameters
+    assert not off.exclude_nodes(["node2"]) and "exclude" not in off._executor(SweepDir(tmp_path)).parameters
     with pytest.raises(ValueError, match="exclude_bad_nodes: must be true or false, got 'no'"):
         SlurmOptions.parse({"exclude_bad_nodes": "no"})
 

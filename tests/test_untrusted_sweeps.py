@@ -14,6 +14,7 @@ import pytest
 from test_slurm import slurm_conf  # noqa: F401  (the fixture: the shared cluster, up)
 
 from ghostsweep.orchestrator.backends.base import Session
+from ghostsweep.orchestrator.backends.private import private_root
 from ghostsweep.orchestrator.backends.slurm import SlurmBackend, SlurmOptions, check_sbatch_parameters
 from ghostsweep.orchestrator.cli import main
 from ghostsweep.orchestrator.spec.resources import Resources
@@ -78,7 +79,8 @@ def test_every_sbatch_value_is_checked_where_the_job_script_is_made(tmp_path):
     """A sweep folder whose name holds a newline reaches `--chdir` and `--job-name`: refused, no script made."""
     backend = SlurmBackend(Resources(gpus_per_trial=0), SlurmOptions(), Session(cluster={"MaxArraySize": "1001"}))
     with pytest.raises(ValueError, match="control character"):
-        backend._executor(tmp_path / "a\ntouch pwned")
+        backend._executor(SweepDir(tmp_path / "a\ntouch pwned"))
+    assert not list(private_root().glob("a*"))  # nothing made for it
     with pytest.raises(ValueError, match="not a Slurm host list"):
         check_sbatch_parameters({"exclude": "node1 node2"})
     check_sbatch_parameters({"exclude": "gpu[01-03,07],node-2.cluster", "job_name": "gs-s", "requeue": True})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -29,7 +30,8 @@ def private_dir(sweep: SweepDir, backend: str) -> Path:
     root = private_root()
     sweep_path = sweep.root.resolve()
     key = hashlib.sha256(str(sweep_path).encode()).hexdigest()[:16]
-    path = root / f"{sweep_path.name}-{key}" / backend
+    readable_name = re.sub(r"[^A-Za-z0-9._-]", "_", sweep_path.name)[:64]  # the path reaches job scripts
+    path = root / f"{readable_name}-{key}" / backend
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     for level in (root, path.parent, path):
         level.mkdir(mode=0o700, exist_ok=True)

@@ -216,8 +216,6 @@ class SlurmBackend(Backend):
         The job's python is this one with `-P`: the job runs in SWEEP_DIR, and a module there must not shadow
         ghostsweep, submitit or their dependencies (the package itself is installed, so no PYTHONPATH is set)."""
         resources, options, sweep_dir = self.resources, self.options, sweep.root.resolve()
-        executor = submitit.SlurmExecutor(private_dir(sweep, "slurm"), max_num_timeout=options.max_requeues,
-                                          python=f"{shlex.quote(sys.executable)} -P")
         per_task = resources.trials_per_gpu
         tasks_per_node = self.tasks_per_trial // resources.nodes
         parameters: dict[str, Any] = {
@@ -236,7 +234,9 @@ class SlurmBackend(Backend):
             parameters["gpus_per_node"] = max(1, resources.gpus_per_trial // resources.nodes)
         if self.session.excluded_nodes:
             parameters["exclude"] = ",".join(self.session.excluded_nodes)
-        check_sbatch_parameters(parameters)
+        check_sbatch_parameters(parameters)  # before anything is made for the job
+        executor = submitit.SlurmExecutor(private_dir(sweep, "slurm"), max_num_timeout=options.max_requeues,
+                                          python=f"{shlex.quote(sys.executable)} -P")
         executor.update_parameters(**parameters)
         return executor
 
