@@ -205,7 +205,8 @@ def test_packing_runs_k_trials_per_slot_at_once(tmp_path):
 
 
 SLURM_PREFIX = "/tmp/ghostsweep-slurm-raytest"  # a private 2-node cluster: the shared one has one node
-SLURM_ENV = {"GHOSTSWEEP_SLURM_PREFIX": SLURM_PREFIX, "GHOSTSWEEP_SLURM_PORT_BASE": "7917",
+# Its own ports (8017..8030): test_slurm_gpu's cluster (7917) and test_slurm's (7817) run beside it under xdist.
+SLURM_ENV = {"GHOSTSWEEP_SLURM_PREFIX": SLURM_PREFIX, "GHOSTSWEEP_SLURM_PORT_BASE": "8017",
              "GHOSTSWEEP_SLURM_NODES": "2"}
 
 
