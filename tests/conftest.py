@@ -1,7 +1,6 @@
 """Shared fixtures: where the real CIFAR-10 lives in CI (`../shared`, beside the clone); how pytest-xdist
 spreads the suite over the machine's cores."""
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,13 +24,9 @@ def private_backend_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     """The backends' private folders (orchestrator/backends/private.py) in the session's temporary folder, not
     in the home directory; the CLI in a subprocess inherits it."""
     root = tmp_path_factory.mktemp("private")
-    previous = os.environ.get(PRIVATE_DIR_ENV)
-    os.environ[PRIVATE_DIR_ENV] = str(root)
-    yield root
-    if previous is None:
-        del os.environ[PRIVATE_DIR_ENV]
-    else:
-        os.environ[PRIVATE_DIR_ENV] = previous
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(PRIVATE_DIR_ENV, str(root))
+        yield root
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

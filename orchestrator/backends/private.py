@@ -32,9 +32,8 @@ def private_dir(sweep: SweepDir, backend: str) -> Path:
     key = hashlib.sha256(str(sweep_path).encode()).hexdigest()[:16]
     readable_name = re.sub(r"[^A-Za-z0-9._-]", "_", sweep_path.name)[:64]  # the path reaches job scripts
     path = root / f"{readable_name}-{key}" / backend
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for level in (root, path.parent, path):
-        level.mkdir(mode=0o700, exist_ok=True)
+    for level in (root, path.parent, path):  # each its own mkdir: `parents` makes missing parents without `mode`
+        level.mkdir(mode=0o700, parents=True, exist_ok=True)
         _check_private(level)
     return path
 

@@ -105,9 +105,12 @@ def wandb_sync_call(run_dirs: Sequence[Path], cwd: Path, on_pushed: Callable[[Pa
         return output.read(), stalled
 
 
-def why_not_pushed(output: str, run_dir: Path) -> str:
-    """The line of `wandb sync`'s output that says why the run was not pushed: an error naming its id, else the
-    crash of wandb-core (`panic: `), else the last error, else the last line."""
+def why_not_pushed(output: str, run_dir: Path, stalled: bool = False) -> str:
+    """Why the run was not pushed: the call was stopped for pushing nothing, else the line of `wandb sync`'s output
+    that says so: an error naming its id, else the crash of wandb-core (`panic: `), else the last error, else the
+    last line."""
+    if stalled:
+        return f"wandb sync pushed nothing for {STALL_TIMEOUT_S:.0f} s (is the W&B server reachable?)"
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     run_id = run_dir.name.rsplit("-", 1)[-1]
     errors = [line for line in lines if "error" in line.lower() or line.startswith("panic: ")]
@@ -129,17 +132,13 @@ def push_with_wandb_sync(run_dirs: Sequence[Path], cwd: Path, on_pushed: Callabl
         return {}
     output, stalled = wandb_sync_call(run_dirs, cwd, on_pushed)
     left = [run_dir for run_dir in run_dirs if not synced(run_dir)]
-    if stalled:
-        return {run_dir: f"wandb sync pushed nothing for {STALL_TIMEOUT_S:.0f} s (is the W&B server reachable?)"
-                for run_dir in left}
-    if len(left) < 2:
-        return {run_dir: why_not_pushed(output, run_dir) for run_dir in left}
+    if stalled or len(left) < 2:
+        return {run_dir: why_not_pushed(output, run_dir, stalled) for run_dir in left}
     failures = {}
     for run_dir in left:  # alone, so that one run breaking `wandb sync` does not keep the others back
         output, stalled = wandb_sync_call([run_dir], cwd, on_pushed)
         if not synced(run_dir):
-            failures[run_dir] = (f"wandb sync pushed nothing for {STALL_TIMEOUT_S:.0f} s" if stalled
-                                 else why_not_pushed(output, run_dir))
+            failures[run_dir] = why_not_pushed(output, run_dir, stalled)
     return failures
 
 
