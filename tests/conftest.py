@@ -29,11 +29,15 @@ def private_backend_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield root
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups into the test ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """One pytest-xdist group per test module (its module-scoped fixtures are built once), except that every Ray
     test shares one group and every other Slurm test another: Ray tests each start a local Ray, and Slurm tests
-    share one cluster whose timing (time limits, requeues) they assert, so each kind runs one test at a time."""
+    share one cluster whose timing (time limits, requeues) they assert, so each kind runs one test at a time.
+    A module that names its own group (one with a cluster of its own) keeps it."""
     for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
         group = ("ray" if item.get_closest_marker("ray") else "slurm" if item.get_closest_marker("slurm")
                  else item.nodeid.partition("::")[0])
         item.add_marker(pytest.mark.xdist_group(group))

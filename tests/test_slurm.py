@@ -114,6 +114,15 @@ class Cli:
         return {t["trial_id"]: t for t in json.loads(self("status", sweep, "--json").stdout)["trials"]}
 
 
+def test_slurm_tests_run_one_at_a_time(request):
+    """Under pytest-xdist, every test of the shared cluster is in one group (conftest.py), so one worker runs them
+    in turn: a group added too late (after xdist read the groups) let them run at once, and the GPU module's
+    cluster was stopped under a test of the other worker."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        pytest.skip("not under pytest-xdist: every test runs in turn anyway")
+    assert request.node.nodeid.endswith("@slurm"), request.node.nodeid
+
+
 def write_spec(path: Path, name: str, *, seeds: int = 1, recipe: dict | None = None,
                resources: dict | None = None, options: dict | None = None, model: str = "resnet8") -> Path:
     spec = {

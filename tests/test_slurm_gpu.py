@@ -28,7 +28,7 @@ from ghostsweep.orchestrator.sweepdir.badnodes import find_bad_nodes
 from ghostsweep.orchestrator.sweepdir.directory import SweepDir
 from ghostsweep.trials.trialdir import Outcome, TrialResult
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm-gpu")]  # its own cluster: beside the shared one's tests
 
 KNOBS = {"GHOSTSWEEP_SLURM_PREFIX": "/tmp/ghostsweep-slurm-gpu", "GHOSTSWEEP_SLURM_PORT_BASE": "7917",
          "GHOSTSWEEP_SLURM_NODES": "2", "GHOSTSWEEP_SLURM_GPUS": "2"}

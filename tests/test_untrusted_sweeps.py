@@ -14,7 +14,7 @@ import pytest
 from test_slurm import slurm_conf  # noqa: F401  (the fixture: the shared cluster, up)
 
 from ghostsweep.orchestrator.backends.base import Session
-from ghostsweep.orchestrator.backends.private import private_root
+from ghostsweep.orchestrator.backends.private import PRIVATE_DIR_ENV, private_root
 from ghostsweep.orchestrator.backends.slurm import SlurmBackend, SlurmOptions, check_sbatch_parameters
 from ghostsweep.orchestrator.cli import main
 from ghostsweep.orchestrator.spec.resources import Resources
@@ -75,12 +75,13 @@ def test_a_spec_cannot_pass_sbatch_flags_that_choose_what_the_job_runs(sbatch, t
     SlurmOptions(sbatch={"begin": "now+1hour", "mail-type": "END", "comment": "x", "exclusive": True, "nodelist": "n1"})
 
 
-def test_every_sbatch_value_is_checked_where_the_job_script_is_made(tmp_path):
+def test_every_sbatch_value_is_checked_where_the_job_script_is_made(tmp_path, monkeypatch):
     """A sweep folder whose name holds a newline reaches `--chdir` and `--job-name`: refused, no script made."""
+    monkeypatch.setenv(PRIVATE_DIR_ENV, str(tmp_path / "private"))  # this test's own: other tests' sweeps are not in it
     backend = SlurmBackend(Resources(gpus_per_trial=0), SlurmOptions(), Session(cluster={"MaxArraySize": "1001"}))
     with pytest.raises(ValueError, match="control character"):
         backend._executor(SweepDir(tmp_path / "a\ntouch pwned"))
-    assert not list(private_root().glob("a*"))  # nothing made for it
+    assert not private_root().exists()  # nothing made for it
     with pytest.raises(ValueError, match="not a Slurm host list"):
         check_sbatch_parameters({"exclude": "node1 node2"})
     check_sbatch_parameters({"exclude": "gpu[01-03,07],node-2.cluster", "job_name": "gs-s", "requeue": True})
