@@ -425,7 +425,7 @@ def kill_node(prefix: Path, node: str, jobs: list[str]) -> None:
         if parent is not None:
             children.setdefault(parent, []).append(int(stat.parent.name))
     todo = [int(p.parent.name) for p in Path("/proc").glob("[0-9]*/cmdline")
-            if any(f"slurmstepd: [{job}.".encode() in _read(p) for job in jobs)]
+            if any(f"slurmstepd: [{job}.".encode() in _read(p) for job in jobs) and _runs_under(p.parent, prefix)]
     while todo:
         pid = todo.pop()
         doomed.append(pid)
@@ -433,6 +433,14 @@ def kill_node(prefix: Path, node: str, jobs: list[str]) -> None:
     for pid in doomed:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 9)
+
+
+def _runs_under(process: Path, prefix: Path) -> bool:
+    """A slurmstepd works in its cluster's folder: the other test clusters number their jobs from 1 too."""
+    try:
+        return Path(os.readlink(process / "cwd")).is_relative_to(prefix)
+    except OSError:
+        return False
 
 
 def _read(path: Path) -> bytes:
