@@ -138,11 +138,12 @@ def trial_dirs(sweep: Path) -> list[Path]:
     return sorted((sweep / "trials").iterdir())
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval: float = 2.0) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval: float = 2.0,
+             explain: Callable[[], str] | None = None) -> None:
     deadline = time.time() + timeout
     while not condition():
         if time.time() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}" + (f"\n{explain()}" if explain else ""))
         time.sleep(interval)
 
 
@@ -154,11 +155,32 @@ def results(sweep: Path) -> dict[str, dict]:
     return {d.name: read(d / "result.json") for d in trial_dirs(sweep)}
 
 
-def wait_ended(sweep: Path, timeout: float = 900) -> dict[str, dict]:
-    """Until every trial has a final result.json (done or failed)."""
+def wait_ended(sweep: Path, timeout: float = 900, conf: str | None = None) -> dict[str, dict]:
+    """Until every trial has a final result.json (done or failed); on a timeout, what the cluster (`conf`, else
+    $SLURM_CONF) says, so that a failure in CI can be read from its log."""
     wait_for(lambda: all(r.get("status") in ("done", "failed") for r in results(sweep).values()),
-             timeout, f"the trials of {sweep.name} to end")
+             timeout, f"the trials of {sweep.name} to end",
+             explain=lambda: cluster_state(conf or os.environ["SLURM_CONF"], sweep))
     return results(sweep)
+
+
+def cluster_state(conf: str, sweep: Path) -> str:
+    """The queue, the nodes, the trials' states and the controller log's tail."""
+    def run(*command: str) -> str:
+        try:
+            done = subprocess.run(command, env=os.environ | {"SLURM_CONF": conf}, capture_output=True, text=True,
+                                  timeout=20)
+            return (done.stdout + done.stderr).strip()
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return str(error)
+
+    log = Path(conf).parents[1] / "log/slurmctld.log"
+    tail = log.read_text(errors="replace").splitlines()[-40:] if log.exists() else ["(no slurmctld.log)"]
+    return "\n".join([
+        "squeue:", run("squeue", "-a", "-o", "%i %j %T %r %N"), "sinfo:", run("sinfo", "-N", "-o", "%N %T %E"),
+        "trials:", *(f"  {name}: {r.get('status', '(no result)')}" for name, r in results(sweep).items()),
+        f"{log}:", *tail,
+    ])
 
 
 def metrics(trial_dir: Path) -> list[dict]:
@@ -407,7 +429,7 @@ def test_node_failure_requeues_on_the_other_node(data_dir, tmp_path, monkeypatch
             return info is not None and info.phase is JobPhase.ACTIVE and info.node not in (None, node)
 
         wait_for(requeued, 240, f"job {job} to run again on a node other than {node}", interval=3)
-        ended = wait_ended(tmp_path / "sweep", timeout=400)
+        ended = wait_ended(tmp_path / "sweep", timeout=400, conf=conf)
         assert ended[trial.name]["status"] == "done"
         history = scheduler(cli.env, "sacct", "-n", "-P", "-X", "-D", "-j", job, "-o", "State,NodeList")
         assert f"NODE_FAIL|{node}" in history, history

@@ -139,7 +139,7 @@ def test_array_tasks_get_distinct_gpus_and_packed_trials_share_one(gcli, tmp_pat
          "--out", tmp_path / "p")
     results = {}
     for sweep in (tmp_path / "a", tmp_path / "p"):
-        assert {r["status"] for r in wait_ended(sweep, timeout=300).values()} == {"done"}
+        assert {r["status"] for r in wait_ended(sweep, timeout=300, conf=gcli.env["SLURM_CONF"]).values()} == {"done"}
         results |= {(sweep.name, trial_id): r | {"job": job_of(sweep / "trials" / trial_id)}
                     for trial_id, r in bindings(sweep).items()}
     print(binding_table({f"{sweep}/{trial_id}": r for (sweep, trial_id), r in results.items()}))
@@ -171,7 +171,7 @@ def test_gres_override_is_honoured(gcli, tmp_path):
     sweep = tmp_path / "g"
     gcli("submit", spec(tmp_path / "g.yaml", "g", [{"model": "resnet20"}], options={"gres": "gpu:2"}),
          "--out", sweep)
-    (result,) = wait_ended(sweep, timeout=300).values()
+    (result,) = wait_ended(sweep, timeout=300, conf=gcli.env["SLURM_CONF"]).values()
     (rank,) = result["gpu_binding"]
     assert gpus(rank) == {"0", "1"} and rank["cuda_visible_devices"] == "0,1", rank
     (script,) = private_dir(SweepDir(sweep), "slurm").glob("*_submission.sh")
@@ -193,7 +193,7 @@ def test_ddp_trials_get_one_gpu_per_rank_with_per_grid_resources(gcli, tmp_path)
     sweep = tmp_path / "d"
     gcli("submit", path, "--out", sweep)
     assert len(gcli.calls("sbatch")) == 2  # one placement per distinct resources
-    results = wait_ended(sweep, timeout=600)
+    results = wait_ended(sweep, timeout=600, conf=gcli.env["SLURM_CONF"])
     print(binding_table(results))
     by_model = {r["model"]: r for r in results.values()}
     for model, world, nodes in (("resnet8", 2, 1), ("ghost_resnet8", 4, 2)):
@@ -214,7 +214,7 @@ def test_bad_node_is_reported_and_excluded_from_reruns(gcli, tmp_path):
     gcli.env |= {"FAIL_ON_NODE": "node2", "BOUND_TRIAL_S": "6"}
     sweep = tmp_path / "b"
     gcli("submit", spec(tmp_path / "b.yaml", "b", [{"model": "resnet20"}], seeds=4), "--out", sweep)
-    first = wait_ended(sweep, timeout=300)
+    first = wait_ended(sweep, timeout=300, conf=gcli.env["SLURM_CONF"])
     failed = sorted(t for t, r in first.items() if r["status"] == "failed")
     assert {first[t]["node"] for t in failed} == {"node2"} and len(failed) == 2, first
     status = json.loads(gcli("status", sweep, "--json").stdout)
