@@ -21,6 +21,7 @@ from wandb_workspaces.reports.v2 import interface, internal
 from ghostsweep.orchestrator.cli import main
 from ghostsweep.orchestrator.report.build import build_report
 from ghostsweep.orchestrator.report.records import records_from_sweep
+from ghostsweep.orchestrator.report.wandb_io import LOGGED_FILE
 from ghostsweep.orchestrator.report.wandb_report import (
     PENDING_FILE,
     PUBLISHED_FILE,
@@ -125,6 +126,31 @@ def test_offline_report_writes_the_pending_definition(report_dir: Path, monkeypa
     assert [line for line in (out + captured.err).splitlines() if line.startswith("wandb:")] == []
     internal.ReportViewspec.model_validate_json((report_dir / PENDING_FILE).read_text())
     assert not (report_dir / PUBLISHED_FILE).exists()
+
+
+def test_an_unchanged_sweep_logs_no_second_report_run(report_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """`report --wandb` twice on an unchanged sweep: one report run, the second command says where it is. A record
+    that is not `report`'s own, or a sweep that changed, logs a new one."""
+    for key in ("WANDB_DIR", "WANDB_API_KEY", "WANDB_BASE_URL"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setattr(interface, "_get_api", no_api)
+
+    def report_runs() -> list[Path]:
+        assert main(["report", str(report_dir), "--wandb"]) == 0
+        return sorted((report_dir / "wandb").glob("offline-run-*"))
+
+    (first,) = report_runs()
+    capsys.readouterr()
+    assert report_runs() == [first]
+    assert f"logged to W&B before: {first} (the sweep is unchanged since; no new report run)" in capsys.readouterr().out
+    (report_dir / LOGGED_FILE).write_text('{"inputs_sha256": 1}')
+    assert len(report_runs()) == 2
+    done = next(path for path in sorted(report_dir.glob("trials/*/result.json"))
+                if json.loads(path.read_text())["status"] == "done")
+    done.unlink()  # the sweep changes: that trial is to be run again
+    assert len(report_runs()) == 3
 
 
 def test_publish_saves_through_the_recorded_api_and_updates_in_place(

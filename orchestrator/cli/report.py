@@ -67,9 +67,12 @@ def run(args: argparse.Namespace) -> int:
           f"browser), {paths['md']}, {paths['json']} and the plots as "
           f"{Path(out_dir) / 'report-*.svg'}{' and .png' if args.wandb else ''}")
     if args.wandb:
-        from ghostsweep.orchestrator.report.wandb_io import log_report
+        from ghostsweep.orchestrator.report.wandb_io import log_report, logged_before
         from ghostsweep.orchestrator.report.wandb_report import publish_or_defer
 
-        print(f"logged to W&B: {log_report(report, paths, Path(out_dir))}")
+        if before := logged_before(report, Path(out_dir)):
+            print(f"logged to W&B before: {before} (the sweep is unchanged since; no new report run)")
+        else:
+            print(f"logged to W&B: {log_report(report, paths, Path(out_dir))}")
         print(publish_or_defer(report, paths["html"].absolute(), Path(out_dir)))
     return 0

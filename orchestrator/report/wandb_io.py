@@ -6,11 +6,14 @@ fields, history = the eval rows at step = iteration. A sweep's trials carry `wan
 `wandb.position` (`sweepdir.sweep_trial_config`), so their runs group, label and order as the sweep's files do.
 
 The report run (job_type "report") is kept beside the report (SWEEP_DIR/wandb/): report.json's numbers as tables
-that sort and plot (`numeric_tables`), the plots, report.html, and the headline numbers in its summary.
+that sort and plot (`numeric_tables`), the plots, report.html, and the headline numbers in its summary. Its record
+(SWEEP_DIR/wandb-report-run.json: the inputs it was made from, where it went) lets `report --wandb` on an unchanged
+sweep log nothing new: one report run per state of the sweep, not one per command.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -21,10 +24,12 @@ from ghostsweep.orchestrator.report.model import Metric, Report
 from ghostsweep.orchestrator.report.plots import PLOTS
 from ghostsweep.orchestrator.report.records import TrialRecord
 from ghostsweep.orchestrator.report.stats import Interval
+from ghostsweep.trials.files import MAX_RECORD_BYTES, atomic_write_text, read_json
 from ghostsweep.trials.trialdir import CURVE_METRIC, Outcome, TrialResult
 
 WANDB_PATH = re.compile(r"(?P<entity>[\w.-]+)/(?P<project>[\w.-]+)(?:/(?P<sweep>[\w.-]+))?")
 TRIAL_CONFIG_KEYS = ("model", "seed", "model_options", "recipe", "data", "runtime")
+LOGGED_FILE = "wandb-report-run.json"
 
 
 def records_from_wandb(path: str, api: Any | None = None) -> tuple[str, list[TrialRecord], dict[str, Any]]:
@@ -198,4 +203,26 @@ def log_report(report: Report, paths: dict[str, Path], out_dir: Path) -> str:
     run.summary.update({key: value for key, value in report_summary(report).items() if value is not None})
     where = str(Path(run.dir).parent) if run.offline else run.url
     run.finish()
+    if report.inputs_sha256:
+        atomic_write_text(out_dir / LOGGED_FILE, json.dumps(
+            {"inputs_sha256": report.inputs_sha256, "wandb": _destination(report), "where": where}, indent=1) + "\n")
     return where
+
+
+def logged_before(report: Report, out_dir: Path) -> str | None:
+    """Where `log_report` logged this report before (a URL, or an offline run's folder that is still there), when
+    it was made from the same inputs for the same W&B project and mode; else None. A record that is not what
+    `log_report` writes (the folder is anyone's to edit) is no record."""
+    try:
+        data = read_json(out_dir / LOGGED_FILE, MAX_RECORD_BYTES)
+    except (ValueError, OSError):
+        return None
+    if not isinstance(data, dict) or not report.inputs_sha256 or data.get("inputs_sha256") != report.inputs_sha256 \
+            or data.get("wandb") != _destination(report) or not isinstance(where := data.get("where"), str):
+        return None
+    return where if where.startswith(("https://", "http://")) or (out_dir / "wandb" / Path(where).name).is_dir() \
+        else None
+
+
+def _destination(report: Report) -> dict[str, str | None]:
+    return {key: report.wandb.get(key) for key in ("project", "entity", "mode")}
