@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 
 from ghostsweep.orchestrator.report.build import build_report
 from ghostsweep.orchestrator.report.model import Report
+from ghostsweep.orchestrator.report.plots import render_plots
 from ghostsweep.orchestrator.report.records import TrialRecord
 from ghostsweep.orchestrator.report.tables import ablation_table, comparison_rows
 from ghostsweep.orchestrator.report.wandb_io import numeric_tables
@@ -209,6 +211,26 @@ def test_mixed_libraries_and_devices_are_flagged_beside_every_number(done_sweep:
     tables = numeric_tables(Report.from_dict(report))
     assert tables["comparisons"][0]["provenance"] == flag.removeprefix("⚠ provenance: ")
     assert [row["provenance_flag"] for row in tables["rows"]] == ["⚠ mixed torch", "⚠ mixed device"]
+
+
+def test_the_plots_mark_a_row_of_mixed_code_and_its_comparison() -> None:
+    """resnet56's seeds ran under two commits, ghost_resnet56's under one: its point and legend entry in the size
+    plots, its learning curve and the comparison's line in the differences plot carry ⚠, and each caption says
+    what ⚠ means; ghost_resnet56 alone is unmarked."""
+    records = [_record(0, "abc"), _record(1, "abc"), _record(2, "def")]
+    records += [_record(seed, "abc", model="ghost_resnet56", group="h") for seed in range(3)]
+    for record in records:
+        record.settings, record.curve = {"model": record.model}, [(500, 50.0 + record.seed), (1000, 60.0)]
+    plots = render_plots(build_report("t", records), raster=False)
+    marked = {name: re.findall(r">([^<>]*⚠[^<>]*)<", plot.svg) for name, plot in plots.items()}
+    assert marked == {"accuracy-vs-params": ["56 ⚠", "ours: resnet ⚠"], "accuracy-vs-macs": ["56 ⚠", "ours: resnet ⚠"],
+                      "differences": ["ghost_resnet56 − resnet56 ⚠"], "learning-curves": ["3 seeds ⚠"],
+                      "ablations": []}
+    for name in ("accuracy-vs-params", "accuracy-vs-macs", "learning-curves"):
+        assert "⚠ marks a row whose provenance is flagged" in plots[name].caption
+    assert "⚠ marks a comparison" in plots["differences"].caption
+    uniform = render_plots(build_report("t", records[3:]), raster=False)
+    assert not any("⚠" in plot.svg + plot.caption for plot in uniform.values())
 
 
 def _ablation_records(code_of: dict[tuple[str, int], str]) -> list[TrialRecord]:

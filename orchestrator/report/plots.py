@@ -47,6 +47,13 @@ SOURCE_MARKERS = ("D", "s", "^", "v", "P", "X")
 MAX_LEGEND_SERIES = 12  # beyond this many of our series a legend is a wall of text
 MAX_FOREST_ROWS = 40  # a forest plot taller than a few screens helps nobody; the table has every comparison
 CLAIM_COLOR = "#cf222e"
+FLAG = "⚠"  # beside a row or comparison whose seeds did not all run alike (the rows table says how)
+FLAG_CAPTION = (f" {FLAG} marks a row whose provenance is flagged (its seeds ran under mixed code, libraries or "
+                "devices, or from a dirty tree): the rows table says which.")
+
+
+def _flagged(row: RowSummary) -> bool:
+    return row.provenance is not None and row.provenance.flag is not None
 
 
 def render_plots(report: Report, raster: bool = True) -> dict[str, Plot]:
@@ -121,6 +128,8 @@ def _accuracy_vs_size(report: Report, size: Literal["params", "macs"], axis_labe
         handles[MAX_LEGEND_SERIES:ours] = [Line2D([], [], ls="none", label=(
             f"… and {len(lines) - MAX_LEGEND_SERIES} more series (rows table)"))]
     figure.legend(handles=handles, loc="outside right upper", frameon=False)
+    if any(_flagged(row) for rows in lines.values() for row in rows):
+        caption += FLAG_CAPTION
     return figure, caption
 
 
@@ -143,11 +152,12 @@ def _our_series(axes: Any, lines: dict[str, list[RowSummary]], size: Literal["pa
             for values, value in zip(points, (x[0], stats[0].mean, low[0], high[0]), strict=True):
                 values.append(value)
             continue
+        flag = f" {FLAG}" if any(map(_flagged, rows)) else ""
         handles.append(axes.errorbar(x, [s.mean for s in stats], yerr=[low, high], marker="o", capsize=4, lw=1.8,
-                                     ms=6, color=color, label=f"ours: {name}"))
+                                     ms=6, color=color, label=f"ours: {name}{flag}"))
         for row, xi, s in zip(rows, x, stats, strict=True) if len(lines) <= MAX_LEGEND_SERIES else ():
-            axes.annotate(str(model_info(row.model).depth), (xi, s.mean), xytext=(6, -12),
-                          textcoords="offset points", fontsize=9, color="#57606a")
+            axes.annotate(str(model_info(row.model).depth) + (f" {FLAG}" if _flagged(row) else ""), (xi, s.mean),
+                          xytext=(6, -12), textcoords="offset points", fontsize=9, color="#57606a")
     for color, (x, means, low, high) in unnamed.items():
         axes.errorbar(x, means, yerr=[low, high], marker="o", capsize=4, lw=1.8, ls="none", ms=6, color=color)
     return xs, handles
@@ -231,7 +241,11 @@ def _forest(report: Report, color_of: dict[str, Any]) -> tuple[Any, str]:
             axes.axhline(y + 0.5, color="#d0d7de", lw=1)
         methods_drawn |= _forest_line(axes, c, y, color_of.get(c.treatment, "black"))
         claims_used |= bool(c.claims)
-    axes.set_yticks(range(n), [textwrap.fill(c.difference, 52) for c in reversed(comparisons)])
+    axes.set_yticks(range(n), [textwrap.fill(c.difference + (f" {FLAG}" if c.provenance else ""), 52)
+                               for c in reversed(comparisons)])
+    if any(c.provenance for c in comparisons):
+        caption += (f" {FLAG} marks a comparison whose rows' seeds did not all run alike (mixed code, libraries or "
+                    "devices, within or between the rows): the comparisons table says how.")
     axes.set_ylim(-0.7, n - 0.4)
     axes.grid(axis="y", visible=False)
     axes.set(xlabel="Δ CIFAR-10 test accuracy (pp) = treatment − reference",
@@ -296,13 +310,16 @@ def _learning_curves(report: Report, color_of: dict[str, Any]) -> tuple[Any, str
                 x = [i / 1000 for i in curve.iterations]
                 axes.fill_between(x, curve.low, curve.high, color=color, alpha=0.2, lw=0)
                 name = curve.label[len(variant):].strip() or variant
-                axes.plot(x, curve.mean, color=color, lw=1.6, label=f"{name} ({curve.seeds} seeds)")
+                flag = f" {FLAG}" if curve.flagged else ""
+                axes.plot(x, curve.mean, color=color, lw=1.6, label=f"{name} ({curve.seeds} seeds){flag}")
         axes.set_title(variant, fontsize=11)
         axes.tick_params(labelbottom=True, labelleft=True)
         if 1 < len(lines) <= MAX_LEGEND_SERIES // 2:
             axes.legend(fontsize=9, loc="lower right")
         else:  # one row: its seeds; many (a sweep over a setting): how many lines
-            note = f"{next(iter(lines.values())).seeds} seeds" if len(lines) == 1 else f"{len(lines)} rows"
+            (first, *_) = lines.values()
+            note = f"{first.seeds} seeds{f' {FLAG}' if first.flagged else ''}" if len(lines) == 1 \
+                else f"{len(lines)} rows"
             axes.text(0.97, 0.06, note, transform=axes.transAxes, ha="right", fontsize=10, color="#57606a")
     for axes in list(grid.flat)[len(curves):]:
         axes.axis("off")
@@ -310,6 +327,8 @@ def _learning_curves(report: Report, color_of: dict[str, Any]) -> tuple[Any, str
     figure.supylabel("validation accuracy (%)")
     figure.suptitle("Learning curves: validation accuracy, mean (line) and min–max (band) over seeds",
                     fontweight="bold")
+    if any(curve.flagged for lines in curves.values() for curve in lines.values()):
+        caption += FLAG_CAPTION
     return figure, caption
 
 
@@ -333,6 +352,7 @@ class Curve:
     """One row's curve over its seeds at each evaluated iteration."""
 
     label: str
+    flagged: bool  # the row's provenance is flagged
     seeds: int
     iterations: list[int]
     mean: list[float]
@@ -356,7 +376,7 @@ def _mean_curves(report: Report) -> dict[str, dict[str, Curve]]:
     for group, points in by_group.items():
         iterations = sorted(points)
         curves.setdefault(rows[group].variant, {})[group] = Curve(
-            rows[group].label, len(seeds[group]), iterations,
+            rows[group].label, _flagged(rows[group]), len(seeds[group]), iterations,
             [sum(points[i]) / len(points[i]) for i in iterations],
             [min(points[i]) for i in iterations], [max(points[i]) for i in iterations],
         )
