@@ -154,15 +154,17 @@ def test_an_unchanged_sweep_logs_no_second_report_run(report_dir: Path, monkeypa
 
 
 def test_publish_saves_through_the_recorded_api_and_updates_in_place(
-        report_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        report_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """Through the stand-in API (no server here): the first publish creates the Report, the next one passes its id
-    (kept in wandb-report.json), so W&B replaces it; one Report per sweep."""
+    (kept in wandb-report.json), so W&B replaces it; one Report per sweep. wandb-workspaces' own "Saved report"
+    line is not passed on: the caller's line names the URL."""
     api = RecordedWandbApi()
     monkeypatch.setattr(interface, "_get_api", lambda: api)
     report = build_report(*records_from_sweep(report_dir))
     write_pending(report, report_dir / "report.html", report_dir)
     url = publish(report_dir)
     assert url == f"https://wandb.example/{ENTITY}/ghostsweep/reports/Reproduction-report:-{SWEEP}--{REPORT_ID}"
+    assert "Saved report" not in capsys.readouterr().err
     kept = json.loads((report_dir / PUBLISHED_FILE).read_text())
     assert (kept["id"], kept["url"], kept["entity"], kept["project"]) == (REPORT_ID, url, ENTITY, "ghostsweep")
     assert not (report_dir / PENDING_FILE).exists() and publish(report_dir) is None  # nothing pending

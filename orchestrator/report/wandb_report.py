@@ -10,8 +10,11 @@ SWEEP_DIR/wandb-report.pending.json first and published from there, at once wher
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -152,7 +155,13 @@ def publish(sweep_dir: Path) -> str | None:
     if (before := published(sweep_dir)) and (before["entity"], before["project"]) == (
             definition.entity, definition.project):
         definition.id = before["id"]
-    definition.save()
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):
+            definition.save()
+    finally:  # all wandb said but its own "Saved report to: URL": our line (`publish_or_defer`, `sync`) says that
+        sys.stderr.writelines(line for line in said.getvalue().splitlines(keepends=True)
+                              if "Saved report to:" not in line)
     url = definition.url
     atomic_write_text(sweep_dir / PUBLISHED_FILE, json.dumps({
         "id": definition.id, "url": url, "entity": definition.entity, "project": definition.project,
