@@ -50,9 +50,18 @@ def gpu_cluster() -> dict[str, str]:
 
 @pytest.fixture
 def gcli(gpu_cluster: dict[str, str], cifar10_dir: Path, tmp_path: Path) -> Cli:
-    """`ghostsweep` against the GPU cluster; trials are the binding stand-in unless a test says otherwise."""
+    """`ghostsweep` against the GPU cluster, both nodes idle (an earlier test's jobs may still be completing, and
+    where Slurm places trials is what these tests check); trials are the binding stand-in unless a test says
+    otherwise."""
     cli = Cli(tmp_path / "bin", cifar10_dir, gpu_cluster["SLURM_CONF"])
     cli.env |= {"GHOSTSWEEP_TRIAL_RUNNER": "slurm_fixtures:bound_trial", "BOUND_TRIAL_S": "5"}
+
+    def idle() -> bool:
+        nodes = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %T"], env=gpu_cluster, capture_output=True,
+                               text=True, timeout=30).stdout.split("\n")
+        return sorted(filter(None, nodes)) == ["node1 idle", "node2 idle"]
+
+    wait_for(idle, 120, "both nodes of the GPU cluster to be idle", interval=1.0)
     return cli
 
 
