@@ -10,6 +10,7 @@ most 9.1e-6 and flipped none: 30 times less than the closest call.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,15 @@ pytestmark = pytest.mark.skipif(
     not (WEIGHTS.is_dir() and TEST_BATCH.is_file()),
     reason="needs ../shared/reference/akamaster-pretrained and ../shared/data (present in CI, not in a user's clone)",
 )
+
+
+@pytest.fixture(autouse=True)
+def flush_denormals() -> Iterator[None]:
+    """Subnormal activations (below 1.2e-38) cost the CPU a sixth of ResNet-56's time here (85 s against 72 s for
+    the 10,000 images) and move no logit: flushing them to zero left all 10,000 x 10 logits equal."""
+    torch.set_flush_denormal(True)
+    yield
+    torch.set_flush_denormal(False)
 
 
 @pytest.fixture(scope="module")
