@@ -131,7 +131,7 @@ def test_offline_report_writes_the_pending_definition(report_dir: Path, monkeypa
 def test_an_unchanged_sweep_logs_no_second_report_run(report_dir: Path, monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     """`report --wandb` twice on an unchanged sweep: one report run, the second command says where it is. A record
-    that is not `report`'s own, or a sweep that changed, logs a new one."""
+    that is not `report`'s own, another W&B mode, or a sweep that changed, logs a new one."""
     for key in ("WANDB_DIR", "WANDB_API_KEY", "WANDB_BASE_URL"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -147,10 +147,13 @@ def test_an_unchanged_sweep_logs_no_second_report_run(report_dir: Path, monkeypa
     assert f"logged to W&B before: {first} (the sweep is unchanged since; no new report run)" in capsys.readouterr().out
     (report_dir / LOGGED_FILE).write_text('{"inputs_sha256": 1}')
     assert len(report_runs()) == 2
+    monkeypatch.setenv("WANDB_MODE", "dryrun")  # W&B's own mode changed: another destination
+    assert len(report_runs()) == 3
+    monkeypatch.setenv("WANDB_MODE", "offline")
     done = next(path for path in sorted(report_dir.glob("trials/*/result.json"))
                 if json.loads(path.read_text())["status"] == "done")
     done.unlink()  # the sweep changes: that trial is to be run again
-    assert len(report_runs()) == 3
+    assert len(report_runs()) == 4
 
 
 def test_publish_saves_through_the_recorded_api_and_updates_in_place(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -225,4 +226,8 @@ def logged_before(report: Report, out_dir: Path) -> str | None:
 
 
 def _destination(report: Report) -> dict[str, str | None]:
-    return {key: report.wandb.get(key) for key in ("project", "entity", "mode")}
+    """Where the report run goes: the spec's W&B settings, and W&B's own mode where the spec sets none (offline
+    then online is a new run)."""
+    mode = report.wandb.get("mode")
+    return {"project": report.wandb.get("project"), "entity": report.wandb.get("entity"),
+            "mode": os.environ.get("WANDB_MODE") if mode in (None, "disabled") else mode}
