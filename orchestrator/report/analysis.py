@@ -460,12 +460,8 @@ def _ablation_point(value: Any, ours: tuple[RowInput, RowSummary, JudgedReferenc
         value, row and row.label, row and row.group, final.n, final.mean, final.std, final.ci_low, final.ci_high,
         row and row.params, row and row.macs, judged and judged.ours_minus_paper, judged and judged.verdict,
         judged and verdict_phrase(judged.judgement), ref and ref.test_acc, ref and ref.params, ref and ref.macs,
-        difference, _flag(result),
+        difference, result and result.provenance_flag,
     )
-
-
-def _flag(result: RowSummary | None) -> str | None:
-    return result.provenance.flag if result is not None and result.provenance is not None else None
 
 
 def _ablation_baseline(ablation: Ablation, rows: Sequence[RowInput], analysed: Sequence[RowSummary]
@@ -482,7 +478,7 @@ def _ablation_baseline(ablation: Ablation, rows: Sequence[RowInput], analysed: S
     return AblationBaseline(
         baseline, row and row.label, row and row.group, final.n, final.mean, final.std, final.ci_low, final.ci_high,
         row and row.params, row and row.macs, published and published.test_acc, published and published.params,
-        published and published.macs, _flag(result),
+        published and published.macs, result and result.provenance_flag,
     )
 
 

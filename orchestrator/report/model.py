@@ -316,6 +316,11 @@ class RowSummary:
     def seeds_done(self) -> int:
         return len(self.seeds)
 
+    @property
+    def provenance_flag(self) -> str | None:
+        """The warning beside the row's numbers (`Provenance.flag`); None for a uniform row or an old report."""
+        return self.provenance and self.provenance.flag
+
     def summary(self, metric: Metric) -> Summary:
         return getattr(self, metric.value)
 

@@ -52,10 +52,6 @@ FLAG_CAPTION = (f" {FLAG} marks a row whose provenance is flagged (its seeds ran
                 "devices, or from a dirty tree): the rows table says which.")
 
 
-def _flagged(row: RowSummary) -> bool:
-    return row.provenance is not None and row.provenance.flag is not None
-
-
 def render_plots(report: Report, raster: bool = True) -> dict[str, Plot]:
     """Every plot in `PLOTS`, each series in one colour across plots; a plot without data says so. `raster`:
     a PNG of each as well (what W&B shows), else `Plot.png` is None."""
@@ -128,7 +124,7 @@ def _accuracy_vs_size(report: Report, size: Literal["params", "macs"], axis_labe
         handles[MAX_LEGEND_SERIES:ours] = [Line2D([], [], ls="none", label=(
             f"… and {len(lines) - MAX_LEGEND_SERIES} more series (rows table)"))]
     figure.legend(handles=handles, loc="outside right upper", frameon=False)
-    if any(_flagged(row) for rows in lines.values() for row in rows):
+    if any(row.provenance_flag for rows in lines.values() for row in rows):
         caption += FLAG_CAPTION
     return figure, caption
 
@@ -152,11 +148,11 @@ def _our_series(axes: Any, lines: dict[str, list[RowSummary]], size: Literal["pa
             for values, value in zip(points, (x[0], stats[0].mean, low[0], high[0]), strict=True):
                 values.append(value)
             continue
-        flag = f" {FLAG}" if any(map(_flagged, rows)) else ""
+        flag = f" {FLAG}" if any(row.provenance_flag for row in rows) else ""
         handles.append(axes.errorbar(x, [s.mean for s in stats], yerr=[low, high], marker="o", capsize=4, lw=1.8,
                                      ms=6, color=color, label=f"ours: {name}{flag}"))
         for row, xi, s in zip(rows, x, stats, strict=True) if len(lines) <= MAX_LEGEND_SERIES else ():
-            axes.annotate(str(model_info(row.model).depth) + (f" {FLAG}" if _flagged(row) else ""), (xi, s.mean),
+            axes.annotate(str(model_info(row.model).depth) + (f" {FLAG}" if row.provenance_flag else ""), (xi, s.mean),
                           xytext=(6, -12), textcoords="offset points", fontsize=9, color="#57606a")
     for color, (x, means, low, high) in unnamed.items():
         axes.errorbar(x, means, yerr=[low, high], marker="o", capsize=4, lw=1.8, ls="none", ms=6, color=color)
@@ -376,7 +372,7 @@ def _mean_curves(report: Report) -> dict[str, dict[str, Curve]]:
     for group, points in by_group.items():
         iterations = sorted(points)
         curves.setdefault(rows[group].variant, {})[group] = Curve(
-            rows[group].label, _flagged(rows[group]), len(seeds[group]), iterations,
+            rows[group].label, rows[group].provenance_flag is not None, len(seeds[group]), iterations,
             [sum(points[i]) / len(points[i]) for i in iterations],
             [min(points[i]) for i in iterations], [max(points[i]) for i in iterations],
         )

@@ -111,19 +111,16 @@ TABLE_COLUMNS = (
 )
 
 
-def _flagged(row: RowSummary, cell: str) -> str:
-    """A row's number with its provenance warning beside it (mixed code, libraries or devices; a dirty tree)."""
-    return _with_flag(cell, row.provenance and row.provenance.flag)
-
-
 def _with_flag(cell: str, flag: str | None) -> str:
+    """A number with its provenance warning beside it (mixed code, libraries or devices; a dirty tree)."""
     return f"{cell} {flag}" if flag else cell
 
 
 def table_rows(report: Report) -> list[list[str]]:
     """Our numbers per row."""
     return [[
-        row.label, _seeds(row.outcomes), _flagged(row, _pct(row.final_test_acc)), _precision(row.final_test_acc),
+        row.label, _seeds(row.outcomes), _with_flag(_pct(row.final_test_acc), row.provenance_flag),
+        _precision(row.final_test_acc),
         _pct(row.best_val_test_acc), _range(row.final_test_acc), _millions(row.params, 3), _millions(row.macs, 1),
         _hours(row),
     ] for row in report.rows]

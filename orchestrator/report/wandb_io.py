@@ -118,7 +118,7 @@ def numeric_tables(report: Report) -> dict[str, list[dict[str, Any]]]:
            for metric in Metric for stat, value in row.summary(metric).to_dict().items()},
         "params": row.params, "macs": row.macs, "gpu_hours": row.gpu_hours, "cpu_hours": row.cpu_hours,
         "notes": "; ".join(row.notes), "provenance": row.provenance and row.provenance.describe(),
-        "provenance_flag": row.provenance and row.provenance.flag,
+        "provenance_flag": row.provenance_flag,
     } for row in report.rows]
     references = [{
         "group": row.group, "label": row.label, "source": ref.source, "kind": ref.kind.value, "runs": ref.runs,
@@ -126,7 +126,7 @@ def numeric_tables(report: Report) -> dict[str, list[dict[str, Any]]]:
         "macs": ref.macs, "ours_mean": ref.ours_mean, "ours_minus_paper": ref.ours_minus_paper,
         "interval_low": ref.interval and ref.interval.low, "interval_high": ref.interval and ref.interval.high,
         "p_value": ref.p_value, "method": ref.method, **_judgement_columns(ref.judgement),
-        "provenance_flag": row.provenance and row.provenance.flag,
+        "provenance_flag": row.provenance_flag,
     } for row in report.rows for ref in row.references]
     comparisons = [{
         "factor": c.factor, "difference": c.difference, "treatment": c.treatment, "reference": c.reference,
@@ -225,9 +225,13 @@ def logged_before(report: Report, out_dir: Path) -> str | None:
         else None
 
 
-def _destination(report: Report) -> dict[str, str | None]:
-    """Where the report run goes: the spec's W&B settings, and W&B's own mode where the spec sets none (offline
-    then online is a new run)."""
+def report_run_mode(report: Report) -> str | None:
+    """The W&B mode the report run takes (`log_report`): the spec's, else W&B's own setting (WANDB_MODE)."""
     mode = report.wandb.get("mode")
+    return os.environ.get("WANDB_MODE") if mode in (None, "disabled") else mode
+
+
+def _destination(report: Report) -> dict[str, str | None]:
+    """Where the report run goes: the spec's project and entity, and its mode (offline then online is a new run)."""
     return {"project": report.wandb.get("project"), "entity": report.wandb.get("entity"),
-            "mode": os.environ.get("WANDB_MODE") if mode in (None, "disabled") else mode}
+            "mode": report_run_mode(report)}

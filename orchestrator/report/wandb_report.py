@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from ghostsweep.orchestrator.report.tables import (
     report_notes,
     text_tables,
 )
+from ghostsweep.orchestrator.report.wandb_io import report_run_mode
 from ghostsweep.trials.files import MAX_JSON_BYTES, MAX_RECORD_BYTES, read_bounded, read_json
 from ghostsweep.trials.trialdir import atomic_write_text
 
@@ -173,10 +173,7 @@ def publish(sweep_dir: Path) -> str | None:
 def publish_or_defer(report: Report, html: Path, sweep_dir: Path) -> str:
     """`report --wandb`: write the definition, publish it where a server can answer, and say in one line which."""
     path = write_pending(report, html, sweep_dir)
-    mode = report.wandb.get("mode")
-    if mode in (None, "disabled"):  # the report run took W&B's own setting (log_report): so does the Report
-        mode = os.environ.get("WANDB_MODE")
-    if mode in ("offline", "dryrun"):
+    if report_run_mode(report) in ("offline", "dryrun"):  # the Report follows its report run
         return f"W&B Report: offline mode, its definition is in {path}; `ghostsweep sync {sweep_dir}` publishes it"
     try:
         return f"W&B Report: {publish(sweep_dir)}"
